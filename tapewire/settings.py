@@ -1,0 +1,96 @@
+"""Connection and naming settings shared by the services.
+
+Each service composes its own frozen settings class from these pieces. Every value comes from
+the environment (documented in the README); tests build them directly with their own topics,
+key prefix and schema instead of patching anything.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SAFE_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka-protocol broker."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # Group membership: a dead member's partitions move after this long. librdkafka's 45 s
+    # default makes failover (and a first join) slow; 10 s is a common production value.
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+
+    def as_librdkafka_dict(self) -> dict[str, str | int | float | bool]:
+        conf: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf
+
+
+class TopicSettings(BaseSettings):
+    """Topic names and shape. The DLQ of the raw topic is always `<raw>.dlq`."""
+
+    model_config = SettingsConfigDict(env_prefix="TAPEWIRE_TOPIC_", frozen=True, extra="ignore")
+
+    raw: str = "tt_raw_data"
+    processed: str = "tt_processed_data"
+    partitions: int = Field(default=6, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+
+    @property
+    def raw_dlq(self) -> str:
+        return f"{self.raw}.dlq"
+
+
+class RedisSettings(BaseSettings):
+    """Where the cache lives and how its keys and channels are named."""
+
+    model_config = SettingsConfigDict(env_prefix="REDIS_", frozen=True, extra="ignore")
+
+    url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    # Every key and channel starts with this, so several deployments (or tests) share a server.
+    key_prefix: str = "tt:"
+    updates_channel: str = "tt_updates"
+
+
+class PostgresSettings(BaseSettings):
+    """Where history and durable state live."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DATABASE_", frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
+
+    url: SecretStr = SecretStr("postgresql://tapewire@127.0.0.1:15432/tapewire")
+    schema_name: str = Field(default="tapewire", alias="TAPEWIRE_PG_SCHEMA")
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_is_an_identifier(cls, value: str) -> str:
+        # The schema is spliced into SQL (search_path), so it must be a plain identifier.
+        if not _SAFE_IDENTIFIER.match(value):
+            raise ValueError("TAPEWIRE_PG_SCHEMA must match [a-z_][a-z0-9_]{0,62}")
+        return value
+
+
+class LogSettings(BaseSettings):
+    """Structured logs: one JSON object per line on stderr."""
+
+    model_config = SettingsConfigDict(env_prefix="TAPEWIRE_", frozen=True, extra="ignore")
+
+    log_level: str = "INFO"
