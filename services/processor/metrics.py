@@ -1,0 +1,29 @@
+"""The processor's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from tapewire.consume_loop import LoopMetrics
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ProcessorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.loop = LoopMetrics("processor", registry)
+        self.ticks = Counter(
+            "processor_ticks_total", "Raw records by outcome", ["outcome"], registry=registry
+        )
+        self.dead_lettered = Counter(
+            "processor_dead_lettered_total", "Raw records sent to the DLQ", ["reason"], registry=registry
+        )
+        self.ingest_to_processed = Histogram(
+            "processor_ingest_to_processed_seconds",
+            "From the ingester's stamp to the processed state",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.instruments = Counter(
+            "processor_states_loaded_total", "Instrument states loaded from PostgreSQL", registry=registry
+        )

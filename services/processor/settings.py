@@ -1,0 +1,33 @@
+"""The processor's settings: environment variables prefixed PROCESSOR_ plus the shared pieces."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tapewire.consume_loop import LoopSettings
+from tapewire.settings import KafkaSettings, LogSettings, PostgresSettings, TopicSettings
+
+
+class ProcessorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROCESSOR_", frozen=True, extra="ignore")
+
+    group_id: str = "tt-processor"
+    # Larger batches amortise the PostgreSQL round trip and the commit; the first record of a
+    # batch is never held back waiting for the rest (see tapewire.kafka.poll_batch).
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    poll_timeout_s: float = Field(default=0.1, gt=0, le=5)
+    # A raw record bigger than this is dead-lettered unread: a tick is ~100 bytes.
+    max_record_bytes: int = Field(default=4096, ge=256)
+    flush_timeout_s: float = Field(default=30.0, gt=0)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @property
+    def loop(self) -> LoopSettings:
+        return LoopSettings(batch_size=self.batch_size, poll_timeout_s=self.poll_timeout_s)

@@ -1,0 +1,183 @@
+"""The processor against a real broker and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal as D
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from services.processor.enrich import NS_PER_SECOND
+from services.processor.metrics import ProcessorMetrics
+from services.processor.run import run
+from services.processor.settings import ProcessorSettings
+from services.processor.store import StateStore
+from tapewire.db import connect_kwargs
+from tapewire.kafka import consumer_config, producer_config
+from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
+from tapewire.ticks import Quote, RawTick, Trade
+from tapewire.v1 import market_pb2 as pb
+from tests.support import consume_all, produce_raw, produce_ticks, wait_for
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_763_649_000 * NS_PER_SECOND  # 2026-11-20 14:30:00 UTC
+
+
+def sample_ticks() -> list[RawTick]:
+    """Three instruments; AAPL's trades span a minute boundary."""
+    ticks: list[RawTick] = []
+    for i, (price, size) in enumerate([("10", "100"), ("11", "200"), ("12", "100")]):
+        ticks.append(Trade("AAPL", "XNAS", D(price), D(size), i + 1, T0 + (58 + i) * NS_PER_SECOND, T0))
+    for n in range(20):
+        ticks.append(Quote("MSFT", "XNAS", D("400") + n, D("1"), D("400.5") + n, D("2"), n + 1, T0 + n, T0))
+        ticks.append(Trade("NVDA", "XNAS", D("100.25"), D(n + 1), n + 1, T0 + n, T0))
+    return ticks
+
+
+@contextmanager
+def running_processor(settings: ProcessorSettings) -> Iterator[ProcessorMetrics]:
+    stop = threading.Event()
+    metrics = ProcessorMetrics(CollectorRegistry())
+    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-processor"))
+    producer = Producer(producer_config(settings.kafka, "test-processor"))
+    thread = threading.Thread(
+        target=run,
+        args=(settings, consumer, producer, StateStore(settings.postgres), metrics, stop),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield metrics
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "processor did not stop within 30 s"
+
+
+def make_settings(
+    kafka: KafkaSettings, topics: TopicSettings, postgres: PostgresSettings, group: str
+) -> ProcessorSettings:
+    return ProcessorSettings(kafka=kafka, topics=topics, postgres=postgres, group_id=group, metrics_port=0)
+
+
+def test_enriches_publishes_stores_and_dead_letters(
+    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+) -> None:
+    ticks = sample_ticks()
+    produce_ticks(kafka_settings, topics.raw, ticks)
+    producer = Producer(kafka_settings.as_librdkafka_dict())
+    produce_raw(
+        producer,
+        [
+            (topics.raw, b"AAPL", b"\xff\xfe not protobuf"),
+            (
+                topics.raw,
+                b"AAPL",
+                pb.Tick(
+                    instrument="AAPL", kind=pb.TICK_KIND_TRADE, price="-1", size="1", exchange_time_ns=T0
+                ).SerializeToString(),
+            ),
+        ],
+    )
+
+    settings = make_settings(kafka_settings, topics, postgres_settings, f"g{unique}")
+    with running_processor(settings):
+        outputs = consume_all(kafka_settings, topics.processed, expected=len(ticks))
+        dead = consume_all(kafka_settings, topics.raw_dlq, expected=2)
+
+    states = [pb.InstrumentState.FromString(m.value() or b"") for m in outputs]
+    versions: dict[str, list[int]] = defaultdict(list)
+    for message, state in zip(outputs, states, strict=True):
+        assert message.key() == state.instrument.encode()
+        versions[state.instrument].append(state.version)
+    assert versions == {"AAPL": [1, 2, 3], "MSFT": list(range(1, 21)), "NVDA": list(range(1, 21))}
+
+    last = {s.instrument: s for s in states}
+    aapl = last["AAPL"]
+    # (10*100 + 11*200 + 12*100) / 400 = 11; the 3rd trade opened the 14:31 minute bar.
+    assert (aapl.vwap, aapl.session_volume, aapl.session_high, aapl.change) == ("11", "400", "12", "2")
+    assert (aapl.bar_1m.start_time_ns, aapl.bar_1m.open, aapl.bar_1m.volume) == (
+        T0 + 60 * NS_PER_SECOND,
+        "12",
+        "100",
+    )
+    assert (last["MSFT"].mid, last["MSFT"].spread) == ("419.25", "0.5")
+    assert last["NVDA"].session_volume == "210" and last["NVDA"].vwap == "100.25"
+    assert all(s.times.processed_ns >= s.times.ingest_ns > 0 for s in states)
+
+    with psycopg.connect(**connect_kwargs(postgres_settings)) as conn:
+        stored = dict(conn.execute("SELECT instrument, version FROM instrument_state").fetchall())
+        assert stored == {"AAPL": 3, "MSFT": 20, "NVDA": 20}
+        minute_bars = conn.execute(
+            "SELECT extract(epoch FROM start_time)::bigint, open, high, low, close, volume, trade_count"
+            " FROM bars_1m WHERE instrument = 'AAPL' ORDER BY start_time"
+        ).fetchall()
+        assert minute_bars == [
+            (T0 // NS_PER_SECOND, D(10), D(11), D(10), D(11), D(300), 2),
+            (T0 // NS_PER_SECOND + 60, D(12), D(12), D(12), D(12), D(100), 1),
+        ]
+        assert conn.execute("SELECT count(*) FROM bars_1s WHERE instrument = 'AAPL'").fetchone() == (3,)
+
+    reasons = sorted(dict(m.headers() or [])["tapewire-error-code"].decode() for m in dead)
+    assert reasons == ["invalid", "undecodable"]
+    headers = dict(dead[0].headers() or [])
+    assert headers["tapewire-source-topic"].decode() == topics.raw
+    assert headers["tapewire-service"] == b"processor"
+    assert int(headers["tapewire-source-offset"]) >= 0
+
+
+def test_replay_never_counts_a_tick_twice(
+    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+) -> None:
+    ticks = sample_ticks()
+    produce_ticks(kafka_settings, topics.raw, ticks)
+    with running_processor(make_settings(kafka_settings, topics, postgres_settings, f"a{unique}")):
+        consume_all(kafka_settings, topics.processed, expected=len(ticks))
+
+    # A processor in a new group re-reads every record from offset 0, as after a crash before
+    # any commit: the states in PostgreSQL say each tick is already applied.
+    with running_processor(make_settings(kafka_settings, topics, postgres_settings, f"b{unique}")) as metrics:
+        wait_for(
+            lambda: metrics.ticks.labels("duplicate")._value.get() >= len(ticks), 60, "replay to be skipped"
+        )
+        assert metrics.ticks.labels("applied")._value.get() == 0
+
+    produce_ticks(
+        kafka_settings, topics.raw, [Trade("AAPL", "XNAS", D("13"), D("100"), 4, T0 + 61 * NS_PER_SECOND, T0)]
+    )
+    with running_processor(make_settings(kafka_settings, topics, postgres_settings, f"b{unique}")):
+        outputs = consume_all(kafka_settings, topics.processed, expected=len(ticks) + 1)
+    newest = pb.InstrumentState.FromString(outputs[-1].value() or b"")
+    assert len(outputs) == len(ticks) + 1
+    # (4400 + 1300) / 500 = 11.4: the replayed trades were not added again.
+    assert (newest.instrument, newest.version, newest.vwap, newest.session_volume) == (
+        "AAPL",
+        4,
+        "11.4",
+        "500",
+    )
+
+
+def test_commits_offsets_after_processing(
+    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+) -> None:
+    ticks = sample_ticks()
+    produce_ticks(kafka_settings, topics.raw, ticks)
+    group = f"c{unique}"
+    with running_processor(make_settings(kafka_settings, topics, postgres_settings, group)):
+        consume_all(kafka_settings, topics.processed, expected=len(ticks))
+        probe = Consumer({**kafka_settings.as_librdkafka_dict(), "group.id": group})
+
+        def committed_total() -> int:
+            parts = [TopicPartition(topics.raw, p) for p in range(topics.partitions)]
+            return sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))
+
+        wait_for(lambda: committed_total() == len(ticks), 30, "offsets to be committed")
+        probe.close()
