@@ -1,0 +1,55 @@
+"""`python -m services.cache_updater`: wire the settings and adapters, then run."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import redis
+from confluent_kafka import Consumer
+from prometheus_client import CollectorRegistry
+
+from tapewire.kafka import consumer_config, ensure_topics
+from tapewire.logs import configure_logging
+from tapewire.ops import OpsServer
+from tapewire.shutdown import install_stop_event
+
+from .metrics import CacheUpdaterMetrics
+from .run import run
+from .settings import CacheUpdaterSettings
+
+log = logging.getLogger("services.cache_updater")
+
+
+def main() -> None:
+    settings = CacheUpdaterSettings()
+    configure_logging("cache_updater", settings.log.log_level)
+    stop = install_stop_event()
+    topics = settings.topics
+    ensure_topics(settings.kafka, {topics.processed: topics.partitions}, topics.replication_factor)
+    client_id = f"cache-updater-{socket.gethostname()}"
+    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, client_id))
+    client = redis.Redis.from_url(
+        settings.redis.url.get_secret_value(),
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    registry = CollectorRegistry()
+    metrics = CacheUpdaterMetrics(registry)
+    ops = None
+    if settings.metrics_port:
+        ops = OpsServer(
+            settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry
+        ).start()
+    log.info("cache_updater starting", extra={"group": settings.group_id, "topic": topics.processed})
+    try:
+        run(settings, consumer, client, metrics, stop)
+    finally:
+        if ops:
+            ops.close()
+    log.info("cache_updater stopped")
+
+
+if __name__ == "__main__":
+    main()

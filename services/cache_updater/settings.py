@@ -1,0 +1,29 @@
+"""cache_updater's settings: environment variables prefixed CACHE_UPDATER_ plus the shared pieces."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tapewire.consume_loop import LoopSettings
+from tapewire.settings import KafkaSettings, LogSettings, RedisSettings, TopicSettings
+
+
+class CacheUpdaterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CACHE_UPDATER_", frozen=True, extra="ignore")
+
+    group_id: str = "tt-cache-updater"
+    # One Redis pipeline per batch: the round trip, not Redis, is what costs.
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    poll_timeout_s: float = Field(default=0.1, gt=0, le=5)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9103, ge=0, le=65535)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @property
+    def loop(self) -> LoopSettings:
+        return LoopSettings(batch_size=self.batch_size, poll_timeout_s=self.poll_timeout_s)

@@ -1,0 +1,99 @@
+"""cache_updater against a real broker and a real Redis."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
+
+from services.cache_updater.metrics import CacheUpdaterMetrics
+from services.cache_updater.run import run
+from services.cache_updater.settings import CacheUpdaterSettings
+from tapewire.kafka import consumer_config
+from tapewire.keys import RedisKeys
+from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
+from tapewire.v1 import market_pb2 as pb
+from tests.support import produce_raw, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def state(instrument: str, version: int) -> bytes:
+    return pb.InstrumentState(
+        instrument=instrument,
+        version=version,
+        last_price=f"{100 + version}",
+        times=pb.StageTimes(processed_ns=1),
+    ).SerializeToString()
+
+
+@contextmanager
+def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CacheUpdaterMetrics]:
+    stop = threading.Event()
+    metrics = CacheUpdaterMetrics(CollectorRegistry())
+    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-cache-updater"))
+    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
+    thread = threading.Thread(target=run, args=(settings, consumer, client, metrics, stop), daemon=True)
+    thread.start()
+    try:
+        yield metrics
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+def test_applies_newer_versions_and_publishes_each(
+    kafka_settings: KafkaSettings,
+    topics: TopicSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    unique: str,
+) -> None:
+    keys = RedisKeys.from_settings(redis_settings)
+    pubsub = redis_client.pubsub()
+    pubsub.psubscribe(keys.updates_pattern)
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"  # type: ignore[index]
+
+    # v3 before v2 for AAPL: the stale v2 must neither overwrite nor publish.
+    records = [(topics.processed, b"AAPL", state("AAPL", v)) for v in (1, 3, 2)]
+    records += [(topics.processed, b"MSFT", state("MSFT", v)) for v in (1, 2)]
+    records.append((topics.processed, b"MSFT", b"\x00garbage"))
+    produce_raw(Producer(kafka_settings.as_librdkafka_dict()), records)
+
+    settings = CacheUpdaterSettings(
+        kafka=kafka_settings, topics=topics, redis=redis_settings, group_id=f"g{unique}", metrics_port=0
+    )
+    with running_cache_updater(settings) as metrics:
+        received: list[pb.Update] = []
+
+        def four_updates() -> bool:
+            while (message := pubsub.get_message(timeout=0.1)) is not None:
+                if message["type"] == "pmessage":
+                    update = pb.Update.FromString(message["data"])
+                    assert message["channel"].decode() == keys.updates(update.state.instrument)
+                    received.append(update)
+            return len(received) >= 4
+
+        wait_for(four_updates, 30, "four updates on pub/sub")
+        wait_for(
+            lambda: metrics.states.labels("stale")._value.get() == 1, 10, "the stale state to be counted"
+        )
+        assert metrics.states.labels("undecodable")._value.get() == 1
+
+    # Order holds per instrument (one partition each); instruments on different partitions interleave.
+    per_instrument = {
+        name: [u.state.version for u in received if u.state.instrument == name] for name in ("AAPL", "MSFT")
+    }
+    assert per_instrument == {"AAPL": [1, 3], "MSFT": [1, 2]}
+    assert all(u.state.times.cached_ns > 0 for u in received)
+    stored = redis_client.hgetall(keys.state("AAPL"))
+    assert stored[b"v"] == b"3"
+    assert pb.InstrumentState.FromString(stored[b"s"]).last_price == "103"
+    assert redis_client.smembers(keys.instruments) == {b"AAPL", b"MSFT"}
+    pubsub.close()
