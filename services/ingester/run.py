@@ -1,0 +1,270 @@
+"""Wiring: source thread -> bounded queue -> publisher thread -> Kafka, and a bounded graceful shutdown.
+
+`serve` is the whole service (start-up checks, topic creation, the Kafka producer, the ops
+endpoint); `Pipeline` is the pipeline itself with every dependency passed in, which is what the
+unit tests drive.
+
+Shutdown, on the stop event or when the source runs out: the source stops and the queue closes;
+the publisher drains the queue and librdkafka flushes, together within `shutdown_timeout_s`;
+whatever is left is logged. The exit code is 0 unless ticks were lost (delivery failures, ticks
+left at shutdown) or a part of the pipeline failed. Drops by the `drop_oldest` policy are by design
+and do not change it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from confluent_kafka import Producer
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from services.ingester.metrics import IngesterMetrics
+from services.ingester.publish import ProducerLike, Publisher, serve_delivery_reports
+from services.ingester.queue import BoundedQueue, QueueClosed
+from services.ingester.settings import IngesterSettings
+from services.ingester.sources import InvalidRecord, InvalidRecordHandler, TickSource
+from services.ingester.sources.replay import REASONS, LineParser, ReplaySource
+from services.ingester.sources.simulator import Market, SimulatorSource
+from tapewire.errors import ConfigurationError, KafkaFailure
+from tapewire.kafka import ensure_topics, producer_config
+from tapewire.ops import OpsServer
+from tapewire.ticks import RawTick
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID = "tapewire-ingester"
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    accepted: int
+    invalid: int
+    published: int
+    delivery_failures: int
+    dropped: int
+    left: int
+    failed: bool  # the source or the producer broke down
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILURE if self.failed or self.delivery_failures or self.left else EXIT_OK
+
+
+class InvalidRecords:
+    """The sources' `on_invalid` handler: one WARNING per record, and the counter."""
+
+    def __init__(self, metrics: IngesterMetrics) -> None:
+        self._metrics = metrics
+        self.count = 0
+
+    def __call__(self, record: InvalidRecord) -> None:
+        self.count += 1
+        self._metrics.invalid(record.reason)
+        log.warning(
+            f"{record.source} record {record.position} skipped ({record.reason}): {record.detail}",
+            extra={"source": record.source, "line": record.position, "reason": record.reason},
+        )
+
+
+class _Feeder:
+    """The source thread's job: move ticks from the source into the queue until either ends."""
+
+    def __init__(self, source: TickSource, queue: BoundedQueue[RawTick], metrics: IngesterMetrics) -> None:
+        self._source = source
+        self._queue = queue
+        self._metrics = metrics
+        self.stop = threading.Event()
+        self.accepted = 0
+        self.failed = False
+
+    def run(self) -> None:
+        try:
+            for tick in self._source.read(self.stop):
+                if self._queue.put(tick) is not None:
+                    self._metrics.queue_dropped.inc()
+                self.accepted += 1
+                self._metrics.accepted.inc()
+        except QueueClosed:
+            pass  # shutting down: the tick in hand was never accepted
+        except Exception:
+            self.failed = True
+            log.exception("the source failed", extra={"source": self._source.name})
+        finally:
+            self._queue.close()
+
+
+def stamp_ingest_time(tick: RawTick) -> RawTick:
+    return dataclasses.replace(tick, ingest_time_ns=time.time_ns())
+
+
+class Pipeline:
+    """The three threads and the queue between them; `run` blocks until the pipeline has shut down."""
+
+    def __init__(
+        self,
+        settings: IngesterSettings,
+        source: TickSource,
+        producer: ProducerLike,
+        metrics: IngesterMetrics,
+        invalid_records: InvalidRecords | None = None,
+    ) -> None:
+        self._settings = settings
+        self._source = source
+        self._producer = producer
+        self._invalid_records = invalid_records
+        self._queue = BoundedQueue[RawTick](
+            settings.queue_size, settings.queue_policy, stamp=stamp_ingest_time
+        )
+        metrics.track_queue_depth(lambda: self._queue.depth)
+        self._feeder = _Feeder(source, self._queue, metrics)
+        self._publisher = Publisher(producer, settings.topics.raw, self._queue, metrics)
+        self._reports_done = threading.Event()
+        self._threads = {
+            "source": threading.Thread(target=self._feeder.run, name="ingester-source", daemon=True),
+            "publisher": threading.Thread(target=self._publisher.run, name="ingester-publisher", daemon=True),
+            "reports": threading.Thread(
+                target=serve_delivery_reports,
+                args=(producer, self._reports_done),
+                name="ingester-reports",
+                daemon=True,
+            ),
+        }
+
+    def healthy(self) -> bool:
+        """Healthy while the publisher thread runs."""
+        return self._threads["publisher"].is_alive()
+
+    def run(self, stop: threading.Event) -> RunResult:
+        """Run until the source ends or `stop` is set, then shut down within `shutdown_timeout_s`."""
+        log.info(
+            "ingesting",
+            extra={
+                "source": self._source.name,
+                "topic": self._settings.topics.raw,
+                "queue_size": self._settings.queue_size,
+                "queue_policy": self._settings.queue_policy,
+            },
+        )
+        for thread in self._threads.values():
+            thread.start()
+        # Wake when the publisher ends (input exhausted and drained) or, within 0.1 s, on `stop`.
+        while self.healthy() and not stop.is_set():
+            self._threads["publisher"].join(0.1)
+        left = self._shut_down(self._settings.shutdown_timeout_s)
+        result = RunResult(
+            accepted=self._feeder.accepted,
+            invalid=self._invalid_records.count if self._invalid_records else 0,
+            published=self._publisher.acknowledged,
+            delivery_failures=self._publisher.failed,
+            dropped=self._queue.dropped,
+            left=left,
+            failed=self._feeder.failed or self._publisher.error is not None,
+        )
+        log.info("ingester stopped", extra=dataclasses.asdict(result))
+        return result
+
+    def _shut_down(self, timeout_s: float) -> int:
+        """Stop the source, drain and flush within `timeout_s`; return how many ticks were left over."""
+        deadline = time.monotonic() + timeout_s
+        self._feeder.stop.set()
+        self._queue.close()
+        publisher = self._threads["publisher"]
+        publisher.join(max(0.0, deadline - time.monotonic()))
+        if publisher.is_alive():
+            self._publisher.abandon()
+            publisher.join()
+        self._reports_done.set()
+        self._threads["reports"].join()
+        # The source thread may sit in a blocking read (stdin): it is a daemon and is not waited for.
+        self._threads["source"].join(0.1)
+        unflushed = self._producer.flush(max(0.0, deadline - time.monotonic()))
+        queued = self._queue.depth + self._publisher.unsent
+        if queued or unflushed:
+            log.warning(
+                "shutdown timed out with ticks undelivered",
+                extra={"in_queue": queued, "in_producer": unflushed, "timeout_s": timeout_s},
+            )
+        return queued + unflushed
+
+
+def build_source(
+    settings: IngesterSettings, replay_stream: BinaryIO | None, on_invalid: InvalidRecordHandler
+) -> TickSource:
+    if settings.source == "replay":
+        if replay_stream is None:
+            raise ConfigurationError("a replay needs its input stream")
+        return ReplaySource(replay_stream, LineParser(settings.venue), settings.replay_speed, on_invalid)
+    market = Market(settings.instruments, settings.venue, settings.trade_ratio, settings.seed)
+    return SimulatorSource(market, settings.rate, settings.max_ticks)
+
+
+def open_replay(settings: IngesterSettings) -> BinaryIO | None:
+    """The replay input (stdin for "-"), or None for other sources; raises OSError with the reason."""
+    if settings.source != "replay" or settings.replay_path is None:
+        return None
+    if settings.replay_path == "-":
+        return sys.stdin.buffer
+    return open(settings.replay_path, "rb")  # closed by serve()
+
+
+def serve(settings: IngesterSettings, stop: threading.Event, registry: CollectorRegistry = REGISTRY) -> int:
+    """The whole ingester: check the input, create the topic, run until done; return the exit code."""
+    try:
+        replay_stream = open_replay(settings)
+    except OSError as exc:
+        log.error(f"cannot read the replay input INGESTER_REPLAY_PATH={settings.replay_path}: {exc.strerror}")
+        return EXIT_CONFIG
+    try:
+        return _serve(settings, stop, registry, replay_stream)
+    finally:
+        if replay_stream is not None and replay_stream is not sys.stdin.buffer:
+            replay_stream.close()
+
+
+def _serve(
+    settings: IngesterSettings,
+    stop: threading.Event,
+    registry: CollectorRegistry,
+    replay_stream: BinaryIO | None,
+) -> int:
+    metrics = IngesterMetrics(settings.source, registry, REASONS if settings.source == "replay" else ())
+    invalid = InvalidRecords(metrics)
+    source = build_source(settings, replay_stream, invalid)
+    try:
+        ensure_topics(
+            settings.kafka,
+            {settings.topics.raw: settings.topics.partitions},
+            settings.topics.replication_factor,
+            timeout_s=settings.startup_timeout_s,
+        )
+    except KafkaFailure as exc:
+        log.error(
+            f"cannot prepare topic {settings.topics.raw}: {exc} "
+            "(check KAFKA_BOOTSTRAP_SERVERS and that the broker is up)"
+        )
+        return EXIT_FAILURE
+    # librdkafka's own log lines (broker down, retries, fatal errors) go through our JSON logging.
+    producer = Producer(producer_config(settings.kafka, CLIENT_ID, logger=logging.getLogger("librdkafka")))
+    pipeline = Pipeline(settings, source, producer, metrics, invalid)
+    with ExitStack() as cleanup:
+        if settings.metrics_port:
+            try:
+                ops = OpsServer(
+                    settings.metrics_host, settings.metrics_port, pipeline.healthy, registry
+                ).start()
+            except OSError as exc:
+                log.error(
+                    f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                    f"{exc.strerror} (set INGESTER_METRICS_PORT, 0 turns it off)"
+                )
+                return EXIT_CONFIG
+            cleanup.callback(ops.close)
+        return pipeline.run(stop).exit_code

@@ -1,0 +1,71 @@
+"""The ingester's settings: every value from the environment (prefix `INGESTER_`), checked at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.ingester.queue import QueuePolicy
+from tapewire.settings import KafkaSettings, LogSettings, TopicSettings
+
+SourceName = Literal["simulator", "replay"]
+
+
+class IngesterSettings(BaseSettings):
+    """Where ticks come from, how fast, and what happens when Kafka cannot keep up."""
+
+    model_config = SettingsConfigDict(env_prefix="INGESTER_", frozen=True, extra="ignore")
+
+    source: SourceName = "simulator"
+
+    # simulator
+    instruments: int = Field(default=50, ge=1, le=100_000)
+    rate: float = Field(default=200.0, gt=0)
+    trade_ratio: float = Field(default=0.3, ge=0, le=1)
+    seed: int | None = None
+    venue: str = Field(default="SIM", max_length=32)
+    max_ticks: int = Field(default=0, ge=0)
+
+    # replay
+    replay_path: str | None = None
+    replay_speed: float = Field(default=1.0, ge=0)
+
+    # between the source and Kafka
+    queue_size: int = Field(default=10_000, ge=1)
+    queue_policy: QueuePolicy = "block"
+
+    metrics_port: int = Field(default=9101, ge=0, le=65_535)
+    # All interfaces, so that Prometheus can scrape a container; set 127.0.0.1 on a shared host.
+    metrics_host: str = "0.0.0.0"
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    # How long start-up waits for the broker to become reachable before giving up.
+    startup_timeout_s: float = Field(default=60.0, gt=0)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="after")
+    def _replay_needs_a_path(self) -> IngesterSettings:
+        if self.source == "replay" and not self.replay_path:
+            raise ValueError(
+                'INGESTER_SOURCE=replay needs INGESTER_REPLAY_PATH (a file of JSON lines, or "-" for stdin)'
+            )
+        return self
+
+
+def explain(error: ValidationError) -> str:
+    """One line per problem, naming the environment variable to fix."""
+    prefixes = {
+        cls.__name__: cls.model_config.get("env_prefix", "")
+        for cls in (IngesterSettings, KafkaSettings, TopicSettings, LogSettings)
+    }
+    prefix = prefixes.get(error.title, "")
+    lines = []
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"]).upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"  {prefix}{name}: {message}" if name else f"  {message}")
+    return "\n".join(lines)
