@@ -1,0 +1,123 @@
+"""create_app(): the FastAPI application; its lifespan opens Redis, PostgreSQL and the relay."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from tapewire.errors import StoreUnavailable
+from tapewire.keys import RedisKeys
+
+from . import routes, ws
+from .bars import BarStore, open_pool
+from .deps import Services
+from .fanout import Relay
+from .metrics import DashboardApiMetrics
+from .settings import DashboardApiSettings
+from .states import StateStore
+from .ws import Connections
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: DashboardApiSettings,
+    metrics: DashboardApiMetrics | None = None,
+    connections: Connections | None = None,
+) -> FastAPI:
+    """The app; nothing connects until its lifespan starts."""
+    app_metrics = DashboardApiMetrics() if metrics is None else metrics
+    app_connections = Connections(app_metrics) if connections is None else connections
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Services]]:
+        async with open_services(settings, app_metrics, app_connections) as services:
+            yield {"services": services}
+
+    app = FastAPI(title="tapewire dashboard_api", version="1", lifespan=lifespan)
+    app.include_router(routes.router)
+    app.include_router(ws.router)
+    app.add_exception_handler(routes.ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"])
+    return app
+
+
+@asynccontextmanager
+async def open_services(
+    settings: DashboardApiSettings, metrics: DashboardApiMetrics, connections: Connections
+) -> AsyncIterator[Services]:
+    url = settings.redis.url.get_secret_value()
+    keys = RedisKeys.from_settings(settings.redis)
+    redis = Redis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30, client_name="dashboard_api"
+    )
+    # The relay reconnects (and resyncs its connections) itself: redis-py must not retry quietly.
+    # Its connection is named after the channel so that CLIENT LIST tells which relay is which.
+    relay_redis = Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+        client_name=_client_name(f"dashboard_api-relay:{keys.channel}"),
+    )
+    pool = open_pool(settings.postgres, settings.db_pool_max_size, settings.db_timeout_s)
+    await pool.open(wait=False)
+    relay = Relay(relay_redis, keys, metrics)
+    relay.start()
+    log.info("dashboard_api started", extra={"channel": keys.updates_pattern})
+    try:
+        yield Services(
+            settings=settings,
+            states=StateStore(redis, keys),
+            bars=BarStore(pool),
+            relay=relay,
+            metrics=metrics,
+            connections=connections,
+        )
+    finally:
+        # Under uvicorn the server has closed them already (see server.py); other servers may not.
+        await connections.close_all("server shutting down", settings.shutdown_grace_s)
+        await relay.stop()
+        await pool.close()
+        await relay_redis.aclose()
+        await redis.aclose()
+        log.info("dashboard_api stopped")
+
+
+def _client_name(name: str) -> str:
+    # Redis refuses CLIENT SETNAME with spaces or anything outside printable ASCII.
+    return re.sub(r"[^!-~]", "_", name)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, routes.ApiError)
+    return JSONResponse({"error": exc.reason, "code": exc.code}, status_code=exc.status)
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'][1:]) or 'request'}: {error['msg']}"
+        for error in exc.errors()
+    )
+    return JSONResponse({"error": problems, "code": "invalid_request"}, status_code=400)
+
+
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("store unavailable", extra={"error": str(exc)})
+    return JSONResponse(
+        {"error": f"temporarily unavailable: {exc}", "code": "store_unavailable"}, status_code=503
+    )

@@ -1,0 +1,59 @@
+"""The uvicorn server that runs the app, as `python -m services.dashboard_api` and the tests use it."""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from .app import create_app
+from .metrics import DashboardApiMetrics
+from .settings import DashboardApiSettings
+from .ws import Connections
+
+
+class DashboardServer(uvicorn.Server):
+    """uvicorn's server, saying 1001 (going away) to WebSocket clients when it stops.
+
+    uvicorn's own shutdown closes every WebSocket with 1012 before the app's lifespan ends, so
+    the app could never say goodbye itself: close them here first, then let uvicorn go on.
+    """
+
+    def __init__(self, config: uvicorn.Config, connections: Connections, grace_s: float) -> None:
+        super().__init__(config)
+        self._connections = connections
+        self._grace_s = grace_s
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # no new clients while the open ones are told to go
+        await self._connections.close_all("server shutting down", self._grace_s)
+        await super().shutdown(sockets=sockets)
+
+
+def uvicorn_config(app: FastAPI, settings: DashboardApiSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        # Logging is tapewire's JSON on the root logger (configured by __main__): leave it alone.
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws="websockets-sansio",
+        # Frames up to max_client_message_bytes are read and answered; larger ones up to this get
+        # an error reply; beyond it the connection is closed (1009) without reading more.
+        ws_max_size=4 * settings.max_client_message_bytes,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
+        server_header=False,
+    )
+
+
+def build_server(settings: DashboardApiSettings) -> DashboardServer:
+    metrics = DashboardApiMetrics()
+    connections = Connections(metrics)
+    app = create_app(settings, metrics, connections)
+    return DashboardServer(uvicorn_config(app, settings), connections, settings.shutdown_grace_s)

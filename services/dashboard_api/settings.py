@@ -1,0 +1,61 @@
+"""dashboard_api's settings: environment variables prefixed DASHBOARD_API_ plus the shared pieces."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tapewire.settings import LogSettings, PostgresSettings, RedisSettings
+
+
+class DashboardApiSettings(BaseSettings):
+    """Where to listen, the limits every client is held to, and the stores behind the API."""
+
+    model_config = SettingsConfigDict(env_prefix="DASHBOARD_API_", frozen=True, extra="ignore")
+
+    # All interfaces, so that a container is reachable; set 127.0.0.1 on a shared host.
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=0, le=65_535)
+
+    # Per WebSocket connection. The queue holds rendered messages waiting for the client's
+    # socket; a client that lets it fill is disconnected (4008) so memory stays bounded.
+    max_subscriptions_per_connection: int = Field(default=1000, ge=1, le=1_000_000)
+    send_queue_size: int = Field(default=2048, ge=1, le=1_000_000)
+    max_client_message_bytes: int = Field(default=65_536, ge=256, le=16 * 1024 * 1024)
+
+    # Per request (REST query or WebSocket subscribe/unsubscribe).
+    max_instruments_per_request: int = Field(default=1000, ge=1, le=100_000)
+    max_bars_limit: int = Field(default=5000, ge=1, le=1_000_000)
+
+    # The data is public and read-only, and no endpoint uses cookies, so any origin may read
+    # it; list origins (JSON list or comma-separated) to restrict browsers, or [] to disable CORS.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+
+    # permessage-deflate compresses every message once per connection, which undoes the
+    # render-once fan-out; leave it off unless bandwidth costs more than CPU.
+    ws_per_message_deflate: bool = False
+    # How long a close frame may wait for a client's socket to drain before giving up on it.
+    close_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # On SIGTERM: time for WebSockets to close (1001) and requests to finish.
+    shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
+
+    # PostgreSQL serves only /api/bars: a small pool is plenty.
+    db_pool_max_size: int = Field(default=4, ge=1, le=100)
+    db_timeout_s: float = Field(default=2.0, gt=0, le=60)
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
