@@ -1,0 +1,136 @@
+"""Run tapewire's four services as separate processes: `make run` and the end-to-end tests.
+
+    python -m tools.suite            # what `make run` runs after setting up
+
+Starts the local servers unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL / DATABASE_URL point
+elsewhere, creates the topics, migrates PostgreSQL, starts processor, cache_updater,
+dashboard_api and ingester (each logging to its own file), prints the dashboard address and
+waits. Ctrl-C (or SIGTERM) stops every service gracefully, then forcefully after a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+# Start order: consumers first so nothing the ingester publishes waits for a group to form.
+SERVICES = ("processor", "cache_updater", "dashboard_api", "ingester")
+
+
+@dataclass
+class Suite:
+    """The services as child processes sharing one environment."""
+
+    env: Mapping[str, str]
+    log_dir: Path
+    services: tuple[str, ...] = SERVICES
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def start(self) -> Suite:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in self.services:
+            self.start_service(name)
+        return self
+
+    def start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self._logs.append(log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            cwd=ROOT,
+            env={**os.environ, **self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C in the terminal reaches only the suite, which then stops
+            # the services in order rather than all at once.
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        return process
+
+    def exited(self) -> dict[str, int]:
+        """Services that have ended, with their exit codes."""
+        return {name: code for name, p in self.processes.items() if (code := p.poll()) is not None}
+
+    def stop(self, timeout_s: float = 30.0) -> dict[str, int]:
+        """SIGTERM each service, the feed first so the later stages can drain what it sent;
+        SIGKILL whatever is still running when the deadline passes."""
+        deadline = time.monotonic() + timeout_s
+        codes: dict[str, int] = {}
+        for name in sorted(self.processes, key=_stop_order):
+            process = self.processes[name]
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                codes[name] = process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[name] = process.wait()
+        for log in self._logs:
+            log.close()
+        return codes
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _stop_order(name: str) -> int:
+    return SERVICES[::-1].index(name) if name in SERVICES else len(SERVICES)
+
+
+def prepare(env: Mapping[str, str]) -> None:
+    """Create topics and migrate PostgreSQL with the settings the services will read."""
+    merged = {**os.environ, **env}
+    for module in ("tools.create_topics", "tapewire.db.migrate"):
+        subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=merged, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--log-dir", type=Path, default=ROOT / ".local" / "logs")
+    args = parser.parse_args()
+
+    from tools.devstack import ensure_up
+
+    env = ensure_up()
+    prepare(env)
+    suite = Suite(env=env, log_dir=args.log_dir).start()
+    port = os.environ.get("DASHBOARD_API_PORT", "8000")
+    print(f"\ntapewire is running: processes {', '.join(f'{n}={p.pid}' for n, p in suite.processes.items())}")
+    print(f"logs:       {args.log_dir}/<service>.log")
+    print(f"\n  dashboard_api  http://127.0.0.1:{port}/api/snapshot   ws://127.0.0.1:{port}/ws")
+    print("\nCtrl-C stops everything.", flush=True)
+
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopping:
+        if ended := suite.exited():
+            print(f"services ended unexpectedly: {ended}; see their logs", file=sys.stderr)
+            break
+        time.sleep(0.5)
+    codes = suite.stop()
+    print(f"stopped: {codes}")
+    sys.exit(0 if stopping and not any(codes.values()) else 1)
+
+
+if __name__ == "__main__":
+    main()
