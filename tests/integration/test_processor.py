@@ -27,7 +27,7 @@ from tests.support import consume_all, produce_raw, produce_ticks, wait_for
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_763_649_000 * NS_PER_SECOND  # 2026-11-20 14:30:00 UTC
+T0 = 1_763_649_000 * NS_PER_SECOND  # 2025-11-20 14:30:00 UTC
 
 
 def sample_ticks() -> list[RawTick]:

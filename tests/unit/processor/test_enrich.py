@@ -21,7 +21,7 @@ from services.processor.enrich import (
 )
 from tapewire.ticks import Quote, Trade
 
-# 2026-11-20 14:30:00 UTC, on a whole minute.
+# 2025-11-20 14:30:00 UTC, on a whole minute.
 T0 = 1_763_649_000 * NS_PER_SECOND
 
 
