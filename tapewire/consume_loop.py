@@ -32,6 +32,8 @@ class LoopSettings:
     batch_size: int = 500
     poll_timeout_s: float = 0.1
     lag_report_interval_s: float = 1.0
+    # False when `handle` commits the offsets itself (inside a Kafka transaction).
+    commit_after_handle: bool = True
 
 
 class LoopMetrics:
@@ -121,7 +123,8 @@ def run_batches(
             stop.wait(delay)
             continue
         backoff.reset()
-        commit(consumer, batch)
+        if settings.commit_after_handle:
+            commit(consumer, batch)
         metrics.batches.inc()
         metrics.records.inc(len(batch))
         metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -140,12 +143,17 @@ def rewind(consumer: Consumer, batch: list[Message]) -> None:
             )
 
 
-def commit(consumer: Consumer, batch: list[Message]) -> None:
-    """Commit the offset after each partition's last record, synchronously."""
-    offsets = [
+def next_offsets(batch: list[Message]) -> list[TopicPartition]:
+    """The offset after each partition's last record: what to commit once the batch is done."""
+    return [
         TopicPartition(topic, partition, last + 1)
         for (topic, partition), (_first, last) in batch_bounds(batch).items()
     ]
+
+
+def commit(consumer: Consumer, batch: list[Message]) -> None:
+    """Commit the offset after each partition's last record, synchronously."""
+    offsets = next_offsets(batch)
     if not offsets:
         return
     try:

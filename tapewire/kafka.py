@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from tapewire.errors import KafkaFailure
-from tapewire.settings import KafkaSettings
+from tapewire.settings import CHANGELOG_TOPIC_CONFIG, KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,26 @@ def producer_config(kafka: KafkaSettings, client_id: str, **overrides: Any) -> d
     }
     conf.update(overrides)
     return conf
+
+
+def transactional_producer_config(
+    kafka: KafkaSettings, client_id: str, transactional_id: str, transaction_timeout_ms: int = 15_000
+) -> dict[str, Any]:
+    """A producer for consume-process-produce transactions.
+
+    The transaction timeout bounds how long a crashed instance's open transaction can hold back
+    read_committed readers (and a restore) before the broker aborts it.
+    """
+    return producer_config(
+        kafka,
+        client_id,
+        **{
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": transaction_timeout_ms,
+            # librdkafka requires a record's delivery timeout to fit in its transaction's.
+            "delivery.timeout.ms": transaction_timeout_ms,
+        },
+    )
 
 
 def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, **overrides: Any) -> dict[str, Any]:
@@ -59,9 +87,14 @@ def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, **overr
 
 
 def ensure_topics(
-    kafka: KafkaSettings, topics: Mapping[str, int], replication_factor: int = 1, timeout_s: float = 30.0
+    kafka: KafkaSettings,
+    topics: Mapping[str, int],
+    replication_factor: int = 1,
+    timeout_s: float = 30.0,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create the topics that do not exist yet (name -> partitions); existing ones are kept."""
+    """Create the topics that do not exist yet (name -> partitions, with optional per-topic
+    configs); existing ones are kept as they are."""
     admin = AdminClient(dict(kafka.as_librdkafka_dict()))
     deadline = time.monotonic() + timeout_s
     while True:
@@ -73,7 +106,12 @@ def ensure_topics(
                 raise KafkaFailure(f"broker at {kafka.bootstrap_servers} not reachable: {exc}") from exc
             time.sleep(0.5)
     missing = [
-        NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+        NewTopic(
+            name,
+            num_partitions=n,
+            replication_factor=replication_factor,
+            config=dict((configs or {}).get(name, {})),
+        )
         for name, n in topics.items()
         if name not in existing
     ]
@@ -86,6 +124,17 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaFailure(f"could not create topic {name}: {exc}", exc.args[0].code()) from exc
+
+
+def ensure_all_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30.0) -> None:
+    """Create every topic tapewire uses (TopicSettings.all_topics), the changelog compacted."""
+    ensure_topics(
+        kafka,
+        topics.all_topics(),
+        topics.replication_factor,
+        timeout_s,
+        configs={topics.processor_state: CHANGELOG_TOPIC_CONFIG},
+    )
 
 
 def poll_batch(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
@@ -152,6 +201,74 @@ def message_error(message: Message) -> KafkaError | None:
     if error is None or error.code() == KafkaError._PARTITION_EOF:
         return None
     return error
+
+
+def read_latest_per_key(
+    kafka: KafkaSettings, topic: str, partitions: Iterable[int], timeout_s: float = 60.0
+) -> dict[int, dict[bytes, bytes]]:
+    """partition -> {key: latest value} of committed records, reading each partition to its end.
+
+    For restoring state from a compacted changelog. Reads with `assign()` (no group, no commits);
+    a null value (tombstone) removes its key.
+    """
+    consumer = Consumer(
+        {
+            **kafka.as_librdkafka_dict(),
+            "group.id": "tapewire-restore",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    latest: dict[int, dict[bytes, bytes]] = {}
+    try:
+        pending = _non_empty_partitions(consumer, topic, partitions)
+        latest = {p: {} for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise KafkaFailure(
+                    f"restore of {topic} partitions {sorted(pending)} did not finish in {timeout_s}s",
+                    retriable=True,
+                )
+            for message in consumer.consume(10_000, 0.5):
+                _fold_latest(message, pending, latest)
+    except KafkaException as exc:
+        raise KafkaFailure(f"restore of {topic} failed: {exc}", retriable=True) from exc
+    finally:
+        consumer.close()
+    return latest
+
+
+def _non_empty_partitions(consumer: Consumer, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """partition -> high watermark, for the partitions that hold anything."""
+    ends: dict[int, int] = {}
+    for partition in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if high > low:
+            ends[partition] = high
+    return ends
+
+
+def _fold_latest(message: Message, pending: dict[int, int], latest: dict[int, dict[bytes, bytes]]) -> None:
+    partition = message.partition()
+    error = message.error()
+    if partition is None or partition not in pending:
+        return
+    if error is not None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            del pending[partition]  # the end of what is committed: later records belong to open transactions
+            return
+        raise KafkaFailure(f"restore read failed: {error.str()}", error.code(), retriable=error.retriable())
+    key, value, offset = message.key(), message.value(), message.offset()
+    if key is not None:
+        if value is None:
+            latest[partition].pop(key, None)
+        else:
+            latest[partition][key] = value
+    if offset is not None and offset + 1 >= pending[partition]:
+        del pending[partition]
 
 
 def record_position(message: Message) -> tuple[str, int, int] | None:

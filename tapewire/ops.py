@@ -65,3 +65,10 @@ class OpsServer:
                 pass  # scrapes every few seconds would drown the service's own logs
 
         return Handler
+
+
+def serve_ops(
+    host: str, port: int, healthy: Callable[[], bool], registry: CollectorRegistry
+) -> OpsServer | None:
+    """Start the ops endpoint on its own thread; None when `port` is 0 (disabled)."""
+    return OpsServer(host, port, healthy, registry).start() if port else None

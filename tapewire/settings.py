@@ -50,12 +50,31 @@ class TopicSettings(BaseSettings):
 
     raw: str = "tt_raw_data"
     processed: str = "tt_processed_data"
+    # The processor's changelog: the latest state per instrument, compacted; what a processor
+    # taking over a partition restores from.
+    processor_state: str = "tt_processor_state"
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
 
     @property
     def raw_dlq(self) -> str:
         return f"{self.raw}.dlq"
+
+    def all_topics(self) -> dict[str, int]:
+        """Every topic tapewire uses, with its partition count. Raw, processed and the changelog
+        must have the same count: the processor writes partition p's output to partition p."""
+        return {
+            name: self.partitions for name in (self.raw, self.processed, self.processor_state, self.raw_dlq)
+        }
+
+
+# Compaction keeps the changelog to about one record per instrument; small segments let the
+# cleaner reach recent records sooner, which bounds how much a restore has to read.
+CHANGELOG_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": "300000",
+    "min.cleanable.dirty.ratio": "0.1",
+}
 
 
 class RedisSettings(BaseSettings):

@@ -19,7 +19,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from tapewire.db.migrate import migrate
-from tapewire.kafka import ensure_topics
+from tapewire.kafka import ensure_all_topics
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 
 TEST_PARTITIONS = 3
@@ -50,11 +50,14 @@ def kafka_settings(stack_env: dict[str, str]) -> KafkaSettings:
 
 @pytest.fixture
 def topics(kafka_settings: KafkaSettings, unique: str) -> TopicSettings:
-    """Fresh raw, processed and DLQ topics for this test."""
-    names = TopicSettings(raw=f"t{unique}_raw", processed=f"t{unique}_processed", partitions=TEST_PARTITIONS)
-    ensure_topics(
-        kafka_settings, {names.raw: TEST_PARTITIONS, names.processed: TEST_PARTITIONS, names.raw_dlq: 1}
+    """Fresh raw, processed, changelog and DLQ topics for this test."""
+    names = TopicSettings(
+        raw=f"t{unique}_raw",
+        processed=f"t{unique}_processed",
+        processor_state=f"t{unique}_state",
+        partitions=TEST_PARTITIONS,
     )
+    ensure_all_topics(kafka_settings, names)
     return names
 
 

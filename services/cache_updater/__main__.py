@@ -9,9 +9,9 @@ import redis
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
-from tapewire.kafka import consumer_config, ensure_topics
+from tapewire.kafka import consumer_config, ensure_all_topics
 from tapewire.logs import configure_logging
-from tapewire.ops import OpsServer
+from tapewire.ops import serve_ops
 from tapewire.shutdown import install_stop_event
 
 from .metrics import CacheUpdaterMetrics
@@ -26,7 +26,7 @@ def main() -> None:
     configure_logging("cache_updater", settings.log.log_level)
     stop = install_stop_event()
     topics = settings.topics
-    ensure_topics(settings.kafka, {topics.processed: topics.partitions}, topics.replication_factor)
+    ensure_all_topics(settings.kafka, topics)
     client_id = f"cache-updater-{socket.gethostname()}"
     consumer = Consumer(consumer_config(settings.kafka, settings.group_id, client_id))
     client = redis.Redis.from_url(
@@ -37,11 +37,7 @@ def main() -> None:
     )
     registry = CollectorRegistry()
     metrics = CacheUpdaterMetrics(registry)
-    ops = None
-    if settings.metrics_port:
-        ops = OpsServer(
-            settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry
-        ).start()
+    ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     log.info("cache_updater starting", extra={"group": settings.group_id, "topic": topics.processed})
     try:
         run(settings, consumer, client, metrics, stop)

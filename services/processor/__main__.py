@@ -1,18 +1,34 @@
-"""`python -m services.processor`: wire the settings and adapters, then run."""
+"""`python -m services.processor`: wire the settings and adapters, then run.
+
+Two loops share the process: the transactional enrichment loop on the main thread and the
+history writer (PostgreSQL sink) on a second thread. Either one failing stops both.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import threading
+import uuid
 
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
-from tapewire.kafka import consumer_config, ensure_topics, producer_config
+from tapewire.consume_loop import LoopMetrics
+from tapewire.errors import ConfigurationError
+from tapewire.kafka import (
+    consumer_config,
+    ensure_all_topics,
+    read_latest_per_key,
+    transactional_producer_config,
+)
 from tapewire.logs import configure_logging
-from tapewire.ops import OpsServer
+from tapewire.ops import serve_ops
+from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.shutdown import install_stop_event
 
+from .history import run_history
 from .metrics import ProcessorMetrics
 from .run import run
 from .settings import ProcessorSettings
@@ -24,34 +40,81 @@ log = logging.getLogger("services.processor")
 def main() -> None:
     settings = ProcessorSettings()
     configure_logging("processor", settings.log.log_level)
-    stop = install_stop_event()
+    serve(settings, install_stop_event(), CollectorRegistry())
+    log.info("processor stopped")
+
+
+def serve(settings: ProcessorSettings, stop: threading.Event, registry: CollectorRegistry) -> None:
+    """Run the processor until `stop` is set: the whole service, minus signals and logging."""
     topics = settings.topics
-    ensure_topics(
-        settings.kafka,
-        {
-            topics.raw: topics.partitions,
-            topics.processed: topics.partitions,
-            topics.raw_dlq: topics.partitions,
-        },
-        topics.replication_factor,
-    )
-    client_id = f"processor-{socket.gethostname()}"
-    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, client_id))
-    producer = Producer(producer_config(settings.kafka, client_id))
-    registry = CollectorRegistry()
+    ensure_all_topics(settings.kafka, topics)
+    check_partitioning(settings.kafka, topics)
     metrics = ProcessorMetrics(registry)
-    ops = None
-    if settings.metrics_port:
-        ops = OpsServer(
-            settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry
-        ).start()
+    history = start_history(settings, registry, stop) if settings.history_enabled else None
+    ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
+    client_id = f"processor-{socket.gethostname()}-{os.getpid()}"
+    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, client_id))
+    # Unique per process: zombie fencing comes from the consumer group generation (KIP-447),
+    # so the id need not survive restarts.
+    producer = Producer(
+        transactional_producer_config(settings.kafka, client_id, f"{client_id}-{uuid.uuid4().hex[:8]}")
+    )
+
+    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return read_latest_per_key(settings.kafka, topics.processor_state, partitions)
+
     log.info("processor starting", extra={"group": settings.group_id, "topic": topics.raw})
     try:
-        run(settings, consumer, producer, StateStore(settings.postgres), metrics, stop)
+        run(settings, consumer, producer, restore, metrics, stop)
     finally:
+        stop.set()
+        if history:
+            history.join(30)
         if ops:
             ops.close()
-    log.info("processor stopped")
+
+
+def start_history(
+    settings: ProcessorSettings, registry: CollectorRegistry, stop: threading.Event
+) -> threading.Thread:
+    client_id = f"processor-history-{socket.gethostname()}-{os.getpid()}"
+    consumer = Consumer(consumer_config(settings.kafka, settings.history_group_id, client_id))
+    metrics = LoopMetrics("processor_history", registry)
+
+    def target() -> None:
+        try:
+            run_history(
+                consumer,
+                settings.topics.processed,
+                StateStore(settings.postgres),
+                settings.history_loop,
+                metrics,
+                stop,
+            )
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=target, name="history", daemon=True)
+    thread.start()
+    return thread
+
+
+def check_partitioning(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    """Output for raw partition p goes to partition p: the outputs need at least as many partitions."""
+    counts = partition_counts(kafka, [topics.raw, topics.processed, topics.processor_state])
+    raw = counts[topics.raw]
+    short = {name: n for name, n in counts.items() if n < raw}
+    if short:
+        raise ConfigurationError(f"{topics.raw} has {raw} partitions but {short} have fewer; they must match")
+
+
+def partition_counts(kafka: KafkaSettings, names: list[str]) -> dict[str, int]:
+    consumer = Consumer({**kafka.as_librdkafka_dict(), "group.id": "tapewire-metadata"})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        return {name: len(metadata.topics[name].partitions) for name in names}
+    finally:
+        consumer.close()
 
 
 if __name__ == "__main__":

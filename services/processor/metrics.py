@@ -24,6 +24,11 @@ class ProcessorMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.instruments = Counter(
-            "processor_states_loaded_total", "Instrument states loaded from PostgreSQL", registry=registry
+        self.states_restored = Counter(
+            "processor_states_restored_total",
+            "Instrument states restored from the changelog",
+            registry=registry,
+        )
+        self.transactions = Counter(
+            "processor_transactions_total", "Kafka transactions by outcome", ["outcome"], registry=registry
         )

@@ -1,10 +1,15 @@
-"""The processor's loop: raw ticks in, enriched states out to Kafka and PostgreSQL.
+"""The processor's loop: raw ticks in, enriched states out, exactly once, in Kafka transactions.
 
-Per batch: decode and validate each record (failures go to the DLQ), apply it to its
-instrument's state, publish the new states, wait for the broker's acknowledgements, upsert
-PostgreSQL, and only then commit the consumer offsets (tapewire.consume_loop). A crash at any
-point replays the batch; ticks already reflected in PostgreSQL are recognised by their source
-offset and skipped, so aggregates never count a tick twice.
+Per batch, inside one Kafka transaction: every new state to `tt_processed_data`, the latest
+state of each instrument to the compacted changelog `tt_processor_state`, undecodable or
+invalid records to the DLQ, and the consumer offsets of the batch. Either all of it becomes
+visible to read_committed readers or none of it does. A failed transaction is aborted, the
+consumer is rewound to the batch's first offsets and the in-memory states are left as they
+were, so the retry computes exactly the same states.
+
+Output for raw partition p goes to partition p of the processed topic and of the changelog.
+A processor that is assigned p therefore restores p's instruments from changelog partition p,
+which holds exactly the states that the committed raw offsets of p account for.
 """
 
 from __future__ import annotations
@@ -15,22 +20,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from google.protobuf.message import DecodeError
 
-from tapewire.consume_loop import run_batches
-from tapewire.errors import InvalidTick
-from tapewire.kafka import DeliveryTracker, produce, record_position
-from tapewire.ticks import RawTick, Trade, from_proto
+from tapewire.consume_loop import next_offsets, run_batches
+from tapewire.errors import InvalidTick, KafkaFailure, TapewireError
+from tapewire.kafka import record_position
+from tapewire.ticks import RawTick, from_proto
 from tapewire.v1 import market_pb2 as pb
 
 from .codec import state_from_proto, state_to_proto
 from .enrich import Position, State, apply
 from .metrics import ProcessorMetrics
 from .settings import ProcessorSettings
-from .store import StateStore, VersionedBar
 
 log = logging.getLogger(__name__)
+
+# partitions -> {partition: {instrument key: latest changelog value}}
+Restore = Callable[[list[int]], dict[int, dict[bytes, bytes]]]
 
 
 class DeadLetter(Exception):
@@ -41,48 +48,52 @@ class DeadLetter(Exception):
         self.code = code
 
 
+class ProducerFenced(TapewireError):
+    """The transactional producer hit a fatal error (e.g. a newer instance fenced it): exit."""
+
+
 class Processor:
     """Owns the in-memory states of the instruments on the partitions assigned to it."""
 
     def __init__(
         self,
         settings: ProcessorSettings,
+        consumer: Consumer,
         producer: Producer,
-        store: StateStore,
+        restore: Restore,
         metrics: ProcessorMetrics,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._settings = settings
+        self._consumer = consumer
         self._producer = producer
-        self._store = store
+        self._restore = restore
         self._metrics = metrics
         self._clock = clock
         self._states: dict[str, State] = {}
-        self._unloaded: set[int] = set()
-        self._delivery = DeliveryTracker()
+        self._unrestored: set[int] = set()
 
-    # -- rebalance callbacks (run inside poll, between batches) --------------------------------
+    # -- rebalance callbacks (run inside poll, between batches: no transaction is open) ----------
 
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # States are loaded lazily before the next batch, inside the retried part of the loop,
-        # so an unreachable PostgreSQL delays processing instead of failing a callback.
-        self._unloaded.update(tp.partition for tp in partitions)
+        # Restored lazily before the next batch, inside the retried part of the loop.
+        self._unrestored.update(tp.partition for tp in partitions)
         log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in partitions)})
 
     def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions}
-        self._unloaded -= gone
+        self._unrestored -= gone
         self._states = {name: s for name, s in self._states.items() if s.source.partition not in gone}
         log.info("partitions revoked", extra={"partitions": sorted(gone)})
 
-    # -- the batch -----------------------------------------------------------------------------
+    # -- the batch ---------------------------------------------------------------------------
 
     def handle(self, batch: list[Message]) -> None:
-        self._load_assigned_states()
+        self._restore_assigned()
         now_ns = self._clock()
         pending: dict[str, State] = {}
         changed: list[State] = []
-        traded: list[State] = []
+        dead: list[tuple[Message, DeadLetter]] = []
         for message in batch:
             where = record_position(message)
             if where is None:
@@ -90,8 +101,8 @@ class Processor:
                 continue
             try:
                 tick = self._decode(message, now_ns)
-            except DeadLetter as dead:
-                self._dead_letter(message, dead)
+            except DeadLetter as reason:
+                dead.append((message, reason))
                 continue
             previous = pending.get(tick.instrument) or self._states.get(tick.instrument)
             position = Position(where[1], where[2])
@@ -101,30 +112,70 @@ class Processor:
             state = apply(previous, tick, position)
             pending[tick.instrument] = state
             changed.append(state)
-            if isinstance(tick, Trade):
-                traded.append(state)
-        self._publish_and_store(changed, traded)
+        self._commit(batch, changed, pending, dead)
         self._states.update(pending)
+        self._count(changed, dead)
 
-    def _publish_and_store(self, changed: list[State], traded: list[State]) -> None:
+    def _commit(
+        self,
+        batch: list[Message],
+        changed: list[State],
+        latest: dict[str, State],
+        dead: list[tuple[Message, DeadLetter]],
+    ) -> None:
+        """Publish the batch's outputs and offsets in one transaction, or raise after aborting it."""
+        topics = self._settings.topics
         processed_ns = self._clock()
-        topic = self._settings.topics.processed
-        finals: dict[str, pb.InstrumentState] = {}
-        for state in changed:
-            message = state_to_proto(state, processed_ns)
-            produce(
-                self._producer,
-                topic,
-                state.instrument.encode(),
-                message.SerializeToString(),
-                self._delivery.on_delivery,
+        try:
+            self._producer.begin_transaction()
+            for state in changed:
+                value = state_to_proto(state, processed_ns).SerializeToString()
+                self._produce(topics.processed, state.source.partition, state.instrument.encode(), value)
+            for state in latest.values():
+                value = state_to_proto(state, processed_ns).SerializeToString()
+                self._produce(
+                    topics.processor_state, state.source.partition, state.instrument.encode(), value
+                )
+            for message, reason in dead:
+                self._dead_letter(message, reason)
+            self._producer.send_offsets_to_transaction(
+                next_offsets(batch), self._consumer.consumer_group_metadata(), self._settings.flush_timeout_s
             )
-            finals[state.instrument] = message
+            self._producer.commit_transaction(self._settings.flush_timeout_s)
+        except KafkaException as exc:
+            self._abort(exc)
+        self._metrics.transactions.labels("committed").inc()
+        for state in changed:
             if state.ingest_ns:
                 self._metrics.ingest_to_processed.observe(max(0, processed_ns - state.ingest_ns) / 1e9)
-        self._delivery.wait(self._producer, self._settings.flush_timeout_s)
-        self._store.write(list(finals.values()), *_touched_bars(traded))
-        self._metrics.ticks.labels("applied").inc(len(changed))
+
+    def _abort(self, exc: KafkaException) -> None:
+        error = exc.args[0]
+        if error.fatal():
+            raise ProducerFenced(f"transactional producer failed fatally: {error.str()}") from exc
+        self._metrics.transactions.labels("aborted").inc()
+        try:
+            self._producer.abort_transaction(self._settings.flush_timeout_s)
+        except KafkaException as abort_exc:
+            if abort_exc.args[0].fatal():
+                raise ProducerFenced(f"could not abort transaction: {abort_exc}") from abort_exc
+            raise KafkaFailure(f"abort failed, will retry: {abort_exc}", retriable=True) from abort_exc
+        raise KafkaFailure(f"transaction aborted: {error.str()}", error.code(), retriable=True) from exc
+
+    def _produce(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, partition=partition, headers=headers)
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # librdkafka's queue is full: let deliveries drain
 
     def _decode(self, message: Message, now_ns: int) -> RawTick:
         value: bytes | None = message.value()
@@ -153,16 +204,8 @@ class Processor:
             ("tapewire-service", "processor"),
             ("tapewire-failed-at-ns", str(self._clock())),
         ]
-        produce(
-            self._producer,
-            self._settings.topics.raw_dlq,
-            message.key(),
-            message.value(),
-            self._delivery.on_delivery,
-            headers=headers,
-        )
-        self._metrics.ticks.labels("dead_lettered").inc()
-        self._metrics.dead_lettered.labels(dead.code).inc()
+        partition = (message.partition() or 0) % self._settings.topics.partitions
+        self._produce(self._settings.topics.raw_dlq, partition, message.key(), message.value(), headers)
         log.warning(
             "record dead-lettered",
             extra={
@@ -173,22 +216,42 @@ class Processor:
             },
         )
 
-    def _load_assigned_states(self) -> None:
-        if not self._unloaded:
+    def _count(self, changed: list[State], dead: list[tuple[Message, DeadLetter]]) -> None:
+        self._metrics.ticks.labels("applied").inc(len(changed))
+        if dead:
+            self._metrics.ticks.labels("dead_lettered").inc(len(dead))
+            for _message, reason in dead:
+                self._metrics.dead_lettered.labels(reason.code).inc()
+
+    def _restore_assigned(self) -> None:
+        if not self._unrestored:
             return
-        partitions = sorted(self._unloaded)
-        loaded = [state_from_proto(m) for m in self._store.load_states(partitions)]
-        for state in loaded:
-            current = self._states.get(state.instrument)
-            if current is None or current.version < state.version:
+        partitions = sorted(self._unrestored)
+        started = time.monotonic()
+        restored = 0
+        for values in self._restore(partitions).values():
+            for value in values.values():
+                state = state_from_proto(pb.InstrumentState.FromString(value))
                 self._states[state.instrument] = state
-        self._unloaded.clear()
-        self._metrics.instruments.inc(len(loaded))
-        log.info("states loaded", extra={"partitions": partitions, "instruments": len(loaded)})
+                restored += 1
+        self._unrestored.clear()
+        self._metrics.states_restored.inc(restored)
+        log.info(
+            "states restored",
+            extra={
+                "partitions": partitions,
+                "instruments": restored,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
 
 def _already_applied(state: State | None, position: Position) -> bool:
-    """True when the state already reflects the tick at `position` (a replay after a crash)."""
+    """True when the state already reflects the tick at `position`.
+
+    Transactions make this impossible within one consumer group; it guards against a group
+    reset or a new group id replaying ticks the changelog already accounts for.
+    """
     return (
         state is not None
         and state.source.partition == position.partition
@@ -196,32 +259,17 @@ def _already_applied(state: State | None, position: Position) -> bool:
     )
 
 
-def _touched_bars(traded: list[State]) -> tuple[list[VersionedBar], list[VersionedBar]]:
-    """The final value of every bar the batch's trades changed, with the version that set it."""
-    bars_1s: dict[tuple[str, int], VersionedBar] = {}
-    bars_1m: dict[tuple[str, int], VersionedBar] = {}
-    for state in traded:
-        if state.bar_1s is None or state.bar_1m is None:
-            continue
-        bars_1s[(state.instrument, state.bar_1s.start_ns)] = VersionedBar(
-            state.instrument, state.bar_1s, state.version
-        )
-        bars_1m[(state.instrument, state.bar_1m.start_ns)] = VersionedBar(
-            state.instrument, state.bar_1m, state.version
-        )
-    return list(bars_1s.values()), list(bars_1m.values())
-
-
 def run(
     settings: ProcessorSettings,
     consumer: Consumer,
     producer: Producer,
-    store: StateStore,
+    restore: Restore,
     metrics: ProcessorMetrics,
     stop: threading.Event,
 ) -> None:
-    """Consume until `stop` is set, then leave the group cleanly."""
-    processor = Processor(settings, producer, store, metrics)
+    """Consume until `stop` is set, then leave the group cleanly. `producer` is transactional."""
+    producer.init_transactions(settings.flush_timeout_s)
+    processor = Processor(settings, consumer, producer, restore, metrics)
     consumer.subscribe(
         [settings.topics.raw],
         on_assign=processor.on_assign,
@@ -232,5 +280,3 @@ def run(
         run_batches(consumer, processor.handle, stop, settings.loop, metrics.loop)
     finally:
         consumer.close()  # leaves the group at once, so the partitions move without waiting a session timeout
-        producer.flush(settings.flush_timeout_s)
-        store.close()

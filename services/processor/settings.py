@@ -13,6 +13,9 @@ class ProcessorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROCESSOR_", frozen=True, extra="ignore")
 
     group_id: str = "tt-processor"
+    # The history writer (PostgreSQL sink) consumes tt_processed_data in a group of its own.
+    history_enabled: bool = True
+    history_group_id: str = "tt-processor-history"
     # Larger batches amortise the PostgreSQL round trip and the commit; the first record of a
     # batch is never held back waiting for the rest (see tapewire.kafka.poll_batch).
     batch_size: int = Field(default=500, ge=1, le=100_000)
@@ -29,5 +32,12 @@ class ProcessorSettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
 
     @property
-    def loop(self) -> LoopSettings:
+    def history_loop(self) -> LoopSettings:
         return LoopSettings(batch_size=self.batch_size, poll_timeout_s=self.poll_timeout_s)
+
+    @property
+    def loop(self) -> LoopSettings:
+        # Offsets are committed inside each batch's transaction, not after it.
+        return LoopSettings(
+            batch_size=self.batch_size, poll_timeout_s=self.poll_timeout_s, commit_after_handle=False
+        )

@@ -1,4 +1,4 @@
-"""PostgreSQL: the processor's durable state and the bar history.
+"""PostgreSQL: the latest state of every instrument and the bar history.
 
 Every write is an upsert guarded by version (`WHERE stored.version < new.version`), so
 replaying a batch after a crash, or two processors briefly both owning a partition during a
@@ -7,7 +7,7 @@ rebalance, can never move a row backwards.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -63,15 +63,6 @@ class StateStore:
     def __init__(self, postgres: PostgresSettings) -> None:
         self._postgres = postgres
         self._conn: psycopg.Connection[Any] | None = None
-
-    def load_states(self, partitions: Iterable[int]) -> list[pb.InstrumentState]:
-        """The stored state of every instrument last seen on one of these raw-topic partitions."""
-        rows = self._run(
-            lambda cur: cur.execute(
-                "SELECT state FROM instrument_state WHERE source_partition = ANY(%s)", (list(partitions),)
-            ).fetchall()
-        )
-        return [pb.InstrumentState.FromString(bytes(row[0])) for row in rows]
 
     def write(
         self,

@@ -13,13 +13,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from services.processor.__main__ import serve
 from services.processor.enrich import NS_PER_SECOND
-from services.processor.metrics import ProcessorMetrics
-from services.processor.run import run
 from services.processor.settings import ProcessorSettings
-from services.processor.store import StateStore
 from tapewire.db import connect_kwargs
-from tapewire.kafka import consumer_config, producer_config
+from tapewire.kafka import read_latest_per_key
 from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
 from tapewire.ticks import Quote, RawTick, Trade
 from tapewire.v1 import market_pb2 as pb
@@ -42,19 +40,14 @@ def sample_ticks() -> list[RawTick]:
 
 
 @contextmanager
-def running_processor(settings: ProcessorSettings) -> Iterator[ProcessorMetrics]:
+def running_processor(settings: ProcessorSettings) -> Iterator[CollectorRegistry]:
+    """The whole service (transactional loop and history writer) on a thread."""
     stop = threading.Event()
-    metrics = ProcessorMetrics(CollectorRegistry())
-    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-processor"))
-    producer = Producer(producer_config(settings.kafka, "test-processor"))
-    thread = threading.Thread(
-        target=run,
-        args=(settings, consumer, producer, StateStore(settings.postgres), metrics, stop),
-        daemon=True,
-    )
+    registry = CollectorRegistry()
+    thread = threading.Thread(target=serve, args=(settings, stop, registry), daemon=True)
     thread.start()
     try:
-        yield metrics
+        yield registry
     finally:
         stop.set()
         thread.join(30)
@@ -64,7 +57,23 @@ def running_processor(settings: ProcessorSettings) -> Iterator[ProcessorMetrics]
 def make_settings(
     kafka: KafkaSettings, topics: TopicSettings, postgres: PostgresSettings, group: str
 ) -> ProcessorSettings:
-    return ProcessorSettings(kafka=kafka, topics=topics, postgres=postgres, group_id=group, metrics_port=0)
+    return ProcessorSettings(
+        kafka=kafka,
+        topics=topics,
+        postgres=postgres,
+        group_id=group,
+        history_group_id=f"{group}-history",
+        metrics_port=0,
+    )
+
+
+def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def stored_versions(postgres: PostgresSettings) -> dict[str, int]:
+    with psycopg.connect(**connect_kwargs(postgres)) as conn:
+        return dict(conn.execute("SELECT instrument, version FROM instrument_state").fetchall())
 
 
 def test_enriches_publishes_stores_and_dead_letters(
@@ -91,6 +100,8 @@ def test_enriches_publishes_stores_and_dead_letters(
     with running_processor(settings):
         outputs = consume_all(kafka_settings, topics.processed, expected=len(ticks))
         dead = consume_all(kafka_settings, topics.raw_dlq, expected=2)
+        expected = {"AAPL": 3, "MSFT": 20, "NVDA": 20}
+        wait_for(lambda: stored_versions(postgres_settings) == expected, 30, "the history writer to catch up")
 
     states = [pb.InstrumentState.FromString(m.value() or b"") for m in outputs]
     versions: dict[str, list[int]] = defaultdict(list)
@@ -112,9 +123,12 @@ def test_enriches_publishes_stores_and_dead_letters(
     assert last["NVDA"].session_volume == "210" and last["NVDA"].vwap == "100.25"
     assert all(s.times.processed_ns >= s.times.ingest_ns > 0 for s in states)
 
+    changelog = read_latest_per_key(kafka_settings, topics.processor_state, range(topics.partitions))
+    latest = {
+        k: pb.InstrumentState.FromString(v).version for part in changelog.values() for k, v in part.items()
+    }
+    assert latest == {b"AAPL": 3, b"MSFT": 20, b"NVDA": 20}
     with psycopg.connect(**connect_kwargs(postgres_settings)) as conn:
-        stored = dict(conn.execute("SELECT instrument, version FROM instrument_state").fetchall())
-        assert stored == {"AAPL": 3, "MSFT": 20, "NVDA": 20}
         minute_bars = conn.execute(
             "SELECT extract(epoch FROM start_time)::bigint, open, high, low, close, volume, trade_count"
             " FROM bars_1m WHERE instrument = 'AAPL' ORDER BY start_time"
@@ -133,7 +147,38 @@ def test_enriches_publishes_stores_and_dead_letters(
     assert int(headers["tapewire-source-offset"]) >= 0
 
 
-def test_replay_never_counts_a_tick_twice(
+def test_a_restarted_processor_resumes_from_the_changelog(
+    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+) -> None:
+    ticks = sample_ticks()
+    produce_ticks(kafka_settings, topics.raw, ticks)
+    settings = make_settings(kafka_settings, topics, postgres_settings, f"a{unique}")
+    with running_processor(settings):
+        consume_all(kafka_settings, topics.processed, expected=len(ticks))
+
+    later = Trade("AAPL", "XNAS", D("13"), D("100"), 4, T0 + 61 * NS_PER_SECOND, T0)
+    produce_ticks(kafka_settings, topics.raw, [later])
+    with running_processor(settings) as registry:
+        outputs = consume_all(kafka_settings, topics.processed, expected=len(ticks) + 1)
+        assert metric(registry, "processor_states_restored_total") == 3
+
+    # read_committed: every version exactly once, in order, across the restart.
+    versions: dict[str, list[int]] = defaultdict(list)
+    for message in outputs:
+        state = pb.InstrumentState.FromString(message.value() or b"")
+        versions[state.instrument].append(state.version)
+    assert versions == {"AAPL": [1, 2, 3, 4], "MSFT": list(range(1, 21)), "NVDA": list(range(1, 21))}
+    newest = pb.InstrumentState.FromString(outputs[-1].value() or b"")
+    # (4400 + 1300) / 500 = 11.4: the restored aggregates continued, nothing was re-added.
+    assert (newest.instrument, newest.version, newest.vwap, newest.session_volume) == (
+        "AAPL",
+        4,
+        "11.4",
+        "500",
+    )
+
+
+def test_a_new_group_does_not_count_ticks_twice(
     kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
 ) -> None:
     ticks = sample_ticks()
@@ -141,28 +186,17 @@ def test_replay_never_counts_a_tick_twice(
     with running_processor(make_settings(kafka_settings, topics, postgres_settings, f"a{unique}")):
         consume_all(kafka_settings, topics.processed, expected=len(ticks))
 
-    # A processor in a new group re-reads every record from offset 0, as after a crash before
-    # any commit: the states in PostgreSQL say each tick is already applied.
-    with running_processor(make_settings(kafka_settings, topics, postgres_settings, f"b{unique}")) as metrics:
+    # A new group re-reads every record from offset 0; the restored states say each tick is
+    # already applied, so nothing is counted again.
+    with running_processor(
+        make_settings(kafka_settings, topics, postgres_settings, f"b{unique}")
+    ) as registry:
         wait_for(
-            lambda: metrics.ticks.labels("duplicate")._value.get() >= len(ticks), 60, "replay to be skipped"
+            lambda: metric(registry, "processor_ticks_total", outcome="duplicate") >= len(ticks),
+            60,
+            "the replay to be skipped",
         )
-        assert metrics.ticks.labels("applied")._value.get() == 0
-
-    produce_ticks(
-        kafka_settings, topics.raw, [Trade("AAPL", "XNAS", D("13"), D("100"), 4, T0 + 61 * NS_PER_SECOND, T0)]
-    )
-    with running_processor(make_settings(kafka_settings, topics, postgres_settings, f"b{unique}")):
-        outputs = consume_all(kafka_settings, topics.processed, expected=len(ticks) + 1)
-    newest = pb.InstrumentState.FromString(outputs[-1].value() or b"")
-    assert len(outputs) == len(ticks) + 1
-    # (4400 + 1300) / 500 = 11.4: the replayed trades were not added again.
-    assert (newest.instrument, newest.version, newest.vwap, newest.session_volume) == (
-        "AAPL",
-        4,
-        "11.4",
-        "500",
-    )
+        assert metric(registry, "processor_ticks_total", outcome="applied") == 0
 
 
 def test_commits_offsets_after_processing(

@@ -1,0 +1,94 @@
+"""The processor's history writer: processed states into PostgreSQL, as a sink of the topic.
+
+It consumes `tt_processed_data` (read_committed) in a consumer group of its own and upserts
+each instrument's latest state and the bars those states carry. Every upsert is guarded by
+version, so at-least-once delivery is enough: a replayed batch changes nothing. Because it is a
+sink rather than part of the transaction, PostgreSQL being down delays history (the writer
+rewinds and backs off, holding no more than a batch) but never live prices.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from decimal import Decimal
+
+from confluent_kafka import Consumer, Message
+from google.protobuf.message import DecodeError
+
+from tapewire.consume_loop import LoopMetrics, LoopSettings, run_batches
+from tapewire.v1 import market_pb2 as pb
+
+from .enrich import Bar
+from .store import StateStore, VersionedBar
+
+log = logging.getLogger(__name__)
+
+
+def latest_rows(
+    batch: list[Message],
+) -> tuple[list[pb.InstrumentState], list[VersionedBar], list[VersionedBar]]:
+    """The newest state per instrument, and the newest value of every bar, in a batch."""
+    states: dict[str, pb.InstrumentState] = {}
+    bars_1s: dict[tuple[str, int], VersionedBar] = {}
+    bars_1m: dict[tuple[str, int], VersionedBar] = {}
+    for message in batch:
+        value = message.value()
+        if message.error() is not None or value is None:
+            continue
+        try:
+            state = pb.InstrumentState.FromString(value)
+        except DecodeError:
+            log.error(
+                "undecodable processed state",
+                extra={"partition": message.partition(), "offset": message.offset()},
+            )
+            continue
+        if state.instrument in states and states[state.instrument].version >= state.version:
+            continue
+        states[state.instrument] = state
+        for bar, into in ((state.bar_1s, bars_1s), (state.bar_1m, bars_1m)):
+            if bar.start_time_ns:
+                into[(state.instrument, bar.start_time_ns)] = VersionedBar(
+                    state.instrument, _bar(bar), state.version
+                )
+    return list(states.values()), list(bars_1s.values()), list(bars_1m.values())
+
+
+def _bar(bar: pb.Bar) -> Bar:
+    return Bar(
+        start_ns=bar.start_time_ns,
+        open=Decimal(bar.open),
+        high=Decimal(bar.high),
+        low=Decimal(bar.low),
+        close=Decimal(bar.close),
+        volume=Decimal(bar.volume),
+        trade_count=bar.trade_count,
+    )
+
+
+class HistoryWriter:
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def handle(self, batch: list[Message]) -> None:
+        states, bars_1s, bars_1m = latest_rows(batch)
+        if states:
+            self._store.write(states, bars_1s, bars_1m)
+
+
+def run_history(
+    consumer: Consumer,
+    topic: str,
+    store: StateStore,
+    loop: LoopSettings,
+    metrics: LoopMetrics,
+    stop: threading.Event,
+) -> None:
+    """Write history until `stop` is set."""
+    consumer.subscribe([topic])
+    try:
+        run_batches(consumer, HistoryWriter(store).handle, stop, loop, metrics)
+    finally:
+        consumer.close()
+        store.close()
