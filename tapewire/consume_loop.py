@@ -101,11 +101,23 @@ def run_batches(
     stop: threading.Event,
     settings: LoopSettings,
     metrics: LoopMetrics,
+    housekeeping: Callable[[], None] = lambda: None,
 ) -> None:
-    """Run until `stop` is set; see the module docstring for the guarantees."""
+    """Run until `stop` is set; see the module docstring for the guarantees.
+
+    `housekeeping` runs before every poll, busy or idle (it rate-limits itself); a transient
+    error from it is retried after a backoff like a failed batch.
+    """
     backoff = Backoff()
     while not stop.is_set():
         metrics.report_lag(consumer, settings.lag_report_interval_s)
+        try:
+            housekeeping()
+        except TRANSIENT_ERRORS as exc:
+            metrics.failures.labels(type(exc).__name__).inc()
+            log.warning("housekeeping failed", extra={"error": str(exc)})
+            stop.wait(backoff.next_delay())
+            continue
         batch = poll_batch(consumer, settings.batch_size, settings.poll_timeout_s)
         if not batch:
             continue

@@ -2,6 +2,7 @@
 
     <prefix>state:<instrument>   hash {v: version, s: InstrumentState protobuf}
     <prefix>instruments          set of every instrument with a state
+    <prefix>cache:partition:<p>  marker: the states of processed partition p are in this Redis
     <channel>:<instrument>       pub/sub: Update protobuf for every applied change
 
 Updates go to one channel per instrument so that a dashboard_api instance can subscribe to
@@ -34,6 +35,9 @@ class RedisKeys:
 
     def state(self, instrument: str) -> str:
         return f"{self.prefix}state:{instrument}"
+
+    def cache_marker(self, partition: int) -> str:
+        return f"{self.prefix}cache:partition:{partition}"
 
     def updates(self, instrument: str) -> str:
         return f"{self.channel}:{instrument}"

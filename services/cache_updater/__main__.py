@@ -9,7 +9,7 @@ import redis
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
-from tapewire.kafka import consumer_config, ensure_all_topics
+from tapewire.kafka import consumer_config, ensure_all_topics, read_latest_per_key
 from tapewire.logs import configure_logging
 from tapewire.ops import serve_ops
 from tapewire.shutdown import install_stop_event
@@ -37,10 +37,14 @@ def main() -> None:
     )
     registry = CollectorRegistry()
     metrics = CacheUpdaterMetrics(registry)
+
+    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return read_latest_per_key(settings.kafka, topics.processor_state, partitions)
+
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     log.info("cache_updater starting", extra={"group": settings.group_id, "topic": topics.processed})
     try:
-        run(settings, consumer, client, metrics, stop)
+        run(settings, consumer, client, restore, metrics, stop)
     finally:
         if ops:
             ops.close()

@@ -15,6 +15,11 @@ class CacheUpdaterMetrics:
         self.states = Counter(
             "cache_updater_states_total", "Processed states by outcome", ["outcome"], registry=registry
         )
+        self.rebuilds = Counter(
+            "cache_updater_rebuilds_total",
+            "Times the cache was rebuilt from the changelog",
+            registry=registry,
+        )
         self.processed_to_cached = Histogram(
             "cache_updater_processed_to_cached_seconds",
             "From the processor's stamp to the state being in Redis",

@@ -3,6 +3,13 @@
 One pipeline per batch carries one script call per state, in order; offsets are committed
 after the pipeline returned (tapewire.consume_loop), so a crash replays states that the
 version check then ignores.
+
+Rebuild: for every processed partition it owns, cache_updater keeps a marker key in Redis.
+A missing marker (a new or restarted-empty Redis) means the cache may lack states that were
+applied before; cache_updater then re-applies the latest state of each of that partition's
+instruments from the processor's changelog (same partition number) and sets the marker. The
+version check makes this safe alongside live updates, and each re-applied state is published,
+so connected clients catch up too.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from .settings import CacheUpdaterSettings
 
 log = logging.getLogger(__name__)
 
+# partitions -> {partition: {instrument key: latest changelog value}}
+Restore = Callable[[list[int]], dict[int, dict[bytes, bytes]]]
+
 
 class CacheUpdater:
     def __init__(
@@ -41,12 +51,50 @@ class CacheUpdater:
         self._metrics = metrics
         self._clock = clock
         self._script = client.register_script(APPLY_IF_NEWER)
+        self._last_marker_check = 0.0
 
     def handle(self, batch: list[Message]) -> None:
         cached_ns = self._clock()
         changes = [change for message in batch if (change := self._decode(message, cached_ns)) is not None]
-        if not changes:
+        self._apply(changes)
+
+    def rebuild_if_missing(self, partitions: list[int], restore: Restore, interval_s: float) -> None:
+        """Re-apply the changelog of every owned partition whose marker is gone (see module doc)."""
+        now = time.monotonic()
+        if not partitions or now - self._last_marker_check < interval_s:
             return
+        self._last_marker_check = now
+        markers = [self._keys.cache_marker(p) for p in partitions]
+        try:
+            present = self._client.mget(markers)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+        missing = [p for p, value in zip(partitions, present, strict=True) if value is None]
+        if not missing:
+            return
+        started = time.monotonic()
+        cached_ns = self._clock()
+        changes = [
+            prepare(pb.InstrumentState.FromString(value), self._keys, cached_ns)
+            for values in restore(missing).values()
+            for value in values.values()
+        ]
+        applied = self._apply(changes)
+        self._set_markers(missing)
+        self._metrics.rebuilds.inc()
+        log.warning(
+            "cache rebuilt from the changelog",
+            extra={
+                "partitions": missing,
+                "states": len(changes),
+                "applied": applied,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    def _apply(self, changes: list[Change]) -> int:
+        if not changes:
+            return 0
         try:
             pipe = self._client.pipeline(transaction=False)
             for change in changes:
@@ -57,6 +105,13 @@ class CacheUpdater:
         fresh = sum(1 for result in applied if result == 1)
         self._metrics.states.labels("applied").inc(fresh)
         self._metrics.states.labels("stale").inc(len(changes) - fresh)
+        return fresh
+
+    def _set_markers(self, partitions: list[int]) -> None:
+        try:
+            self._client.mset({self._keys.cache_marker(p): "1" for p in partitions})
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
 
     def _decode(self, message: Message, cached_ns: int) -> Change | None:
         value = message.value()
@@ -81,14 +136,20 @@ def run(
     settings: CacheUpdaterSettings,
     consumer: Consumer,
     client: redis.Redis,
+    restore: Restore,
     metrics: CacheUpdaterMetrics,
     stop: threading.Event,
 ) -> None:
     """Consume until `stop` is set, then leave the group cleanly."""
     updater = CacheUpdater(client, RedisKeys.from_settings(settings.redis), metrics)
     consumer.subscribe([settings.topics.processed])
+
+    def housekeeping() -> None:
+        owned = sorted(tp.partition for tp in consumer.assignment())
+        updater.rebuild_if_missing(owned, restore, settings.cache_check_interval_s)
+
     try:
-        run_batches(consumer, updater.handle, stop, settings.loop, metrics.loop)
+        run_batches(consumer, updater.handle, stop, settings.loop, metrics.loop, housekeeping)
     finally:
         consumer.close()
         client.close()

@@ -16,6 +16,8 @@ class CacheUpdaterSettings(BaseSettings):
     # One Redis pipeline per batch: the round trip, not Redis, is what costs.
     batch_size: int = Field(default=500, ge=1, le=100_000)
     poll_timeout_s: float = Field(default=0.1, gt=0, le=5)
+    # How often to check that Redis still holds what was applied (see run.py: rebuild).
+    cache_check_interval_s: float = Field(default=1.0, gt=0, le=60)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9103, ge=0, le=65535)
 

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from services.cache_updater.metrics import CacheUpdaterMetrics
 from services.cache_updater.run import run
 from services.cache_updater.settings import CacheUpdaterSettings
-from tapewire.kafka import consumer_config
+from tapewire.kafka import consumer_config, read_latest_per_key
 from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
 from tapewire.v1 import market_pb2 as pb
@@ -38,7 +38,13 @@ def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CacheUpdat
     metrics = CacheUpdaterMetrics(CollectorRegistry())
     consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-cache-updater"))
     client = redis.Redis.from_url(settings.redis.url.get_secret_value())
-    thread = threading.Thread(target=run, args=(settings, consumer, client, metrics, stop), daemon=True)
+
+    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return read_latest_per_key(settings.kafka, settings.topics.processor_state, partitions)
+
+    thread = threading.Thread(
+        target=run, args=(settings, consumer, client, restore, metrics, stop), daemon=True
+    )
     thread.start()
     try:
         yield metrics
@@ -97,3 +103,39 @@ def test_applies_newer_versions_and_publishes_each(
     assert pb.InstrumentState.FromString(stored[b"s"]).last_price == "103"
     assert redis_client.smembers(keys.instruments) == {b"AAPL", b"MSFT"}
     pubsub.close()
+
+
+def test_rebuilds_an_emptied_cache_from_the_changelog(
+    kafka_settings: KafkaSettings,
+    topics: TopicSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    unique: str,
+) -> None:
+    keys = RedisKeys.from_settings(redis_settings)
+    producer = Producer(kafka_settings.as_librdkafka_dict())
+    # The processor writes the latest state of each instrument to the changelog, partition for partition.
+    for topic in (topics.processed, topics.processor_state):
+        for partition, name in enumerate(["AAPL", "MSFT", "NVDA"]):
+            producer.produce(topic, key=name.encode(), value=state(name, 5), partition=partition)
+    assert producer.flush(30) == 0
+
+    settings = CacheUpdaterSettings(
+        kafka=kafka_settings,
+        topics=topics,
+        redis=redis_settings,
+        group_id=f"g{unique}",
+        metrics_port=0,
+        cache_check_interval_s=0.2,
+    )
+    with running_cache_updater(settings) as metrics:
+        wait_for(lambda: redis_client.scard(keys.instruments) == 3, 30, "the states to be cached")
+        # Redis "restarted empty": every key of this deployment is gone.
+        redis_client.delete(*redis_client.scan_iter(match=f"{redis_settings.key_prefix}*"))
+        wait_for(lambda: redis_client.scard(keys.instruments) == 3, 30, "the cache to be rebuilt")
+        assert metrics.rebuilds._value.get() >= 2  # once at start (no markers yet), once after the loss
+
+    for name in ("AAPL", "MSFT", "NVDA"):
+        stored = redis_client.hgetall(keys.state(name))
+        assert stored[b"v"] == b"5"
+        assert pb.InstrumentState.FromString(stored[b"s"]).last_price == "105"
