@@ -484,6 +484,8 @@ def _kafka_write_config(p: int) -> None:
         "offsets.topic.replication.factor=1\n"
         "transaction.state.log.replication.factor=1\n"
         "transaction.state.log.min.isr=1\n"
+        # Abort a crashed producer's open transaction soon after its timeout (default: a 10 s sweep).
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000\n"
         "group.initial.rebalance.delay.ms=0\n"
         "num.partitions=6\n"
         "auto.create.topics.enable=false\n"

@@ -42,8 +42,16 @@ class Suite:
             self.start_service(name)
         return self
 
-    def start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
+    def start_service(
+        self, name: str, extra_env: Mapping[str, str] | None = None, instance: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `services.<name>` as the process called `instance` (default: the name itself).
+
+        Starting an instance that already exists replaces its entry (after a kill, say); its
+        log file is appended to.
+        """
+        instance = instance or name
+        log = (self.log_dir / f"{instance}.log").open("ab")
         self._logs.append(log)
         process = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
@@ -55,7 +63,7 @@ class Suite:
             # the services in order rather than all at once.
             start_new_session=True,
         )
-        self.processes[name] = process
+        self.processes[instance] = process
         return process
 
     def exited(self) -> dict[str, int]:
@@ -85,8 +93,10 @@ class Suite:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def _stop_order(name: str) -> int:
-    return SERVICES[::-1].index(name) if name in SERVICES else len(SERVICES)
+def _stop_order(instance: str) -> int:
+    """Feed first, then each stage in pipeline order; `processor-2` sorts with `processor`."""
+    service = instance.split("-", 1)[0]
+    return SERVICES[::-1].index(service) if service in SERVICES else len(SERVICES)
 
 
 def prepare(env: Mapping[str, str]) -> None:

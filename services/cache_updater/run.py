@@ -5,11 +5,14 @@ after the pipeline returned (tapewire.consume_loop), so a crash replays states t
 version check then ignores.
 
 Rebuild: for every processed partition it owns, cache_updater keeps a marker key in Redis.
-A missing marker (a new or restarted-empty Redis) means the cache may lack states that were
-applied before; cache_updater then re-applies the latest state of each of that partition's
-instruments from the processor's changelog (same partition number) and sets the marker. The
-version check makes this safe alongside live updates, and each re-applied state is published,
-so connected clients catch up too.
+A missing marker on a partition this consumer group has committed offsets for means Redis
+lost states that were applied before (it restarted empty, or is a new server); cache_updater
+then re-applies the latest state of each of that partition's instruments from the processor's
+changelog (same partition number) and sets the marker. The version check makes this safe
+alongside live updates, and each re-applied state is published, so connected clients catch up.
+The changelog can be ahead of this consumer, so versions may jump forward after a rebuild;
+they never go back. A partition the group has never committed needs no rebuild: consuming it
+from the start fills Redis version by version.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ import time
 from collections.abc import Callable
 
 import redis
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from google.protobuf.message import DecodeError
 
 from tapewire.consume_loop import run_batches
-from tapewire.errors import StoreUnavailable
+from tapewire.errors import KafkaFailure, StoreUnavailable
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
 
@@ -58,8 +61,17 @@ class CacheUpdater:
         changes = [change for message in batch if (change := self._decode(message, cached_ns)) is not None]
         self._apply(changes)
 
-    def rebuild_if_missing(self, partitions: list[int], restore: Restore, interval_s: float) -> None:
-        """Re-apply the changelog of every owned partition whose marker is gone (see module doc)."""
+    def rebuild_if_missing(
+        self,
+        partitions: list[int],
+        committed: Callable[[list[int]], list[int]],
+        restore: Restore,
+        interval_s: float,
+    ) -> None:
+        """Re-apply the changelog of every owned partition whose marker is gone (see module doc).
+
+        `committed` picks the partitions this group has committed offsets for.
+        """
         now = time.monotonic()
         if not partitions or now - self._last_marker_check < interval_s:
             return
@@ -72,20 +84,25 @@ class CacheUpdater:
         missing = [p for p, value in zip(partitions, present, strict=True) if value is None]
         if not missing:
             return
+        lost = committed(missing)
+        if lost:
+            self._rebuild(lost, restore)
+        self._set_markers(missing)
+
+    def _rebuild(self, partitions: list[int], restore: Restore) -> None:
         started = time.monotonic()
         cached_ns = self._clock()
         changes = [
             prepare(pb.InstrumentState.FromString(value), self._keys, cached_ns)
-            for values in restore(missing).values()
+            for values in restore(partitions).values()
             for value in values.values()
         ]
         applied = self._apply(changes)
-        self._set_markers(missing)
         self._metrics.rebuilds.inc()
         log.warning(
             "cache rebuilt from the changelog",
             extra={
-                "partitions": missing,
+                "partitions": partitions,
                 "states": len(changes),
                 "applied": applied,
                 "seconds": round(time.monotonic() - started, 3),
@@ -144,9 +161,16 @@ def run(
     updater = CacheUpdater(client, RedisKeys.from_settings(settings.redis), metrics)
     consumer.subscribe([settings.topics.processed])
 
+    def committed(partitions: list[int]) -> list[int]:
+        asked = [TopicPartition(settings.topics.processed, p) for p in partitions]
+        try:
+            return [tp.partition for tp in consumer.committed(asked, timeout=10) if tp.offset >= 0]
+        except KafkaException as exc:
+            raise KafkaFailure(f"could not read committed offsets: {exc}", retriable=True) from exc
+
     def housekeeping() -> None:
         owned = sorted(tp.partition for tp in consumer.assignment())
-        updater.rebuild_if_missing(owned, restore, settings.cache_check_interval_s)
+        updater.rebuild_if_missing(owned, committed, restore, settings.cache_check_interval_s)
 
     try:
         run_batches(consumer, updater.handle, stop, settings.loop, metrics.loop, housekeeping)

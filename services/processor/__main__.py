@@ -57,7 +57,9 @@ def serve(settings: ProcessorSettings, stop: threading.Event, registry: Collecto
     # Unique per process: zombie fencing comes from the consumer group generation (KIP-447),
     # so the id need not survive restarts.
     producer = Producer(
-        transactional_producer_config(settings.kafka, client_id, f"{client_id}-{uuid.uuid4().hex[:8]}")
+        transactional_producer_config(
+            settings.kafka, client_id, f"{client_id}-{uuid.uuid4().hex[:8]}", settings.transaction_timeout_ms
+        )
     )
 
     def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from google.protobuf.message import DecodeError
 
+from tapewire import dead_letters
 from tapewire.consume_loop import next_offsets, run_batches
-from tapewire.errors import InvalidTick, KafkaFailure, TapewireError
+from tapewire.dead_letters import Refused, decode_raw_tick
+from tapewire.errors import KafkaFailure, TapewireError
 from tapewire.kafka import record_position
-from tapewire.ticks import RawTick, from_proto
 from tapewire.v1 import market_pb2 as pb
 
 from .codec import state_from_proto, state_to_proto
@@ -38,14 +38,6 @@ log = logging.getLogger(__name__)
 
 # partitions -> {partition: {instrument key: latest changelog value}}
 Restore = Callable[[list[int]], dict[int, dict[bytes, bytes]]]
-
-
-class DeadLetter(Exception):
-    """A raw record that cannot be processed; `code` is a bounded label for metrics."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
 
 
 class ProducerFenced(TapewireError):
@@ -93,15 +85,15 @@ class Processor:
         now_ns = self._clock()
         pending: dict[str, State] = {}
         changed: list[State] = []
-        dead: list[tuple[Message, DeadLetter]] = []
+        dead: list[tuple[Message, Refused]] = []
         for message in batch:
             where = record_position(message)
             if where is None:
                 log.warning("consumer error", extra={"error": str(message.error())})
                 continue
             try:
-                tick = self._decode(message, now_ns)
-            except DeadLetter as reason:
+                tick = decode_raw_tick(message.value(), now_ns, self._settings.max_record_bytes)
+            except Refused as reason:
                 dead.append((message, reason))
                 continue
             previous = pending.get(tick.instrument) or self._states.get(tick.instrument)
@@ -121,7 +113,7 @@ class Processor:
         batch: list[Message],
         changed: list[State],
         latest: dict[str, State],
-        dead: list[tuple[Message, DeadLetter]],
+        dead: list[tuple[Message, Refused]],
     ) -> None:
         """Publish the batch's outputs and offsets in one transaction, or raise after aborting it."""
         topics = self._settings.topics
@@ -177,33 +169,17 @@ class Processor:
             except BufferError:
                 self._producer.poll(0.05)  # librdkafka's queue is full: let deliveries drain
 
-    def _decode(self, message: Message, now_ns: int) -> RawTick:
-        value: bytes | None = message.value()
-        if value is None:
-            raise DeadLetter("empty", "record has no value")
-        if len(value) > self._settings.max_record_bytes:
-            raise DeadLetter(
-                "too_large", f"record of {len(value)} bytes exceeds {self._settings.max_record_bytes}"
+    def _dead_letter(self, message: Message, dead: Refused) -> None:
+        headers: list[tuple[str, Any]] = list(
+            dead_letters.headers(
+                dead,
+                message.topic() or "",
+                message.partition() or 0,
+                message.offset() or 0,
+                "processor",
+                self._clock(),
             )
-        try:
-            wire = pb.Tick.FromString(value)
-        except DecodeError as exc:
-            raise DeadLetter("undecodable", f"not a tapewire.v1.Tick: {exc}") from exc
-        try:
-            return from_proto(wire, now_ns)
-        except InvalidTick as exc:
-            raise DeadLetter("invalid", str(exc)) from exc
-
-    def _dead_letter(self, message: Message, dead: DeadLetter) -> None:
-        headers: list[tuple[str, Any]] = [
-            ("tapewire-error", str(dead)),
-            ("tapewire-error-code", dead.code),
-            ("tapewire-source-topic", message.topic()),
-            ("tapewire-source-partition", str(message.partition())),
-            ("tapewire-source-offset", str(message.offset())),
-            ("tapewire-service", "processor"),
-            ("tapewire-failed-at-ns", str(self._clock())),
-        ]
+        )
         partition = (message.partition() or 0) % self._settings.topics.partitions
         self._produce(self._settings.topics.raw_dlq, partition, message.key(), message.value(), headers)
         log.warning(
@@ -216,7 +192,7 @@ class Processor:
             },
         )
 
-    def _count(self, changed: list[State], dead: list[tuple[Message, DeadLetter]]) -> None:
+    def _count(self, changed: list[State], dead: list[tuple[Message, Refused]]) -> None:
         self._metrics.ticks.labels("applied").inc(len(changed))
         if dead:
             self._metrics.ticks.labels("dead_lettered").inc(len(dead))

@@ -23,6 +23,10 @@ class ProcessorSettings(BaseSettings):
     # A raw record bigger than this is dead-lettered unread: a tick is ~100 bytes.
     max_record_bytes: int = Field(default=4096, ge=256)
     flush_timeout_s: float = Field(default=30.0, gt=0)
+    # How long a crashed instance's open transaction can hold back the partitions it had
+    # before the broker aborts it: shorter means faster failover, but every batch must commit
+    # well within it.
+    transaction_timeout_ms: int = Field(default=15_000, ge=1_000, le=900_000)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9102, ge=0, le=65535)
 

@@ -103,6 +103,7 @@ def suite_env(
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
         "TAPEWIRE_TOPIC_RAW": topics.raw,
         "TAPEWIRE_TOPIC_PROCESSED": topics.processed,
+        "TAPEWIRE_TOPIC_PROCESSOR_STATE": topics.processor_state,
         "TAPEWIRE_TOPIC_PARTITIONS": str(topics.partitions),
         "REDIS_URL": redis_settings.url.get_secret_value(),
         "REDIS_KEY_PREFIX": redis_settings.key_prefix,
