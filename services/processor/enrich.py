@@ -17,8 +17,9 @@ Rules, as tapewire defines them:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from decimal import Decimal
+from typing import Any
 
 from tapewire.decimals import CONTEXT
 from tapewire.ticks import Quote, RawTick, Trade
@@ -97,8 +98,8 @@ def apply(state: State | None, tick: RawTick, source: Position) -> State:
             exchange_ns=0,
             ingest_ns=0,
         )
-    common = replace(
-        state,
+    changes = trade_changes(state, tick) if isinstance(tick, Trade) else quote_changes(tick)
+    changes.update(
         venue=tick.venue or state.venue,
         version=state.version + 1,
         last_sequence=tick.sequence,
@@ -106,31 +107,40 @@ def apply(state: State | None, tick: RawTick, source: Position) -> State:
         exchange_ns=tick.exchange_time_ns,
         ingest_ns=tick.ingest_time_ns,
     )
-    if isinstance(tick, Trade):
-        return apply_trade(common, tick)
-    return apply_quote(common, tick)
+    return _evolve(state, changes)
 
 
-def apply_quote(state: State, quote: Quote) -> State:
-    return replace(
-        state,
-        bid_price=quote.bid_price,
-        bid_size=quote.bid_size,
-        ask_price=quote.ask_price,
-        ask_size=quote.ask_size,
-    )
+def quote_changes(quote: Quote) -> dict[str, Any]:
+    """What a quote changes: the best bid and ask."""
+    return {
+        "bid_price": quote.bid_price,
+        "bid_size": quote.bid_size,
+        "ask_price": quote.ask_price,
+        "ask_size": quote.ask_size,
+    }
 
 
-def apply_trade(state: State, trade: Trade) -> State:
-    return replace(
-        state,
-        last_price=trade.price,
-        last_size=trade.size,
-        last_trade_time_ns=trade.exchange_time_ns,
-        session=next_session(state.session, trade),
-        bar_1s=next_bar(state.bar_1s, trade, BAR_1S_NS),
-        bar_1m=next_bar(state.bar_1m, trade, BAR_1M_NS),
-    )
+def trade_changes(state: State, trade: Trade) -> dict[str, Any]:
+    """What a trade changes: the last trade, the session and both bars."""
+    return {
+        "last_price": trade.price,
+        "last_size": trade.size,
+        "last_trade_time_ns": trade.exchange_time_ns,
+        "session": next_session(state.session, trade),
+        "bar_1s": next_bar(state.bar_1s, trade, BAR_1S_NS),
+        "bar_1m": next_bar(state.bar_1m, trade, BAR_1M_NS),
+    }
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(State))
+
+
+def _evolve(state: State, changes: dict[str, Any]) -> State:
+    """`dataclasses.replace` without its per-call introspection: this runs once per tick."""
+    new = object.__new__(State)
+    for name in _STATE_FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(state, name))
+    return new
 
 
 def next_session(session: Session | None, trade: Trade) -> Session:
