@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tapewire.errors import StoreUnavailable
 from tapewire.keys import RedisKeys
@@ -61,8 +62,16 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     url = settings.redis.url.get_secret_value()
     keys = RedisKeys.from_settings(settings.redis)
+    # A pooled connection from before a Redis restart is dead on first use: retry such a
+    # command once on a fresh connection instead of failing the snapshot (and the client).
     redis = Redis.from_url(
-        url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30, client_name="dashboard_api"
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+        client_name="dashboard_api",
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
     )
     # The relay reconnects (and resyncs its connections) itself: redis-py must not retry quietly.
     # Its connection is named after the channel so that CLIENT LIST tells which relay is which.

@@ -54,6 +54,7 @@ class ConnectionLimits:
 @dataclass(frozen=True, slots=True)
 class _SnapshotRequest:
     instruments: tuple[str, ...]
+    resync: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ class Connection:
         return self._enqueue(delta)
 
     def resync(self, instruments: tuple[str, ...]) -> bool:
-        return self._enqueue(_SnapshotRequest(instruments))
+        return self._enqueue(_SnapshotRequest(instruments, resync=True))
 
     def request_close(self, code: int, reason: str) -> None:
         if not self._stop.is_set():
@@ -192,7 +193,7 @@ class Connection:
                 if isinstance(item, Delta):
                     await self._send_delta(item)
                 elif isinstance(item, _SnapshotRequest):
-                    await self._send_snapshot(item.instruments)
+                    await self._send_snapshot(item.instruments, item.resync)
                 elif isinstance(item, _Forget):
                     for instrument in item.instruments:
                         self._sent.pop(instrument, None)
@@ -211,18 +212,23 @@ class Connection:
         self._sent[delta.instrument] = delta.version
         await self._send("update", delta.text)
 
-    async def _send_snapshot(self, instruments: tuple[str, ...]) -> None:
+    async def _send_snapshot(self, instruments: tuple[str, ...], resync: bool = False) -> None:
+        """Send the current states. A resync (after the relay lost Redis) leaves out what the
+        client already has at the same or a newer version: Redis may have come back empty or
+        behind, and a client must never see a version go back."""
         try:
             found = await self._states.read(instruments)
         except StoreUnavailable as exc:
             log.warning("snapshot failed, closing", extra={"peer": self.peer, "error": str(exc)})
             self.request_close(CLOSE_TRY_AGAIN_LATER, "state store unavailable")
             return
-        for state in found.states:
+        states = [s for s in found.states if not (resync and s.version <= self._sent.get(s.instrument, 0))]
+        missing = [name for name in found.missing if not (resync and self._sent.get(name, 0) > 0)]
+        for state in states:
             self._sent[state.instrument] = state.version
-        for instrument in found.missing:
+        for instrument in missing:
             self._sent[instrument] = 0
-        await self._send("snapshot", views.snapshot_message(found.states, found.missing, self._clock()))
+        await self._send("snapshot", views.snapshot_message(states, missing, self._clock()))
 
     async def _send(self, kind: str, text: str) -> None:
         await self._ws.send_text(text)

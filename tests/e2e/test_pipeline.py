@@ -111,6 +111,7 @@ def suite_env(
         "DATABASE_URL": postgres_settings.url.get_secret_value(),
         "TAPEWIRE_PG_SCHEMA": postgres_settings.schema_name,
         "PROCESSOR_GROUP_ID": f"p{unique}",
+        "PROCESSOR_HISTORY_GROUP_ID": f"h{unique}",
         "CACHE_UPDATER_GROUP_ID": f"c{unique}",
         "PROCESSOR_METRICS_PORT": str(free_port()),
         "CACHE_UPDATER_METRICS_PORT": str(free_port()),
