@@ -44,8 +44,8 @@ class Pipeline:
         """Start `instance` (`processor-2` runs services.processor); a restart reuses its env."""
         service = instance.split("-", 1)[0]
         env = dict(extra_env or {})
-        if service == "processor":
-            env.setdefault("PROCESSOR_METRICS_PORT", str(free_port()))
+        if service in ("processor", "cache_updater"):
+            env.setdefault(f"{service.upper()}_METRICS_PORT", str(free_port()))
         self._specs[instance] = (service, env)
         self.suite.start_service(service, env, instance=instance)
 

@@ -272,8 +272,10 @@ def confirm_refused(url: str, summary: Summary) -> None:
 def test_rolling_restart_sigterm(
     pipelines: Pipelines, fault_env: dict[str, str], stores: Stores, kafka_settings: KafkaSettings
 ) -> None:
-    """Each service in turn gets SIGTERM, must exit 0 in time, and is started again."""
-    order = (*PROCESSORS, "cache_updater", "dashboard_api")
+    """Each service in turn gets SIGTERM, must exit 0 in time, and is started again. Two
+    cache_updaters split the processed partitions, so scale-in and scale-out happen for both
+    consumer stages."""
+    order = (*PROCESSORS, "cache_updater", "cache_updater-2", "dashboard_api")
     pipeline = pipelines(fault_env)
     for instance in order:
         pipeline.start(instance)
