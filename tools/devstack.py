@@ -65,13 +65,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
+    "KAFKA_LIBS",
     "LOCAL",
+    "LOG4J2_PROPERTIES",
     "ROOT",
     "SERVICES",
     "DevstackError",
     "down",
     "ensure_up",
     "env_vars",
+    "kafka_format_command",
+    "kafka_java",
+    "kafka_new_cluster_id",
+    "kafka_properties",
+    "kafka_ready",
+    "kafka_server_command",
     "main",
     "status",
 ]
@@ -119,6 +127,7 @@ STOP_TIMEOUT = 30.0
 # Kafka 4.1 logs "[KafkaRaftServer nodeId=1] Kafka Server started (kafka.server.KafkaRaftServer)"
 # once the combined broker+controller is up (a few seconds after the port first answers).
 KAFKA_STARTED_RE = re.compile(r"\] Kafka Server started")
+KAFKA_HEAP = ("-Xmx512m", "-Xms256m")
 
 # What /proc/<pid>/cmdline must contain for a pid file to still be ours.
 CMDLINE_HINT = {"kafka": "kafka.Kafka", "redis": "redis-server", "postgres": "postgres"}
@@ -467,20 +476,22 @@ def _kafka_install() -> None:
     KAFKA_LIBS_MARKER.write_text(_pom_digest() + "\n")
 
 
-def _kafka_write_config(p: int) -> None:
-    KAFKA_DATA.mkdir(parents=True, exist_ok=True)
-    KAFKA_LOG4J.write_text(LOG4J2_PROPERTIES)
-    KAFKA_CONFIG.write_text(
+def kafka_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    """``server.properties`` of a single KRaft node (broker and controller) on HOST.
+
+    Also what the fault tests give the private brokers they stop and restart.
+    """
+    return (
         "# Written by tools/devstack.py on every start; edits are overwritten.\n"
         "process.roles=broker,controller\n"
         "node.id=1\n"
-        f"controller.quorum.bootstrap.servers={HOST}:{p + 1}\n"
-        f"listeners=PLAINTEXT://{HOST}:{p},CONTROLLER://{HOST}:{p + 1}\n"
-        f"advertised.listeners=PLAINTEXT://{HOST}:{p}\n"
+        f"controller.quorum.bootstrap.servers={HOST}:{controller_port}\n"
+        f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}\n"
+        f"advertised.listeners=PLAINTEXT://{HOST}:{port}\n"
         "controller.listener.names=CONTROLLER\n"
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
         "inter.broker.listener.name=PLAINTEXT\n"
-        f"log.dirs={KAFKA_DATA}\n"
+        f"log.dirs={data_dir}\n"
         "offsets.topic.replication.factor=1\n"
         "transaction.state.log.replication.factor=1\n"
         "transaction.state.log.min.isr=1\n"
@@ -492,16 +503,54 @@ def _kafka_write_config(p: int) -> None:
     )
 
 
-def _kafka_java(*args: str, heap: tuple[str, ...] = ()) -> list[str]:
+def _kafka_write_config(p: int) -> None:
+    KAFKA_DATA.mkdir(parents=True, exist_ok=True)
+    KAFKA_LOG4J.write_text(LOG4J2_PROPERTIES)
+    KAFKA_CONFIG.write_text(kafka_properties(p, p + 1, KAFKA_DATA))
+
+
+def kafka_java(*args: str, heap: tuple[str, ...] = (), log4j_config: Path = KAFKA_LOG4J) -> list[str]:
+    """``java ... <args>`` with the jars in .local/kafka/libs on the class path."""
     return [
         "java",
         *heap,
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+        f"-Dlog4j2.configurationFile={log4j_config}",
         "-cp",
         f"{KAFKA_LIBS}/*",
         *args,
     ]
+
+
+def kafka_new_cluster_id() -> str:
+    """A random KRaft cluster id (what ``kafka-storage random-uuid`` prints).
+
+    Never one that starts with "-": StorageTool would read it as an option and refuse to format
+    (Kafka's own ``Uuid.randomUuid`` skips those too).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def kafka_format_command(config: Path, cluster_id: str, log4j_config: Path = KAFKA_LOG4J) -> list[str]:
+    """StorageTool formatting the log dir of ``config`` as a standalone controller quorum of one."""
+    return kafka_java(
+        "kafka.tools.StorageTool",
+        "format",
+        "--standalone",
+        "-t",
+        cluster_id,
+        "-c",
+        str(config),
+        log4j_config=log4j_config,
+    )
+
+
+def kafka_server_command(config: Path, log4j_config: Path = KAFKA_LOG4J) -> list[str]:
+    """The broker itself (``kafka.Kafka``), with devstack's heap."""
+    return kafka_java("kafka.Kafka", str(config), heap=KAFKA_HEAP, log4j_config=log4j_config)
 
 
 def _kafka_format(p: int) -> None:
@@ -518,14 +567,9 @@ def _kafka_format(p: int) -> None:
                 "or run `python3 tools/devstack.py down --wipe` to start afresh"
             )
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = kafka_new_cluster_id()
     _log(f"formatting Kafka storage (cluster id {cluster_id})")
-    _run(
-        _kafka_java(
-            "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(KAFKA_CONFIG)
-        ),
-        "kafka-storage format",
-    )
+    _run(kafka_format_command(KAFKA_CONFIG, cluster_id), "kafka-storage format")
     KAFKA_FORMAT_MARKER.write_text(f"{p + 1}\n")
 
 
@@ -538,14 +582,18 @@ def _kafka_running() -> bool:
     return _kafka_pid() is not None and _port_open(_started_port("kafka") or port("kafka"))
 
 
-def _kafka_ready(p: int) -> bool:
-    """The port answers and this run's log says the server finished starting."""
-    if not _port_open(p):
+def kafka_ready(listen_port: int, log_path: Path) -> bool:
+    """The port answers and the run's log (``log_path``) says the server finished starting."""
+    if not _port_open(listen_port):
         return False
     try:
-        return KAFKA_STARTED_RE.search(_log_file("kafka").read_text(errors="replace")) is not None
+        return KAFKA_STARTED_RE.search(log_path.read_text(errors="replace")) is not None
     except OSError:
         return True  # log removed by hand: the port is all we can check
+
+
+def _kafka_ready(p: int) -> bool:
+    return kafka_ready(p, _log_file("kafka"))
 
 
 def _kafka_up() -> None:
@@ -577,7 +625,7 @@ def _kafka_up() -> None:
     _kafka_write_config(p)
     _kafka_format(p)
     _log(f"starting kafka on {HOST}:{p}")
-    cmd = _kafka_java("kafka.Kafka", str(KAFKA_CONFIG), heap=("-Xmx512m", "-Xms256m"))
+    cmd = kafka_server_command(KAFKA_CONFIG)
     pid = _spawn_detached("kafka", cmd, p, cwd=KAFKA_DIR)
     _wait_until(
         "kafka",
