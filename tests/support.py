@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -9,7 +10,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Message, Producer
 
-from tapewire.settings import KafkaSettings
+from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tapewire.ticks import RawTick, to_proto
 
 T = TypeVar("T")
@@ -67,3 +68,39 @@ def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, int
             return last  # type: ignore[no-any-return]
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def service_env(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    redis: RedisSettings,
+    postgres: PostgresSettings,
+    unique: str,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment that points the services at this test's own topics, Redis prefix and
+    channel, PostgreSQL schema and consumer groups (a short session timeout for quick joins)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "TAPEWIRE_TOPIC_RAW": topics.raw,
+        "TAPEWIRE_TOPIC_PROCESSED": topics.processed,
+        "TAPEWIRE_TOPIC_PROCESSOR_STATE": topics.processor_state,
+        "TAPEWIRE_TOPIC_PARTITIONS": str(topics.partitions),
+        "REDIS_URL": redis.url.get_secret_value(),
+        "REDIS_KEY_PREFIX": redis.key_prefix,
+        "REDIS_UPDATES_CHANNEL": redis.updates_channel,
+        "DATABASE_URL": postgres.url.get_secret_value(),
+        "TAPEWIRE_PG_SCHEMA": postgres.schema_name,
+        "PROCESSOR_GROUP_ID": f"p{unique}",
+        "PROCESSOR_HISTORY_GROUP_ID": f"h{unique}",
+        "CACHE_UPDATER_GROUP_ID": f"c{unique}",
+        **extra,
+    }
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -81,8 +81,8 @@ def state_from_proto(message: pb.InstrumentState) -> State:
         ask_price=decimals.parse(message.ask_price),
         ask_size=decimals.parse(message.ask_size),
         session=_session_from_proto(message) if message.trade_count else None,
-        bar_1s=_bar_from_proto(message.bar_1s) if message.HasField("bar_1s") else None,
-        bar_1m=_bar_from_proto(message.bar_1m) if message.HasField("bar_1m") else None,
+        bar_1s=bar_from_proto(message.bar_1s) if message.HasField("bar_1s") else None,
+        bar_1m=bar_from_proto(message.bar_1m) if message.HasField("bar_1m") else None,
     )
 
 
@@ -98,7 +98,8 @@ def _session_from_proto(message: pb.InstrumentState) -> Session:
     )
 
 
-def _bar_from_proto(bar: pb.Bar) -> Bar:
+def bar_from_proto(bar: pb.Bar) -> Bar:
+    """A wire bar as the domain's (decimals parsed)."""
     return Bar(
         start_ns=bar.start_time_ns,
         open=_required(bar.open),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from decimal import Decimal
 
 from confluent_kafka import Consumer, Message
 from google.protobuf.message import DecodeError
@@ -19,7 +18,7 @@ from google.protobuf.message import DecodeError
 from tapewire.consume_loop import LoopMetrics, LoopSettings, run_batches
 from tapewire.v1 import market_pb2 as pb
 
-from .enrich import Bar
+from .codec import bar_from_proto
 from .store import StateStore, VersionedBar
 
 log = logging.getLogger(__name__)
@@ -50,21 +49,9 @@ def latest_rows(
         for bar, into in ((state.bar_1s, bars_1s), (state.bar_1m, bars_1m)):
             if bar.start_time_ns:
                 into[(state.instrument, bar.start_time_ns)] = VersionedBar(
-                    state.instrument, _bar(bar), state.version
+                    state.instrument, bar_from_proto(bar), state.version
                 )
     return list(states.values()), list(bars_1s.values()), list(bars_1m.values())
-
-
-def _bar(bar: pb.Bar) -> Bar:
-    return Bar(
-        start_ns=bar.start_time_ns,
-        open=Decimal(bar.open),
-        high=Decimal(bar.high),
-        low=Decimal(bar.low),
-        close=Decimal(bar.close),
-        volume=Decimal(bar.volume),
-        trade_count=bar.trade_count,
-    )
 
 
 class HistoryWriter:

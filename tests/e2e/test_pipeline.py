@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
@@ -22,19 +21,13 @@ from confluent_kafka import Producer
 
 from tapewire.db import connect_kwargs
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
-from tests.support import consume_all, produce_raw, wait_for
+from tests.support import consume_all, free_port, produce_raw, service_env, wait_for
 from tools.suite import Suite, prepare
 
 pytestmark = pytest.mark.e2e
 
 T0_S = 1_763_649_000  # 2025-11-20 14:30:00 UTC
 SUBSCRIBED = ["AAPL", "MSFT"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def replay_lines() -> list[str]:
@@ -98,26 +91,17 @@ def suite_env(
     postgres_settings: PostgresSettings,
     unique: str,
 ) -> dict[str, str]:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "TAPEWIRE_TOPIC_RAW": topics.raw,
-        "TAPEWIRE_TOPIC_PROCESSED": topics.processed,
-        "TAPEWIRE_TOPIC_PROCESSOR_STATE": topics.processor_state,
-        "TAPEWIRE_TOPIC_PARTITIONS": str(topics.partitions),
-        "REDIS_URL": redis_settings.url.get_secret_value(),
-        "REDIS_KEY_PREFIX": redis_settings.key_prefix,
-        "REDIS_UPDATES_CHANNEL": redis_settings.updates_channel,
-        "DATABASE_URL": postgres_settings.url.get_secret_value(),
-        "TAPEWIRE_PG_SCHEMA": postgres_settings.schema_name,
-        "PROCESSOR_GROUP_ID": f"p{unique}",
-        "PROCESSOR_HISTORY_GROUP_ID": f"h{unique}",
-        "CACHE_UPDATER_GROUP_ID": f"c{unique}",
-        "PROCESSOR_METRICS_PORT": str(free_port()),
-        "CACHE_UPDATER_METRICS_PORT": str(free_port()),
-        "INGESTER_METRICS_PORT": str(free_port()),
-        "DASHBOARD_API_PORT": str(free_port()),
-    }
+    env = service_env(
+        kafka_settings,
+        topics,
+        redis_settings,
+        postgres_settings,
+        unique,
+        PROCESSOR_METRICS_PORT=str(free_port()),
+        CACHE_UPDATER_METRICS_PORT=str(free_port()),
+        INGESTER_METRICS_PORT=str(free_port()),
+        DASHBOARD_API_PORT=str(free_port()),
+    )
     prepare(env)
     return env
 

@@ -10,7 +10,8 @@ import pytest
 from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tests.faults.checker import Stores
-from tests.faults.harness import Pipeline, RedisServer, free_port
+from tests.faults.harness import Pipeline, RedisServer
+from tests.support import free_port, service_env
 
 
 @pytest.fixture
@@ -22,28 +23,19 @@ def fault_env(
     unique: str,
 ) -> dict[str, str]:
     """The services' environment. Short session and transaction timeouts make failovers quick."""
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "PROCESSOR_TRANSACTION_TIMEOUT_MS": "6000",
-        "TAPEWIRE_TOPIC_RAW": topics.raw,
-        "TAPEWIRE_TOPIC_PROCESSED": topics.processed,
-        "TAPEWIRE_TOPIC_PROCESSOR_STATE": topics.processor_state,
-        "TAPEWIRE_TOPIC_PARTITIONS": str(topics.partitions),
-        "REDIS_URL": redis_settings.url.get_secret_value(),
-        "REDIS_KEY_PREFIX": redis_settings.key_prefix,
-        "REDIS_UPDATES_CHANNEL": redis_settings.updates_channel,
-        "DATABASE_URL": postgres_settings.url.get_secret_value(),
-        "TAPEWIRE_PG_SCHEMA": postgres_settings.schema_name,
-        "PROCESSOR_GROUP_ID": f"p{unique}",
-        "PROCESSOR_HISTORY_GROUP_ID": f"h{unique}",
-        "CACHE_UPDATER_GROUP_ID": f"c{unique}",
-        "PROCESSOR_METRICS_HOST": "127.0.0.1",
-        "CACHE_UPDATER_METRICS_HOST": "127.0.0.1",
-        "CACHE_UPDATER_METRICS_PORT": str(free_port()),
-        "DASHBOARD_API_HOST": "127.0.0.1",
-        "DASHBOARD_API_PORT": str(free_port()),
-    }
+    return service_env(
+        kafka_settings,
+        topics,
+        redis_settings,
+        postgres_settings,
+        unique,
+        PROCESSOR_TRANSACTION_TIMEOUT_MS="6000",
+        PROCESSOR_METRICS_HOST="127.0.0.1",
+        CACHE_UPDATER_METRICS_HOST="127.0.0.1",
+        CACHE_UPDATER_METRICS_PORT=str(free_port()),
+        DASHBOARD_API_HOST="127.0.0.1",
+        DASHBOARD_API_PORT=str(free_port()),
+    )
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -19,16 +18,10 @@ import redis
 from psycopg import sql
 
 from tests.faults.checker import Stores, versions_in_redis
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 from tools.suite import Suite
 
 ASSIGNED = re.compile(r'"msg": "partitions assigned", "partitions": \[\d')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Pipeline:

@@ -28,7 +28,7 @@ from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, To
 from tapewire.ticks import to_proto
 from tapewire.v1 import market_pb2 as pb
 from tests.faults.private_servers import PrivateKafka, free_ports, kafka_runtime_missing, private_kafka
-from tests.support import wait_for
+from tests.support import service_env, wait_for
 from tools.suite import Suite
 
 pytestmark = pytest.mark.faults
@@ -373,24 +373,16 @@ def backlog_env(
     postgres_settings: PostgresSettings,
     unique: str,
 ) -> Iterator[dict[str, str]]:
-    yield {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "TAPEWIRE_TOPIC_RAW": topics.raw,
-        "TAPEWIRE_TOPIC_PROCESSED": topics.processed,
-        "TAPEWIRE_TOPIC_PROCESSOR_STATE": topics.processor_state,
-        "TAPEWIRE_TOPIC_PARTITIONS": str(topics.partitions),
-        "REDIS_URL": redis_settings.url.get_secret_value(),
-        "REDIS_KEY_PREFIX": redis_settings.key_prefix,
-        "REDIS_UPDATES_CHANNEL": redis_settings.updates_channel,
-        "DATABASE_URL": postgres_settings.url.get_secret_value(),
-        "TAPEWIRE_PG_SCHEMA": postgres_settings.schema_name,
-        "PROCESSOR_GROUP_ID": f"p{unique}",
-        "PROCESSOR_HISTORY_ENABLED": "false",
-        "PROCESSOR_METRICS_HOST": "127.0.0.1",
-        "CACHE_UPDATER_GROUP_ID": f"c{unique}",
-        "CACHE_UPDATER_METRICS_HOST": "127.0.0.1",
-    }
+    yield service_env(
+        kafka_settings,
+        topics,
+        redis_settings,
+        postgres_settings,
+        unique,
+        PROCESSOR_HISTORY_ENABLED="false",
+        PROCESSOR_METRICS_HOST="127.0.0.1",
+        CACHE_UPDATER_METRICS_HOST="127.0.0.1",
+    )
     # A backlog of 100 000 ticks and as many states is not worth keeping on the shared broker.
     admin = AdminClient(kafka_settings.as_librdkafka_dict())
     for future in admin.delete_topics(list(topics.all_topics()), operation_timeout=30).values():
