@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 
 from confluent_kafka import KafkaError, Message
 
 from services.ingester.publish import DeliveryCallback
-from tapewire.ticks import RawTick
+from tapewire.ticks import RawTick, Trade
 
 
 class FakeProducer:
@@ -95,3 +96,19 @@ class EndlessSource:
     def read(self, stop: threading.Event) -> Iterator[RawTick]:
         while not stop.is_set():
             yield self._tick
+
+
+NOW_NS = 1_763_649_000_000_000_000
+
+
+def trade(instrument: str, sequence: int, ingest_time_ns: int = 0) -> Trade:
+    """A valid trade of 100 at 10.5, stamped NOW_NS."""
+    return Trade(
+        instrument=instrument,
+        venue="SIM",
+        price=Decimal("10.5"),
+        size=Decimal(100),
+        sequence=sequence,
+        exchange_time_ns=NOW_NS,
+        ingest_time_ns=ingest_time_ns,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from decimal import Decimal
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -16,22 +15,10 @@ from services.ingester.queue import BoundedQueue
 from tapewire.ticks import RawTick, Trade, from_proto
 from tapewire.v1 import market_pb2 as pb
 
-from .fakes import FakeProducer
+from . import fakes
+from .fakes import NOW_NS, FakeProducer
 
-NOW_NS = 1_763_649_000_000_000_000
 WAIT_S = 5.0
-
-
-def trade(instrument: str, sequence: int) -> Trade:
-    return Trade(
-        instrument=instrument,
-        venue="SIM",
-        price=Decimal("10.5"),
-        size=Decimal(100),
-        sequence=sequence,
-        exchange_time_ns=NOW_NS,
-        ingest_time_ns=NOW_NS + sequence,
-    )
 
 
 @pytest.fixture
@@ -157,3 +144,8 @@ def test_an_unexpected_error_stops_the_publisher_and_is_kept(
         publisher.run()
     assert isinstance(publisher.error, RuntimeError)
     assert any(r.getMessage() == "the publisher failed" for r in caplog.records)
+
+
+def trade(instrument: str, sequence: int) -> Trade:
+    """Ingest-stamped so that delivery latency has something to measure."""
+    return fakes.trade(instrument, sequence, ingest_time_ns=NOW_NS + sequence)

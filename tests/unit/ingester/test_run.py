@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from decimal import Decimal
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,24 +15,12 @@ from services.ingester.metrics import IngesterMetrics
 from services.ingester.run import InvalidRecords, Pipeline, build_source
 from services.ingester.settings import IngesterSettings
 from services.ingester.sources.replay import REASONS
-from tapewire.ticks import RawTick, Trade, from_proto
+from tapewire.ticks import RawTick, from_proto
 from tapewire.v1 import market_pb2 as pb
 
-from .fakes import EndlessSource, FakeProducer, ListSource
+from .fakes import NOW_NS, EndlessSource, FakeProducer, ListSource, trade
 
-NOW_NS = 1_763_649_000_000_000_000
 WAIT_S = 5.0
-
-
-def trade(instrument: str, sequence: int) -> Trade:
-    return Trade(
-        instrument=instrument,
-        venue="SIM",
-        price=Decimal("10.5"),
-        size=Decimal(100),
-        sequence=sequence,
-        exchange_time_ns=NOW_NS,
-    )
 
 
 def settings(**overrides: object) -> IngesterSettings:
