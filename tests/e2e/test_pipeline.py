@@ -210,12 +210,16 @@ def test_replay_flows_to_websocket_rest_postgres_and_dlq(
     assert (by_name["NVDA"]["version"], by_name["NVDA"]["session_volume"]) == (10, "20")
     assert httpx.get(f"{base}/api/instruments", timeout=10).json()["instruments"] == ["AAPL", "MSFT", "NVDA"]
 
-    bars = httpx.get(
-        f"{base}/api/bars", params={"instrument": "AAPL", "interval": "1m", "limit": 10}, timeout=10
-    )
-    assert [(b["open"], b["close"], b["volume"], b["trade_count"]) for b in bars.json()["bars"]] == [
-        ("100", "129", "300", 30)
-    ]
+    # History is written by the processor's PostgreSQL sink, a consumer of the processed topic:
+    # it may trail the WebSocket by a batch, so wait for it (bounded) rather than race it.
+    def minute_bars() -> list[tuple[str, str, str, int]]:
+        answer = httpx.get(
+            f"{base}/api/bars", params={"instrument": "AAPL", "interval": "1m", "limit": 10}, timeout=10
+        )
+        return [(b["open"], b["close"], b["volume"], b["trade_count"]) for b in answer.json()["bars"]]
+
+    wait_for(lambda: minute_bars() == [("100", "129", "300", 30)], 30, "the 1m bar in /api/bars")
+    wait_for(lambda: _stored_version(postgres_settings, "MSFT") == 30, 30, "MSFT's history to be written")
     with psycopg.connect(**connect_kwargs(postgres_settings)) as conn:
         assert conn.execute(
             "SELECT count(*), sum(volume) FROM bars_1s WHERE instrument = 'AAPL'"
@@ -234,3 +238,11 @@ def _ready(base: str, suite: Suite) -> bool:
         return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _stored_version(postgres: PostgresSettings, instrument: str) -> int | None:
+    with psycopg.connect(**connect_kwargs(postgres)) as conn:
+        row = conn.execute(
+            "SELECT version FROM instrument_state WHERE instrument = %s", (instrument,)
+        ).fetchone()
+    return int(row[0]) if row else None
