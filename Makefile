@@ -24,12 +24,12 @@ install: $(INSTALLED) ## create .venv and install tapewire with its dev tools
 
 .PHONY: proto
 proto: $(INSTALLED) ## regenerate tapewire/v1/ from proto/
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. $(PROTOS)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 .PHONY: proto-check
 proto-check: $(INSTALLED) ## fail if tapewire/v1/ is stale against proto/
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=$$tmp --pyi_out=$$tmp $(PROTOS) && \
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
 	for f in $$(cd $$tmp && find . -name '*_pb2*'); do \
 	  cmp -s $$tmp/$$f $$f || { echo "stale generated code: $$f (run: make proto)"; exit 1; }; \
 	done && echo "generated code is current"

@@ -133,7 +133,7 @@ def ensure_all_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: fl
         topics.all_topics(),
         topics.replication_factor,
         timeout_s,
-        configs={topics.processor_state: CHANGELOG_TOPIC_CONFIG},
+        configs=dict.fromkeys(topics.compacted, CHANGELOG_TOPIC_CONFIG),
     )
 
 

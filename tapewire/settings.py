@@ -53,6 +53,12 @@ class TopicSettings(BaseSettings):
     # The processor's changelog: the latest state per instrument, compacted; what a processor
     # taking over a partition restores from.
     processor_state: str = "tt_processor_state"
+    # Price alerts: commands from dashboard_api (key: instrument, co-partitioned with raw so
+    # that the processor owning an instrument's ticks owns its alerts), the processor's alert
+    # books (compacted, like the state changelog) and the alert events (key: user id).
+    commands: str = "tt_commands"
+    processor_alerts: str = "tt_processor_alerts"
+    alert_events: str = "tt_alert_events"
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
 
@@ -61,11 +67,23 @@ class TopicSettings(BaseSettings):
         return f"{self.raw}.dlq"
 
     def all_topics(self) -> dict[str, int]:
-        """Every topic tapewire uses, with its partition count. Raw, processed and the changelog
-        must have the same count: the processor writes partition p's output to partition p."""
-        return {
-            name: self.partitions for name in (self.raw, self.processed, self.processor_state, self.raw_dlq)
-        }
+        """Every topic tapewire uses, with its partition count. All have the same count: the
+        processor reads raw and commands partition p together and writes p's output to p."""
+        names = (
+            self.raw,
+            self.processed,
+            self.processor_state,
+            self.raw_dlq,
+            self.commands,
+            self.processor_alerts,
+            self.alert_events,
+        )
+        return dict.fromkeys(names, self.partitions)
+
+    @property
+    def compacted(self) -> tuple[str, ...]:
+        """The changelogs: only the latest record per key matters."""
+        return (self.processor_state, self.processor_alerts)
 
 
 # Compaction keeps the changelog to about one record per instrument; small segments let the
@@ -86,6 +104,10 @@ class RedisSettings(BaseSettings):
     # Every key and channel starts with this, so several deployments (or tests) share a server.
     key_prefix: str = "tt:"
     updates_channel: str = "tt_updates"
+    # Alert events for user u are published on `<alerts_channel>:<u>`.
+    alerts_channel: str = "tt_alerts"
+    # Updates kept per instrument for clients that resume (Redis stream, trimmed approximately).
+    history_length: int = Field(default=1000, ge=0, le=1_000_000)
 
 
 class PostgresSettings(BaseSettings):

@@ -55,6 +55,9 @@ def topics(kafka_settings: KafkaSettings, unique: str) -> TopicSettings:
         raw=f"t{unique}_raw",
         processed=f"t{unique}_processed",
         processor_state=f"t{unique}_state",
+        commands=f"t{unique}_commands",
+        processor_alerts=f"t{unique}_alerts",
+        alert_events=f"t{unique}_alert_events",
         partitions=TEST_PARTITIONS,
     )
     ensure_all_topics(kafka_settings, names)
@@ -65,7 +68,10 @@ def topics(kafka_settings: KafkaSettings, unique: str) -> TopicSettings:
 def redis_settings(stack_env: dict[str, str], unique: str) -> Iterator[RedisSettings]:
     """A key prefix and update channel of this test's own; its keys are deleted afterwards."""
     settings = RedisSettings(
-        url=SecretStr(stack_env["REDIS_URL"]), key_prefix=f"t{unique}:", updates_channel=f"t{unique}_updates"
+        url=SecretStr(stack_env["REDIS_URL"]),
+        key_prefix=f"t{unique}:",
+        updates_channel=f"t{unique}_updates",
+        alerts_channel=f"t{unique}_alerts",
     )
     yield settings
     client = redis.Redis.from_url(stack_env["REDIS_URL"])

@@ -47,10 +47,12 @@ class CacheUpdater:
         client: redis.Redis,
         keys: RedisKeys,
         metrics: CacheUpdaterMetrics,
+        history_length: int = 0,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._client = client
         self._keys = keys
+        self._history_length = history_length
         self._metrics = metrics
         self._clock = clock
         self._script = client.register_script(APPLY_IF_NEWER)
@@ -93,7 +95,7 @@ class CacheUpdater:
         started = time.monotonic()
         cached_ns = self._clock()
         changes = [
-            prepare(pb.InstrumentState.FromString(value), self._keys, cached_ns)
+            prepare(pb.InstrumentState.FromString(value), self._keys, cached_ns, self._history_length)
             for values in restore(partitions).values()
             for value in values.values()
         ]
@@ -146,7 +148,7 @@ class CacheUpdater:
             return None
         if state.times.processed_ns:
             self._metrics.processed_to_cached.observe(max(0, cached_ns - state.times.processed_ns) / 1e9)
-        return prepare(state, self._keys, cached_ns)
+        return prepare(state, self._keys, cached_ns, self._history_length)
 
 
 def run(
@@ -158,7 +160,9 @@ def run(
     stop: threading.Event,
 ) -> None:
     """Consume until `stop` is set, then leave the group cleanly."""
-    updater = CacheUpdater(client, RedisKeys.from_settings(settings.redis), metrics)
+    updater = CacheUpdater(
+        client, RedisKeys.from_settings(settings.redis), metrics, settings.redis.history_length
+    )
     consumer.subscribe([settings.topics.processed])
 
     def committed(partitions: list[int]) -> list[int]:
