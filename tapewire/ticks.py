@@ -15,7 +15,7 @@ from tapewire import decimals
 from tapewire.errors import InvalidTick
 from tapewire.v1 import market_pb2 as pb
 
-INSTRUMENT_PATTERN = re.compile(r"^[A-Za-z0-9._:/-]{1,32}$")
+INSTRUMENT_PATTERN = re.compile(r"\A[A-Za-z0-9._:/-]{1,32}\Z")  # \Z: "$" would accept a trailing newline
 MAX_VENUE_LENGTH = 32
 # Exchange times outside [2000-01-01, now + 1 day] are feed bugs, not market events.
 EARLIEST_EXCHANGE_TIME_NS = 946_684_800 * 10**9

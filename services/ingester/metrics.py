@@ -29,16 +29,19 @@ LATENCY_BUCKETS_S = (
 
 
 class IngesterMetrics:
+    """`source` labels what the built-in source does; gRPC pushes are labelled "grpc" (`GRPC_SOURCE`)."""
+
     def __init__(
         self, source: str, registry: CollectorRegistry = REGISTRY, invalid_reasons: Iterable[str] = ()
     ) -> None:
         self.source = source
-        self.accepted = Counter(
+        self._accepted = Counter(
             "ingester_ticks_accepted",
-            "Ticks the source produced and the queue accepted.",
+            "Ticks the source produced (or a client pushed) and the queue accepted.",
             ["source"],
             registry=registry,
-        ).labels(source)
+        )
+        self.accepted = self._accepted.labels(source)
         self._invalid = Counter(
             "ingester_invalid_records",
             "Input records skipped as invalid, by reason.",
@@ -63,11 +66,22 @@ class IngesterMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
-        for reason in invalid_reasons:
-            self._invalid.labels(source, reason)  # so that dashboards see 0, not "no data"
+        self.grpc_streams = Gauge(
+            "ingester_grpc_push_streams", "gRPC Push streams open right now.", registry=registry
+        )
+        self.declare_source(source, invalid_reasons)
 
-    def invalid(self, reason: str) -> None:
-        self._invalid.labels(self.source, reason).inc()
+    def declare_source(self, source: str, invalid_reasons: Iterable[str] = ()) -> None:
+        """Create the source's series at 0, so that dashboards see 0, not "no data"."""
+        self._accepted.labels(source)
+        for reason in invalid_reasons:
+            self._invalid.labels(source, reason)
+
+    def accepted_from(self, source: str) -> Counter:
+        return self._accepted.labels(source)
+
+    def invalid(self, reason: str, source: str | None = None) -> None:
+        self._invalid.labels(source or self.source, reason).inc()
 
     def track_queue_depth(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)

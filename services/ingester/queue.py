@@ -9,6 +9,7 @@ counted.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
@@ -23,8 +24,13 @@ class QueueClosed(TapewireError):
     """The queue takes no more items."""
 
 
+class QueueFull(TapewireError):
+    """Under `block`, no room came within the caller's timeout; the item was not added."""
+
+
 class BoundedQueue(Generic[T]):
-    """A thread-safe FIFO of at most `capacity` items for one producing and one consuming thread.
+    """A thread-safe FIFO of at most `capacity` items, for producing threads (the source and the
+    gRPC push streams) and one consuming thread.
 
     `stamp` is applied to each item at the moment it is accepted (under the queue's lock), e.g.
     to record the ingest time: under `block` that is after the wait for room, not before.
@@ -61,17 +67,22 @@ class BoundedQueue(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
-    def put(self, item: T) -> T | None:
+    def put(self, item: T, timeout_s: float | None = None) -> T | None:
         """Add `item`; return the oldest item it displaced (`drop_oldest` on a full queue), else None.
 
-        Under `block` a full queue makes the caller wait for room. Raises `QueueClosed` if the
-        queue is closed, including while waiting.
+        Under `block` a full queue makes the caller wait for room, for at most `timeout_s` if
+        given (then `QueueFull`; 0 = do not wait). Raises `QueueClosed` if the queue is closed,
+        including while waiting.
         """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._lock:
             while self.policy == "block" and len(self._items) >= self.capacity and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFull(f"no room within {timeout_s} s")
                 self._waiting_for_room += 1
                 try:
-                    self._not_full.wait()
+                    self._not_full.wait(remaining)
                 finally:
                     self._waiting_for_room -= 1
             if self._closed:
@@ -95,7 +106,8 @@ class BoundedQueue(Generic[T]):
             if not self._items:
                 return None if self._closed else []
             batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
-            self._not_full.notify()
+            # As many waiters as there is new room: the source and gRPC push streams may all wait.
+            self._not_full.notify(len(batch))
             return batch
 
     def close(self) -> None:

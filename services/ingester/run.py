@@ -1,11 +1,13 @@
-"""Wiring: source thread -> bounded queue -> publisher thread -> Kafka, and a bounded graceful shutdown.
+"""Wiring: source thread (and gRPC pushes) -> bounded queue -> publisher thread -> Kafka, and a
+bounded graceful shutdown.
 
-`serve` is the whole service (start-up checks, topic creation, the Kafka producer, the ops
-endpoint); `Pipeline` is the pipeline itself with every dependency passed in, which is what the
-unit tests drive.
+`serve` is the whole service (start-up checks, topic creation, the Kafka producer, the gRPC
+Ingest service, the ops endpoint); `Pipeline` is the pipeline itself with every dependency
+passed in, which is what the unit tests drive.
 
-Shutdown, on the stop event or when the source runs out: the source stops and the queue closes;
-the publisher drains the queue and librdkafka flushes, together within `shutdown_timeout_s`;
+Shutdown, on the stop event or when the source runs out: the source stops; the gRPC service
+takes no new streams and gives running ones `grpc_shutdown_grace_s` to finish; then the queue
+closes, and the publisher drains it and librdkafka flushes, together within `shutdown_timeout_s`;
 whatever is left is logged. The exit code is 0 unless ticks were lost (delivery failures, ticks
 left at shutdown) or a part of the pipeline failed. Drops by the `drop_oldest` policy are by design
 and do not change it.
@@ -18,20 +20,24 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from services.ingester.grpc_ingress import GrpcIngress
 from services.ingester.metrics import IngesterMetrics
 from services.ingester.publish import ProducerLike, Publisher, serve_delivery_reports
 from services.ingester.queue import BoundedQueue, QueueClosed
 from services.ingester.settings import IngesterSettings
 from services.ingester.sources import InvalidRecord, InvalidRecordHandler, TickSource
+from services.ingester.sources.idle import IdleSource
 from services.ingester.sources.replay import REASONS, LineParser, ReplaySource
 from services.ingester.sources.simulator import Market, SimulatorSource
+from tapewire.auth import TokenVerifier
 from tapewire.errors import ConfigurationError, KafkaFailure
 from tapewire.kafka import ensure_topics, producer_config
 from tapewire.ops import OpsServer
@@ -45,13 +51,15 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    accepted: int
-    invalid: int
+    accepted: int  # from the source and over gRPC
+    invalid: int  # source records skipped and pushed ticks rejected
     published: int
     delivery_failures: int
     dropped: int
     left: int
-    failed: bool  # the source or the producer broke down
+    failed: bool  # the source, the gRPC server or the producer broke down
+    grpc_accepted: int = 0
+    grpc_rejected: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -74,13 +82,38 @@ class InvalidRecords:
         )
 
 
-class _Feeder:
-    """The source thread's job: move ticks from the source into the queue until either ends."""
+class Ingress(Protocol):
+    """A way in for ticks besides the source (the gRPC service); stopped before the queue closes."""
 
-    def __init__(self, source: TickSource, queue: BoundedQueue[RawTick], metrics: IngesterMetrics) -> None:
+    @property
+    def accepted(self) -> int: ...
+
+    @property
+    def rejected(self) -> int: ...
+
+    @property
+    def failed(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+class _Feeder:
+    """The source thread's job: move ticks from the source into the queue until either ends.
+
+    `on_end` runs when the source ends, for whatever reason (the pipeline then closes its inputs).
+    """
+
+    def __init__(
+        self,
+        source: TickSource,
+        queue: BoundedQueue[RawTick],
+        metrics: IngesterMetrics,
+        on_end: Callable[[], None],
+    ) -> None:
         self._source = source
         self._queue = queue
         self._metrics = metrics
+        self._on_end = on_end
         self.stop = threading.Event()
         self.accepted = 0
         self.failed = False
@@ -98,15 +131,23 @@ class _Feeder:
             self.failed = True
             log.exception("the source failed", extra={"source": self._source.name})
         finally:
-            self._queue.close()
+            self._on_end()
 
 
 def stamp_ingest_time(tick: RawTick) -> RawTick:
     return dataclasses.replace(tick, ingest_time_ns=time.time_ns())
 
 
+def new_queue(settings: IngesterSettings) -> BoundedQueue[RawTick]:
+    """The queue between the inputs and the publisher; it stamps `ingest_time_ns` on acceptance."""
+    return BoundedQueue[RawTick](settings.queue_size, settings.queue_policy, stamp=stamp_ingest_time)
+
+
 class Pipeline:
-    """The three threads and the queue between them; `run` blocks until the pipeline has shut down."""
+    """The three threads and the queue between them; `run` blocks until the pipeline has shut down.
+
+    `ingress` (the gRPC service, started by the caller) feeds `queue` too, which must then be given.
+    """
 
     def __init__(
         self,
@@ -115,16 +156,17 @@ class Pipeline:
         producer: ProducerLike,
         metrics: IngesterMetrics,
         invalid_records: InvalidRecords | None = None,
+        queue: BoundedQueue[RawTick] | None = None,
+        ingress: Ingress | None = None,
     ) -> None:
         self._settings = settings
         self._source = source
         self._producer = producer
         self._invalid_records = invalid_records
-        self._queue = BoundedQueue[RawTick](
-            settings.queue_size, settings.queue_policy, stamp=stamp_ingest_time
-        )
+        self._queue = queue if queue is not None else new_queue(settings)
+        self._ingress = ingress
         metrics.track_queue_depth(lambda: self._queue.depth)
-        self._feeder = _Feeder(source, self._queue, metrics)
+        self._feeder = _Feeder(source, self._queue, metrics, on_end=self._close_inputs)
         self._publisher = Publisher(producer, settings.topics.raw, self._queue, metrics)
         self._reports_done = threading.Event()
         self._threads = {
@@ -139,8 +181,11 @@ class Pipeline:
         }
 
     def healthy(self) -> bool:
-        """Healthy while the publisher thread runs."""
-        return self._threads["publisher"].is_alive()
+        """Healthy while the publisher thread runs (and the gRPC server, if any, has not failed)."""
+        return self._threads["publisher"].is_alive() and not self._ingress_failed()
+
+    def _ingress_failed(self) -> bool:
+        return self._ingress is not None and self._ingress.failed
 
     def run(self, stop: threading.Event) -> RunResult:
         """Run until the source ends or `stop` is set, then shut down within `shutdown_timeout_s`."""
@@ -159,23 +204,36 @@ class Pipeline:
         while self.healthy() and not stop.is_set():
             self._threads["publisher"].join(0.1)
         left = self._shut_down(self._settings.shutdown_timeout_s)
+        grpc_accepted = self._ingress.accepted if self._ingress else 0
+        grpc_rejected = self._ingress.rejected if self._ingress else 0
         result = RunResult(
-            accepted=self._feeder.accepted,
-            invalid=self._invalid_records.count if self._invalid_records else 0,
+            accepted=self._feeder.accepted + grpc_accepted,
+            invalid=(self._invalid_records.count if self._invalid_records else 0) + grpc_rejected,
             published=self._publisher.acknowledged,
             delivery_failures=self._publisher.failed,
             dropped=self._queue.dropped,
             left=left,
-            failed=self._feeder.failed or self._publisher.error is not None,
+            failed=self._feeder.failed or self._publisher.error is not None or self._ingress_failed(),
+            grpc_accepted=grpc_accepted,
+            grpc_rejected=grpc_rejected,
         )
         log.info("ingester stopped", extra=dataclasses.asdict(result))
         return result
 
-    def _shut_down(self, timeout_s: float) -> int:
-        """Stop the source, drain and flush within `timeout_s`; return how many ticks were left over."""
-        deadline = time.monotonic() + timeout_s
+    def _close_inputs(self) -> None:
+        """No more ticks in: the source stops, gRPC streams get their grace period, the queue closes.
+
+        Runs on the source thread when the source ends and again at shutdown (then it does nothing new).
+        """
         self._feeder.stop.set()
+        if self._ingress is not None:
+            self._ingress.stop()
         self._queue.close()
+
+    def _shut_down(self, timeout_s: float) -> int:
+        """Close the inputs, then drain and flush within `timeout_s`; return how many ticks were left over."""
+        self._close_inputs()
+        deadline = time.monotonic() + timeout_s
         publisher = self._threads["publisher"]
         publisher.join(max(0.0, deadline - time.monotonic()))
         if publisher.is_alive():
@@ -202,6 +260,8 @@ def build_source(
         if replay_stream is None:
             raise ConfigurationError("a replay needs its input stream")
         return ReplaySource(replay_stream, LineParser(settings.venue), settings.replay_speed, on_invalid)
+    if settings.source == "none":
+        return IdleSource()
     market = Market(settings.instruments, settings.venue, settings.trade_ratio, settings.seed)
     return SimulatorSource(market, settings.rate, settings.max_ticks)
 
@@ -213,6 +273,22 @@ def open_replay(settings: IngesterSettings) -> BinaryIO | None:
     if settings.replay_path == "-":
         return sys.stdin.buffer
     return open(settings.replay_path, "rb")  # closed by serve()
+
+
+def build_ingress(
+    settings: IngesterSettings, queue: BoundedQueue[RawTick], metrics: IngesterMetrics
+) -> GrpcIngress | None:
+    """The gRPC Ingest service (not started yet), or None when it is turned off."""
+    if not settings.grpc_enabled:
+        return None
+    verifier = TokenVerifier.optional(settings.auth)
+    if verifier is None:
+        log.warning(
+            "auth is off: anyone who reaches the gRPC port can push ticks "
+            "(set AUTH_HS256_SECRET or AUTH_RS256_PUBLIC_KEY[_FILE])",
+            extra={"grpc_port": settings.grpc_port},
+        )
+    return GrpcIngress(settings, queue, metrics, verifier)
 
 
 def serve(settings: IngesterSettings, stop: threading.Event, registry: CollectorRegistry = REGISTRY) -> int:
@@ -253,8 +329,19 @@ def _serve(
         return EXIT_FAILURE
     # librdkafka's own log lines (broker down, retries, fatal errors) go through our JSON logging.
     producer = Producer(producer_config(settings.kafka, CLIENT_ID, logger=logging.getLogger("librdkafka")))
-    pipeline = Pipeline(settings, source, producer, metrics, invalid)
+    queue = new_queue(settings)
+    ingress = build_ingress(settings, queue, metrics)
+    pipeline = Pipeline(settings, source, producer, metrics, invalid, queue, ingress)
     with ExitStack() as cleanup:
+        if ingress is not None:
+            cleanup.callback(ingress.stop)
+            try:
+                ingress.start()
+            except ConfigurationError as exc:
+                log.error(
+                    f"{exc} (set INGESTER_GRPC_HOST / INGESTER_GRPC_PORT, or INGESTER_GRPC_ENABLED=false)"
+                )
+                return EXIT_CONFIG
         if settings.metrics_port:
             try:
                 ops = OpsServer(

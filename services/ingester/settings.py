@@ -8,9 +8,12 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ingester.queue import QueuePolicy
+from tapewire.auth import AuthSettings
+from tapewire.grpc_server import GrpcServerOptions
 from tapewire.settings import KafkaSettings, LogSettings, TopicSettings
 
-SourceName = Literal["simulator", "replay"]
+# "none": no built-in source; the ingester takes only what internal services push over gRPC.
+SourceName = Literal["simulator", "replay", "none"]
 
 
 class IngesterSettings(BaseSettings):
@@ -43,9 +46,22 @@ class IngesterSettings(BaseSettings):
     # How long start-up waits for the broker to become reachable before giving up.
     startup_timeout_s: float = Field(default=60.0, gt=0)
 
+    # gRPC `tapewire.v1.Ingest`: internal services push their own ticks into the same queue.
+    grpc_enabled: bool = True
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50052, ge=0, le=65_535)  # 0: any free port
+    # Concurrent RPCs (push streams, health checks) for the whole server; more are refused
+    # with RESOURCE_EXHAUSTED. Each stream waiting on a full queue holds one worker thread.
+    grpc_max_streams: int = Field(default=64, ge=1, le=4_096)
+    # One Tick is well under 1 KiB; the bound stops a client from making us buffer a huge frame.
+    grpc_max_message_bytes: int = Field(default=64 * 1024, ge=1_024, le=4 * 1024 * 1024)
+    # At shutdown, how long running push streams may go on before they are cancelled.
+    grpc_shutdown_grace_s: float = Field(default=5.0, ge=0)
+
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @model_validator(mode="after")
     def _replay_needs_a_path(self) -> IngesterSettings:
@@ -55,12 +71,29 @@ class IngesterSettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _something_feeds_the_queue(self) -> IngesterSettings:
+        if self.source == "none" and not self.grpc_enabled:
+            raise ValueError(
+                "INGESTER_SOURCE=none takes ticks only over gRPC: set INGESTER_GRPC_ENABLED=true"
+            )
+        return self
+
+    def grpc_options(self) -> GrpcServerOptions:
+        return GrpcServerOptions(
+            host=self.grpc_host,
+            port=self.grpc_port,
+            max_receive_message_bytes=self.grpc_max_message_bytes,
+            max_concurrent_rpcs=self.grpc_max_streams,
+            max_concurrent_streams=self.grpc_max_streams,
+        )
+
 
 def explain(error: ValidationError) -> str:
     """One line per problem, naming the environment variable to fix."""
     prefixes = {
         cls.__name__: cls.model_config.get("env_prefix", "")
-        for cls in (IngesterSettings, KafkaSettings, TopicSettings, LogSettings)
+        for cls in (IngesterSettings, KafkaSettings, TopicSettings, LogSettings, AuthSettings)
     }
     prefix = prefixes.get(error.title, "")
     lines = []

@@ -265,6 +265,7 @@ def ingester_env(broker: PrivateKafka, topic: str, policy: str, metrics_port: in
         "INGESTER_QUEUE_POLICY": policy,
         "INGESTER_METRICS_HOST": "127.0.0.1",
         "INGESTER_METRICS_PORT": str(metrics_port),
+        "INGESTER_GRPC_ENABLED": "false",
     }
 
 

@@ -91,7 +91,10 @@ def consume_all(kafka: KafkaSettings, topic: str, group: str, timeout_s: float =
 
 
 def ingester_settings(kafka: KafkaSettings, topics: TopicSettings, **values: object) -> IngesterSettings:
-    return IngesterSettings(kafka=kafka, topics=topics, metrics_port=0, startup_timeout_s=20, **values)  # type: ignore[arg-type]
+    # No gRPC: its fixed default port could be taken on a shared machine (test_ingest_grpc.py covers it).
+    return IngesterSettings(  # type: ignore[arg-type]
+        kafka=kafka, topics=topics, metrics_port=0, grpc_enabled=False, startup_timeout_s=20, **values
+    )
 
 
 def test_a_replay_publishes_exactly_its_valid_lines_in_order(
@@ -164,6 +167,7 @@ def test_python_m_services_ingester_replays_stdin_and_exits_zero(
         "INGESTER_REPLAY_PATH": "-",
         "INGESTER_REPLAY_SPEED": "0",
         "INGESTER_METRICS_PORT": "0",
+        "INGESTER_GRPC_ENABLED": "false",
     }
     done = subprocess.run(
         [sys.executable, "-m", "services.ingester"],
@@ -189,6 +193,7 @@ def test_an_unreachable_broker_fails_start_up_with_a_clear_message(
         kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
         topics=TopicSettings(raw=f"t{unique}_raw"),
         metrics_port=0,
+        grpc_enabled=False,
         startup_timeout_s=1,
     )
     with caplog.at_level(logging.ERROR):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from services.ingester.queue import BoundedQueue, QueueClosed
+from services.ingester.queue import BoundedQueue, QueueClosed, QueueFull
 
 WAIT_S = 5.0  # only ever reached if the code under test is broken
 
@@ -140,3 +140,34 @@ def test_stamp_is_applied_on_acceptance() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         BoundedQueue[int](0, "block")
+
+
+def test_a_put_with_a_timeout_gives_up_with_queue_full_and_adds_nothing() -> None:
+    queue = filled(2, "block", range(2))
+    with pytest.raises(QueueFull):
+        queue.put(9, timeout_s=0)
+    started = time.monotonic()
+    with pytest.raises(QueueFull):
+        queue.put(9, timeout_s=0.05)
+    assert time.monotonic() - started >= 0.05
+    assert queue.get_batch(10, 0) == [0, 1]
+    assert queue.put(9, timeout_s=0) is None  # room now: no waiting at all
+
+
+def test_a_timeout_never_applies_under_drop_oldest() -> None:
+    queue = filled(1, "drop_oldest", range(1))
+    assert queue.put(1, timeout_s=0) == 0
+
+
+def test_a_batch_taken_wakes_as_many_waiting_producers_as_it_made_room_for() -> None:
+    queue = filled(3, "block", range(3))
+    waiters = [put_in_thread(queue, item) for item in (10, 11, 12)]
+    deadline = time.monotonic() + WAIT_S
+    while queue.waiting_for_room < 3:
+        assert time.monotonic() < deadline, "the puts never blocked"
+        time.sleep(0.001)
+    assert queue.get_batch(3, 0) == [0, 1, 2]
+    for thread, _, outcome in waiters:
+        thread.join(WAIT_S)
+        assert outcome == [None]
+    assert sorted(queue.get_batch(10, 0) or []) == [10, 11, 12]

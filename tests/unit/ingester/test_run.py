@@ -12,8 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.ingester.metrics import IngesterMetrics
-from services.ingester.run import InvalidRecords, Pipeline, build_source
+from services.ingester.queue import BoundedQueue
+from services.ingester.run import InvalidRecords, Pipeline, build_source, new_queue
 from services.ingester.settings import IngesterSettings
+from services.ingester.sources.idle import IdleSource
 from services.ingester.sources.replay import REASONS
 from tapewire.ticks import RawTick, from_proto
 from tapewire.v1 import market_pb2 as pb
@@ -169,3 +171,66 @@ def test_healthy_while_the_publisher_runs(metrics: IngesterMetrics) -> None:
     pipeline.run(stop)
     assert seen[-1] is True
     assert not pipeline.healthy()
+
+
+class FakeIngress:
+    """Stands in for the gRPC service: records whether the queue was still open when it was stopped."""
+
+    def __init__(self, queue: BoundedQueue[RawTick], accepted: int = 0, rejected: int = 0) -> None:
+        self._queue = queue
+        self.accepted = accepted
+        self.rejected = rejected
+        self.failed = False
+        self.stops: list[bool] = []  # queue closed at each stop?
+
+    def stop(self) -> None:
+        self.stops.append(self._queue.closed)
+
+
+def test_with_no_source_the_pipeline_runs_until_stopped_and_stops_the_ingress_first(
+    metrics: IngesterMetrics,
+) -> None:
+    config = settings(source="none")
+    queue = new_queue(config)
+    ingress = FakeIngress(queue, accepted=3, rejected=1)
+    pipeline = Pipeline(
+        config,
+        build_source(config, None, InvalidRecords(metrics)),
+        FakeProducer(),
+        metrics,
+        queue=queue,
+        ingress=ingress,
+    )
+    stop = threading.Event()
+    for n in range(3):  # what pushes would have queued
+        queue.put(trade("A", n + 1))
+    stop_when(lambda: queue.depth == 0, stop)
+    result = pipeline.run(stop)
+    assert ingress.stops and ingress.stops[0] is False  # stopped while the queue was still open
+    assert queue.closed
+    assert (result.accepted, result.invalid, result.published, result.exit_code) == (3, 1, 3, 0)
+    assert (result.grpc_accepted, result.grpc_rejected) == (3, 1)
+
+
+def test_when_the_source_ends_the_ingress_is_stopped_before_the_queue_closes(
+    metrics: IngesterMetrics,
+) -> None:
+    config = settings()
+    queue = new_queue(config)
+    ingress = FakeIngress(queue)
+    result = Pipeline(
+        config, ListSource([trade("A", 1)]), FakeProducer(), metrics, queue=queue, ingress=ingress
+    ).run(threading.Event())
+    assert ingress.stops[0] is False
+    assert (result.accepted, result.published, result.exit_code) == (1, 1, 0)
+
+
+def test_a_failed_ingress_ends_the_run_with_an_error(metrics: IngesterMetrics) -> None:
+    config = settings(source="none")
+    queue = new_queue(config)
+    ingress = FakeIngress(queue)
+    pipeline = Pipeline(config, IdleSource(), FakeProducer(), metrics, queue=queue, ingress=ingress)
+    assert not pipeline.healthy()  # nothing started yet
+    ingress.failed = True
+    result = pipeline.run(threading.Event())  # returns by itself: the ingress failed
+    assert result.failed and result.exit_code == 1

@@ -13,7 +13,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith(("INGESTER_", "KAFKA_", "TAPEWIRE_")):
+        if name.startswith(("INGESTER_", "KAFKA_", "TAPEWIRE_", "AUTH_")):
             monkeypatch.delenv(name)
 
 
@@ -78,6 +78,9 @@ def test_a_replay_without_a_path_says_what_to_set(monkeypatch: pytest.MonkeyPatc
         ("INGESTER_QUEUE_SIZE", "0"),
         ("INGESTER_QUEUE_POLICY", "drop_newest"),
         ("INGESTER_METRICS_PORT", "70000"),
+        ("INGESTER_GRPC_PORT", "-1"),
+        ("INGESTER_GRPC_MAX_STREAMS", "0"),
+        ("INGESTER_GRPC_MAX_MESSAGE_BYTES", "10"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -88,3 +91,29 @@ def test_bad_shared_settings_name_their_own_variable(monkeypatch: pytest.MonkeyP
     assert (
         error_text(monkeypatch, KAFKA_SESSION_TIMEOUT_MS="5").strip().startswith("KAFKA_SESSION_TIMEOUT_MS:")
     )
+
+
+def test_grpc_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = IngesterSettings()
+    assert (settings.grpc_enabled, settings.grpc_host, settings.grpc_port) == (True, "0.0.0.0", 50052)
+    assert not settings.auth.enabled
+    monkeypatch.setenv("INGESTER_SOURCE", "none")
+    monkeypatch.setenv("INGESTER_GRPC_HOST", "127.0.0.1")
+    monkeypatch.setenv("INGESTER_GRPC_PORT", "6000")
+    monkeypatch.setenv("INGESTER_GRPC_MAX_STREAMS", "8")
+    monkeypatch.setenv("INGESTER_GRPC_MAX_MESSAGE_BYTES", "2048")
+    monkeypatch.setenv("AUTH_HS256_SECRET", "x" * 32)
+    settings = IngesterSettings()
+    assert settings.source == "none" and settings.auth.enabled
+    options = settings.grpc_options()
+    assert (options.host, options.port, options.max_receive_message_bytes) == ("127.0.0.1", 6000, 2048)
+    assert (options.max_concurrent_rpcs, options.max_concurrent_streams) == (8, 8)
+
+
+def test_no_source_needs_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = error_text(monkeypatch, INGESTER_SOURCE="none", INGESTER_GRPC_ENABLED="false")
+    assert "INGESTER_GRPC_ENABLED" in text
+
+
+def test_bad_auth_settings_name_their_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert error_text(monkeypatch, AUTH_HS256_SECRET="short").strip().startswith("AUTH_HS256_SECRET:")
