@@ -6,6 +6,7 @@
     <prefix>history:<instrument> stream of recent Update protobufs, entry id `<version>-0`
                                  (field u), trimmed to about REDIS_HISTORY_LENGTH entries
     <prefix>alerts:<user>        hash {alert id: latest AlertEvent protobuf} of one user
+    <prefix>alerts_terminal:<user> zset {alert id: event ns} of the user's finished alerts (trimmed)
     <channel>:<instrument>       pub/sub: Update protobuf for every applied change
     <alerts_channel>:<user>      pub/sub: AlertEvent protobuf for every change of u's alerts
 
@@ -52,6 +53,9 @@ class RedisKeys:
 
     def alerts(self, user: str) -> str:
         return f"{self.prefix}alerts:{user}"
+
+    def alerts_terminal(self, user: str) -> str:
+        return f"{self.prefix}alerts_terminal:{user}"
 
     def alert_events(self, user: str) -> str:
         return f"{self.alerts_channel}:{user}"

@@ -42,7 +42,10 @@ def main() -> None:
         return read_latest_per_key(settings.kafka, topics.processor_state, partitions)
 
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
-    log.info("cache_updater starting", extra={"group": settings.group_id, "topic": topics.processed})
+    log.info(
+        "cache_updater starting",
+        extra={"group": settings.group_id, "topic": topics.processed, "alerts_topic": topics.alert_events},
+    )
     try:
         run(settings, consumer, client, restore, metrics, stop)
     finally:

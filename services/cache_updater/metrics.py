@@ -15,6 +15,13 @@ class CacheUpdaterMetrics:
         self.states = Counter(
             "cache_updater_states_total", "Processed states by outcome", ["outcome"], registry=registry
         )
+        self.alert_events = Counter(
+            "cache_updater_alert_events_total",
+            "Alert events by outcome: applied, stale (the alert's status is already as far),"
+            " undecodable, invalid",
+            ["outcome"],
+            registry=registry,
+        )
         self.rebuilds = Counter(
             "cache_updater_rebuilds_total",
             "Times the cache was rebuilt from the changelog",

@@ -1,8 +1,10 @@
-"""cache_updater's loop: processed states in, Redis state plus a pub/sub notification out.
+"""cache_updater's loop: processed states and alert events in, Redis plus pub/sub out.
 
-One pipeline per batch carries one script call per state, in order; offsets are committed
-after the pipeline returned (tapewire.consume_loop), so a crash replays states that the
-version check then ignores.
+It consumes two topics in one group: `tt_processed_data` (states, applied by apply.py) and
+`tt_alert_events` (each user's alert changes, applied by alerts.py). One pipeline per batch
+carries one script call per record, in order, whichever topic it came from; offsets are
+committed after the pipeline returned (tapewire.consume_loop), so a crash replays records that
+the version check, or the alerts' forward-only status, then ignores.
 
 Rebuild: for every processed partition it owns, cache_updater keeps a marker key in Redis.
 A missing marker on a partition this consumer group has committed offsets for means Redis
@@ -12,7 +14,10 @@ changelog (same partition number) and sets the marker. The version check makes t
 alongside live updates, and each re-applied state is published, so connected clients catch up.
 The changelog can be ahead of this consumer, so versions may jump forward after a rebuild;
 they never go back. A partition the group has never committed needs no rebuild: consuming it
-from the start fills Redis version by version.
+from the start fills Redis version by version. Markers and rebuilds concern the processed
+topic only: the alert events' partitions are numbered alike but are another topic, and alert
+events have no changelog to rebuild from (a Redis that lost them loses the users' alert
+lists until their alerts change again; the processor's books are unaffected).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -29,8 +34,17 @@ from google.protobuf.message import DecodeError
 from tapewire.consume_loop import run_batches
 from tapewire.errors import KafkaFailure, StoreUnavailable
 from tapewire.keys import RedisKeys
+from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 
+from .alerts import (
+    APPLY_ALERT_EVENT,
+    DEFAULT_RETENTION,
+    AlertChange,
+    AlertRetention,
+    invalid_reason,
+    prepare_alert,
+)
 from .apply import APPLY_IF_NEWER, Change, prepare
 from .metrics import CacheUpdaterMetrics
 from .settings import CacheUpdaterSettings
@@ -49,19 +63,31 @@ class CacheUpdater:
         metrics: CacheUpdaterMetrics,
         history_length: int = 0,
         clock: Callable[[], int] = time.time_ns,
+        alert_events_topic: str = "",
+        alert_retention: AlertRetention = DEFAULT_RETENTION,
     ) -> None:
         self._client = client
         self._keys = keys
         self._history_length = history_length
         self._metrics = metrics
         self._clock = clock
+        self._alert_events_topic = alert_events_topic
+        self._alert_retention = alert_retention
         self._script = client.register_script(APPLY_IF_NEWER)
+        self._alert_script = client.register_script(APPLY_ALERT_EVENT)
         self._last_marker_check = 0.0
 
     def handle(self, batch: list[Message]) -> None:
         cached_ns = self._clock()
-        changes = [change for message in batch if (change := self._decode(message, cached_ns)) is not None]
-        self._apply(changes)
+        changes: list[Change] = []
+        alert_changes: list[AlertChange] = []
+        for message in batch:
+            if message.topic() == self._alert_events_topic:
+                if (alert_change := self._decode_alert(message, cached_ns)) is not None:
+                    alert_changes.append(alert_change)
+            elif (change := self._decode(message, cached_ns)) is not None:
+                changes.append(change)
+        self._apply(changes, alert_changes)
 
     def rebuild_if_missing(
         self,
@@ -111,19 +137,26 @@ class CacheUpdater:
             },
         )
 
-    def _apply(self, changes: list[Change]) -> int:
-        if not changes:
+    def _apply(self, changes: list[Change], alert_changes: Sequence[AlertChange] = ()) -> int:
+        """Run every script call in one pipeline; return how many states were applied."""
+        if not changes and not alert_changes:
             return 0
         try:
             pipe = self._client.pipeline(transaction=False)
             for change in changes:
                 self._script(keys=change.keys, args=change.args, client=pipe)
-            applied = pipe.execute()
+            for alert_change in alert_changes:
+                self._alert_script(keys=alert_change.keys, args=alert_change.args, client=pipe)
+            results = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
-        fresh = sum(1 for result in applied if result == 1)
+        fresh = sum(1 for result in results[: len(changes)] if result == 1)
         self._metrics.states.labels("applied").inc(fresh)
         self._metrics.states.labels("stale").inc(len(changes) - fresh)
+        if alert_changes:
+            written = sum(1 for result in results[len(changes) :] if result == 1)
+            self._metrics.alert_events.labels("applied").inc(written)
+            self._metrics.alert_events.labels("stale").inc(len(alert_changes) - written)
         return fresh
 
     def _set_markers(self, partitions: list[int]) -> None:
@@ -150,6 +183,28 @@ class CacheUpdater:
             self._metrics.processed_to_cached.observe(max(0, cached_ns - state.times.processed_ns) / 1e9)
         return prepare(state, self._keys, cached_ns, self._history_length)
 
+    def _decode_alert(self, message: Message, cached_ns: int) -> AlertChange | None:
+        value = message.value()
+        if message.error() is not None or value is None:
+            return None
+        try:
+            event = apb.AlertEvent.FromString(value)
+        except DecodeError:
+            self._skip_alert(message, "undecodable", "not a tapewire.v1.AlertEvent")
+            return None
+        if (reason := invalid_reason(event)) is not None:
+            self._skip_alert(message, "invalid", reason)
+            return None
+        return prepare_alert(event, self._keys, cached_ns, self._alert_retention)
+
+    def _skip_alert(self, message: Message, outcome: str, reason: str) -> None:
+        # Only the processor writes this topic; a record it cannot have written is logged and skipped.
+        self._metrics.alert_events.labels(outcome).inc()
+        log.error(
+            "alert event skipped",
+            extra={"reason": reason, "partition": message.partition(), "offset": message.offset()},
+        )
+
 
 def run(
     settings: CacheUpdaterSettings,
@@ -161,9 +216,14 @@ def run(
 ) -> None:
     """Consume until `stop` is set, then leave the group cleanly."""
     updater = CacheUpdater(
-        client, RedisKeys.from_settings(settings.redis), metrics, settings.redis.history_length
+        client,
+        RedisKeys.from_settings(settings.redis),
+        metrics,
+        settings.redis.history_length,
+        alert_events_topic=settings.topics.alert_events,
+        alert_retention=settings.alert_retention,
     )
-    consumer.subscribe([settings.topics.processed])
+    consumer.subscribe([settings.topics.processed, settings.topics.alert_events])
 
     def committed(partitions: list[int]) -> list[int]:
         asked = [TopicPartition(settings.topics.processed, p) for p in partitions]
@@ -173,7 +233,8 @@ def run(
             raise KafkaFailure(f"could not read committed offsets: {exc}", retriable=True) from exc
 
     def housekeeping() -> None:
-        owned = sorted(tp.partition for tp in consumer.assignment())
+        # Markers are per processed partition; the alert events topic has partitions numbered alike.
+        owned = sorted(tp.partition for tp in consumer.assignment() if tp.topic == settings.topics.processed)
         updater.rebuild_if_missing(owned, committed, restore, settings.cache_check_interval_s)
 
     try:

@@ -8,6 +8,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tapewire.consume_loop import LoopSettings
 from tapewire.settings import KafkaSettings, LogSettings, RedisSettings, TopicSettings
 
+from .alerts import AlertRetention
+
 
 class CacheUpdaterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CACHE_UPDATER_", frozen=True, extra="ignore")
@@ -18,6 +20,11 @@ class CacheUpdaterSettings(BaseSettings):
     poll_timeout_s: float = Field(default=0.1, gt=0, le=5)
     # How often to check that Redis still holds what was applied (see run.py: rebuild).
     cache_check_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # Terminal alerts (triggered, cancelled, rejected) kept per user for `alert.list`: at most
+    # this many, and once none of the user's alerts is active, for this long after the last
+    # change (see alerts.py).
+    terminal_alerts_kept: int = Field(default=100, ge=1, le=100_000)
+    terminal_alerts_ttl_s: int = Field(default=7 * 86_400, ge=60)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9103, ge=0, le=65535)
 
@@ -25,6 +32,10 @@ class CacheUpdaterSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @property
+    def alert_retention(self) -> AlertRetention:
+        return AlertRetention(ttl_s=self.terminal_alerts_ttl_s, kept=self.terminal_alerts_kept)
 
     @property
     def loop(self) -> LoopSettings:

@@ -1,7 +1,8 @@
 """`python -m services.processor`: wire the settings and adapters, then run.
 
-Two loops share the process: the transactional enrichment loop on the main thread and the
-history writer (PostgreSQL sink) on a second thread. Either one failing stops both.
+Two loops share the process: the transactional enrichment loop (ticks and alert commands) on
+the main thread and the history writer (PostgreSQL sink) on a second thread. Either one
+failing stops both.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tapewire.shutdown import install_stop_event
 
 from .history import run_history
 from .metrics import ProcessorMetrics
-from .run import run
+from .run import CO_PARTITIONING_ASSIGNOR, run
 from .settings import ProcessorSettings
 from .store import StateStore
 
@@ -53,7 +54,14 @@ def serve(settings: ProcessorSettings, stop: threading.Event, registry: Collecto
     history = start_history(settings, registry, stop) if settings.history_enabled else None
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     client_id = f"processor-{socket.gethostname()}-{os.getpid()}"
-    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, client_id))
+    consumer = Consumer(
+        consumer_config(
+            settings.kafka,
+            settings.group_id,
+            client_id,
+            **{"partition.assignment.strategy": CO_PARTITIONING_ASSIGNOR},
+        )
+    )
     # Unique per process: zombie fencing comes from the consumer group generation (KIP-447),
     # so the id need not survive restarts.
     producer = Producer(
@@ -62,10 +70,13 @@ def serve(settings: ProcessorSettings, stop: threading.Event, registry: Collecto
         )
     )
 
-    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
-        return read_latest_per_key(settings.kafka, topics.processor_state, partitions)
+    def restore(changelog: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return read_latest_per_key(settings.kafka, changelog, partitions)
 
-    log.info("processor starting", extra={"group": settings.group_id, "topic": topics.raw})
+    log.info(
+        "processor starting",
+        extra={"group": settings.group_id, "topic": topics.raw, "commands_topic": topics.commands},
+    )
     try:
         run(settings, consumer, producer, restore, metrics, stop)
     finally:
@@ -102,12 +113,20 @@ def start_history(
 
 
 def check_partitioning(kafka: KafkaSettings, topics: TopicSettings) -> None:
-    """Output for raw partition p goes to partition p: the outputs need at least as many partitions."""
-    counts = partition_counts(kafka, [topics.raw, topics.processed, topics.processor_state])
+    """Output for raw partition p goes to partition p: the outputs need at least as many partitions.
+    Commands must have exactly as many: only then does an instrument's key hash to the same
+    partition number in both topics."""
+    outputs = [topics.processed, topics.processor_state, topics.processor_alerts]
+    counts = partition_counts(kafka, [topics.raw, topics.commands, *outputs])
     raw = counts[topics.raw]
-    short = {name: n for name, n in counts.items() if n < raw}
+    short = {name: counts[name] for name in outputs if counts[name] < raw}
     if short:
         raise ConfigurationError(f"{topics.raw} has {raw} partitions but {short} have fewer; they must match")
+    if counts[topics.commands] != raw:
+        raise ConfigurationError(
+            f"{topics.commands} has {counts[topics.commands]} partitions and {topics.raw} {raw}: they must be"
+            " equal, so that an instrument's commands and ticks land on the same partition number"
+        )
 
 
 def partition_counts(kafka: KafkaSettings, names: list[str]) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tapewire.consume_loop import LoopMetrics
 
@@ -27,6 +27,26 @@ class ProcessorMetrics:
         self.states_restored = Counter(
             "processor_states_restored_total",
             "Instrument states restored from the changelog",
+            registry=registry,
+        )
+        self.alert_commands = Counter(
+            "processor_alert_commands_total",
+            "Alert commands by outcome: applied, rejected, ignored (alert id already in the book),"
+            " not_found (cancel), duplicate (already applied), malformed",
+            ["outcome"],
+            registry=registry,
+        )
+        self.alerts_triggered = Counter(
+            "processor_alerts_triggered_total", "Alerts triggered by a trade", registry=registry
+        )
+        self.active_alerts = Gauge(
+            "processor_active_alerts",
+            "Alerts waiting in the books of the owned partitions",
+            registry=registry,
+        )
+        self.alert_books_restored = Counter(
+            "processor_alert_books_restored_total",
+            "Alert books restored from the alerts changelog",
             registry=registry,
         )
         self.transactions = Counter(

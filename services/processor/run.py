@@ -1,15 +1,39 @@
-"""The processor's loop: raw ticks in, enriched states out, exactly once, in Kafka transactions.
+"""The processor's loop: raw ticks and alert commands in, enriched states and alert events out,
+exactly once, in Kafka transactions.
 
 Per batch, inside one Kafka transaction: every new state to `tt_processed_data`, the latest
-state of each instrument to the compacted changelog `tt_processor_state`, undecodable or
-invalid records to the DLQ, and the consumer offsets of the batch. Either all of it becomes
-visible to read_committed readers or none of it does. A failed transaction is aborted, the
-consumer is rewound to the batch's first offsets and the in-memory states are left as they
-were, so the retry computes exactly the same states.
+state of each instrument to the compacted changelog `tt_processor_state`, every alert event to
+`tt_alert_events` (key: user id), every changed alert book to the compacted changelog
+`tt_processor_alerts`, undecodable or invalid ticks to the DLQ, and the consumer offsets of the
+batch, for both input topics. Either all of it becomes visible to read_committed readers or
+none of it does. A failed transaction is aborted, the consumer is rewound to the batch's first
+offsets and the in-memory states and books are left as they were, so the retry computes
+exactly the same outputs.
 
-Output for raw partition p goes to partition p of the processed topic and of the changelog.
+Output for raw partition p goes to partition p of the processed topic and of both changelogs.
 A processor that is assigned p therefore restores p's instruments from changelog partition p,
-which holds exactly the states that the committed raw offsets of p account for.
+which holds exactly the states and books that the committed offsets of p account for.
+
+Alerts (rules in alerts.py) live with their instrument's ticks: dashboard_api keys commands by
+instrument, so commands partition p carries the commands of raw partition p's instruments, and
+the consumer uses the `range` assignor, which gives one member the same partition numbers of
+equally partitioned topics (cooperative-sticky balances each topic on its own and would split
+them). Records are applied in the order of the batch, which keeps each partition's offset
+order; between the two topics there is no order to keep. Range is an eager assignor: every
+rebalance revokes all partitions and the states and books are restored from the changelogs.
+
+Skipping what is already applied matters only when a new consumer group (or a reset of this
+one) re-reads the inputs: within one group the transactions already make it impossible. Ticks
+are guarded by their instrument state's source position (`_already_applied`); an alert is
+evaluated only on a tick its state applies, so triggers need no guard of their own. Commands
+are guarded per partition by the `#commands` position record in the alerts changelog (see
+alert_codec.py), written in the same transaction as the books it accounts for.
+
+A command that addresses no alert (undecodable, neither create nor cancel, no alert or user id)
+is logged, counted (processor_alert_commands_total{outcome="malformed"}) and skipped: the raw
+DLQ and `tools.dlq` speak ticks, and a command is a user's request of the moment, not market
+data worth replaying later. A command that addresses an alert but breaks a rule is answered
+with a REJECTED event, which reaches its user.
 """
 
 from __future__ import annotations
@@ -17,7 +41,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -27,8 +53,21 @@ from tapewire.consume_loop import next_offsets, run_batches
 from tapewire.dead_letters import Refused, decode_raw_tick
 from tapewire.errors import KafkaFailure, TapewireError
 from tapewire.kafka import record_position
+from tapewire.ticks import Trade
+from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 
+from . import alerts
+from .alert_codec import (
+    COMMANDS_POSITION_KEY,
+    MalformedCommand,
+    book_from_proto,
+    book_to_proto,
+    decode_command,
+    event_to_proto,
+    position_record,
+)
+from .alerts import Book, Event, Limits, Status
 from .codec import state_from_proto, state_to_proto
 from .enrich import Position, State, apply
 from .metrics import ProcessorMetrics
@@ -36,16 +75,34 @@ from .settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
 
-# partitions -> {partition: {instrument key: latest changelog value}}
-Restore = Callable[[list[int]], dict[int, dict[bytes, bytes]]]
+# (changelog topic, partitions) -> {partition: {key: latest changelog value}}
+Restore = Callable[[str, list[int]], dict[int, dict[bytes, bytes]]]
+
+# Gives one member the same partition numbers of the raw and commands topics (module docstring).
+CO_PARTITIONING_ASSIGNOR = "range"
+# librdkafka's "unassigned" partition: the producer's partitioner picks one from the key.
+BY_KEY = -1
 
 
 class ProducerFenced(TapewireError):
     """The transactional producer hit a fatal error (e.g. a newer instance fenced it): exit."""
 
 
+@dataclass
+class _Batch:
+    """What one batch changes; merged into the processor only once its transaction committed."""
+
+    states: dict[str, State] = field(default_factory=dict)  # the latest per instrument
+    changed: list[State] = field(default_factory=list)  # every new state, in order
+    dead: list[tuple[Message, Refused]] = field(default_factory=list)
+    books: dict[str, Book] = field(default_factory=dict)  # the latest of each changed book
+    events: list[Event] = field(default_factory=list)
+    command_offsets: dict[int, int] = field(default_factory=dict)  # partition -> last applied
+    command_outcomes: Counter[str] = field(default_factory=Counter)
+
+
 class Processor:
-    """Owns the in-memory states of the instruments on the partitions assigned to it."""
+    """Owns the in-memory states and alert books of the partitions assigned to it."""
 
     def __init__(
         self,
@@ -57,12 +114,16 @@ class Processor:
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._settings = settings
+        self._topics = settings.topics
         self._consumer = consumer
         self._producer = producer
         self._restore = restore
         self._metrics = metrics
         self._clock = clock
+        self._limits = Limits(settings.max_alerts_per_instrument, settings.max_alert_book_bytes)
         self._states: dict[str, State] = {}
+        self._books: dict[str, Book] = {}
+        self._command_offsets: dict[int, int] = {}
         self._unrestored: set[int] = set()
 
     # -- rebalance callbacks (run inside poll, between batches: no transaction is open) ----------
@@ -70,12 +131,24 @@ class Processor:
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Restored lazily before the next batch, inside the retried part of the loop.
         self._unrestored.update(tp.partition for tp in partitions)
-        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in partitions)})
+        raw = sorted(tp.partition for tp in partitions if tp.topic == self._topics.raw)
+        commands = sorted(tp.partition for tp in partitions if tp.topic == self._topics.commands)
+        log.info("partitions assigned", extra={"partitions": raw, "command_partitions": commands})
+        if raw != commands:
+            # Only a member without `range`, or topics of different sizes, can cause this:
+            # the alerts of the unmatched partitions would never meet their instruments' trades.
+            log.error(
+                "raw and commands partitions are not co-partitioned",
+                extra={"partitions": raw, "command_partitions": commands},
+            )
 
     def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions}
         self._unrestored -= gone
         self._states = {name: s for name, s in self._states.items() if s.source.partition not in gone}
+        self._books = {name: b for name, b in self._books.items() if b.source.partition not in gone}
+        self._command_offsets = {p: o for p, o in self._command_offsets.items() if p not in gone}
+        self._metrics.active_alerts.set(self._active_alerts())
         log.info("partitions revoked", extra={"partitions": sorted(gone)})
 
     # -- the batch ---------------------------------------------------------------------------
@@ -83,52 +156,111 @@ class Processor:
     def handle(self, batch: list[Message]) -> None:
         self._restore_assigned()
         now_ns = self._clock()
-        pending: dict[str, State] = {}
-        changed: list[State] = []
-        dead: list[tuple[Message, Refused]] = []
+        work = _Batch()
         for message in batch:
             where = record_position(message)
             if where is None:
                 log.warning("consumer error", extra={"error": str(message.error())})
                 continue
-            try:
-                tick = decode_raw_tick(message.value(), now_ns, self._settings.max_record_bytes)
-            except Refused as reason:
-                dead.append((message, reason))
-                continue
-            previous = pending.get(tick.instrument) or self._states.get(tick.instrument)
-            position = Position(where[1], where[2])
-            if _already_applied(previous, position):
-                self._metrics.ticks.labels("duplicate").inc()
-                continue
-            state = apply(previous, tick, position)
-            pending[tick.instrument] = state
-            changed.append(state)
-        self._commit(batch, changed, pending, dead)
-        self._states.update(pending)
-        self._count(changed, dead)
+            topic, partition, offset = where
+            if topic == self._topics.commands:
+                self._command(message, Position(partition, offset), work)
+            else:
+                self._tick(message, Position(partition, offset), work, now_ns)
+        self._commit(batch, work)
+        self._states.update(work.states)
+        self._merge_books(work)
+        self._count(work)
 
-    def _commit(
-        self,
-        batch: list[Message],
-        changed: list[State],
-        latest: dict[str, State],
-        dead: list[tuple[Message, Refused]],
-    ) -> None:
+    def _tick(self, message: Message, position: Position, work: _Batch, now_ns: int) -> None:
+        try:
+            tick = decode_raw_tick(message.value(), now_ns, self._settings.max_record_bytes)
+        except Refused as reason:
+            work.dead.append((message, reason))
+            return
+        previous = work.states.get(tick.instrument) or self._states.get(tick.instrument)
+        if _already_applied(previous, position):
+            self._metrics.ticks.labels("duplicate").inc()
+            return
+        state = apply(previous, tick, position)
+        work.states[tick.instrument] = state
+        work.changed.append(state)
+        if isinstance(tick, Trade):
+            book = self._book(tick.instrument, work)
+            if book is not None:
+                book, triggered = alerts.on_trade(book, tick.price, state)
+                if triggered:
+                    work.books[tick.instrument] = book
+                    work.events.extend(triggered)
+
+    def _command(self, message: Message, position: Position, work: _Batch) -> None:
+        partition = position.partition
+        if position.offset <= work.command_offsets.get(partition, self._command_offsets.get(partition, -1)):
+            work.command_outcomes["duplicate"] += 1
+            return
+        work.command_offsets[partition] = position.offset
+        try:
+            command = decode_command(message.value(), self._settings.max_record_bytes)
+        except MalformedCommand as exc:
+            work.command_outcomes["malformed"] += 1
+            log.warning(
+                "malformed alert command skipped",
+                extra={
+                    "code": exc.code,
+                    "reason": str(exc),
+                    "partition": partition,
+                    "offset": position.offset,
+                },
+            )
+            return
+        state = work.states.get(command.instrument) or self._states.get(command.instrument)
+        book = self._book(command.instrument, work)
+        outcome = alerts.apply_command(
+            book,
+            command,
+            _text(message.key()),
+            position,
+            self._limits,
+            ticks_partition=state.source.partition if state is not None else None,
+        )
+        if outcome.book is not book and outcome.book is not None:
+            work.books[command.instrument] = outcome.book
+        work.events.extend(outcome.events)
+        work.command_outcomes[outcome.label] += 1
+
+    def _book(self, instrument: str, work: _Batch) -> Book | None:
+        # Not `or`: an emptied book is falsy, and it must hide the older one.
+        return work.books[instrument] if instrument in work.books else self._books.get(instrument)
+
+    def _merge_books(self, work: _Batch) -> None:
+        for instrument, book in work.books.items():
+            if len(book):
+                self._books[instrument] = book
+            else:
+                self._books.pop(instrument, None)
+        self._command_offsets.update(work.command_offsets)
+        if work.books:
+            self._metrics.active_alerts.set(self._active_alerts())
+
+    def _active_alerts(self) -> int:
+        return sum(len(book) for book in self._books.values())
+
+    def _commit(self, batch: list[Message], work: _Batch) -> None:
         """Publish the batch's outputs and offsets in one transaction, or raise after aborting it."""
-        topics = self._settings.topics
+        topics = self._topics
         processed_ns = self._clock()
         try:
             self._producer.begin_transaction()
-            for state in changed:
+            for state in work.changed:
                 value = state_to_proto(state, processed_ns).SerializeToString()
                 self._produce(topics.processed, state.source.partition, state.instrument.encode(), value)
-            for state in latest.values():
+            for state in work.states.values():
                 value = state_to_proto(state, processed_ns).SerializeToString()
                 self._produce(
                     topics.processor_state, state.source.partition, state.instrument.encode(), value
                 )
-            for message, reason in dead:
+            self._produce_alerts(work, processed_ns)
+            for message, reason in work.dead:
                 self._dead_letter(message, reason)
             self._producer.send_offsets_to_transaction(
                 next_offsets(batch), self._consumer.consumer_group_metadata(), self._settings.flush_timeout_s
@@ -137,9 +269,23 @@ class Processor:
         except KafkaException as exc:
             self._abort(exc)
         self._metrics.transactions.labels("committed").inc()
-        for state in changed:
+        for state in work.changed:
             if state.ingest_ns:
                 self._metrics.ingest_to_processed.observe(max(0, processed_ns - state.ingest_ns) / 1e9)
+
+    def _produce_alerts(self, work: _Batch, processed_ns: int) -> None:
+        """Alert events (partitioned by user id), changed books (an empty one as a tombstone) and
+        the commands position of every partition that had commands."""
+        topics = self._topics
+        for event in work.events:
+            value = event_to_proto(event, processed_ns).SerializeToString()
+            self._produce(topics.alert_events, BY_KEY, event.alert.user_id.encode(), value)
+        for instrument, book in work.books.items():
+            stored = book_to_proto(book).SerializeToString() if len(book) else None
+            self._produce(topics.processor_alerts, book.source.partition, instrument.encode(), stored)
+        for partition, offset in work.command_offsets.items():
+            record = position_record(partition, offset)
+            self._produce(topics.processor_alerts, partition, COMMANDS_POSITION_KEY, record)
 
     def _abort(self, exc: KafkaException) -> None:
         error = exc.args[0]
@@ -192,12 +338,17 @@ class Processor:
             },
         )
 
-    def _count(self, changed: list[State], dead: list[tuple[Message, Refused]]) -> None:
-        self._metrics.ticks.labels("applied").inc(len(changed))
-        if dead:
-            self._metrics.ticks.labels("dead_lettered").inc(len(dead))
-            for _message, reason in dead:
+    def _count(self, work: _Batch) -> None:
+        self._metrics.ticks.labels("applied").inc(len(work.changed))
+        if work.dead:
+            self._metrics.ticks.labels("dead_lettered").inc(len(work.dead))
+            for _message, reason in work.dead:
                 self._metrics.dead_lettered.labels(reason.code).inc()
+        for label, count in work.command_outcomes.items():
+            self._metrics.alert_commands.labels(label).inc(count)
+        triggered = sum(1 for event in work.events if event.status == Status.TRIGGERED)
+        if triggered:
+            self._metrics.alerts_triggered.inc(triggered)
 
     def _restore_assigned(self) -> None:
         if not self._unrestored:
@@ -205,21 +356,39 @@ class Processor:
         partitions = sorted(self._unrestored)
         started = time.monotonic()
         restored = 0
-        for values in self._restore(partitions).values():
+        for values in self._restore(self._topics.processor_state, partitions).values():
             for value in values.values():
                 state = state_from_proto(pb.InstrumentState.FromString(value))
                 self._states[state.instrument] = state
                 restored += 1
+        books = self._restore_books(partitions)
         self._unrestored.clear()
         self._metrics.states_restored.inc(restored)
+        self._metrics.alert_books_restored.inc(books)
+        self._metrics.active_alerts.set(self._active_alerts())
         log.info(
             "states restored",
             extra={
                 "partitions": partitions,
                 "instruments": restored,
+                "alert_books": books,
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
+
+    def _restore_books(self, partitions: list[int]) -> int:
+        """Load the alert books and commands positions of `partitions`; return how many books."""
+        restored = 0
+        for partition, values in self._restore(self._topics.processor_alerts, partitions).items():
+            for key, value in values.items():
+                message = apb.AlertBook.FromString(value)
+                if key == COMMANDS_POSITION_KEY:
+                    self._command_offsets[partition] = message.source.offset
+                    continue
+                book = book_from_proto(message)
+                self._books[book.instrument] = book
+                restored += 1
+        return restored
 
 
 def _already_applied(state: State | None, position: Position) -> bool:
@@ -235,6 +404,14 @@ def _already_applied(state: State | None, position: Position) -> bool:
     )
 
 
+def _text(key: bytes | None) -> str:
+    """A record key as text; one that is not UTF-8 matches no instrument."""
+    try:
+        return key.decode() if key is not None else ""
+    except UnicodeDecodeError:
+        return ""
+
+
 def run(
     settings: ProcessorSettings,
     consumer: Consumer,
@@ -243,11 +420,12 @@ def run(
     metrics: ProcessorMetrics,
     stop: threading.Event,
 ) -> None:
-    """Consume until `stop` is set, then leave the group cleanly. `producer` is transactional."""
+    """Consume until `stop` is set, then leave the group cleanly. `producer` is transactional and
+    `consumer` must use CO_PARTITIONING_ASSIGNOR."""
     producer.init_transactions(settings.flush_timeout_s)
     processor = Processor(settings, consumer, producer, restore, metrics)
     consumer.subscribe(
-        [settings.topics.raw],
+        [settings.topics.raw, settings.topics.commands],
         on_assign=processor.on_assign,
         on_revoke=processor.on_revoke,
         on_lost=processor.on_revoke,

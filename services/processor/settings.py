@@ -20,8 +20,16 @@ class ProcessorSettings(BaseSettings):
     # batch is never held back waiting for the rest (see tapewire.kafka.poll_batch).
     batch_size: int = Field(default=500, ge=1, le=100_000)
     poll_timeout_s: float = Field(default=0.1, gt=0, le=5)
-    # A raw record bigger than this is dead-lettered unread: a tick is ~100 bytes.
+    # A raw record bigger than this is dead-lettered unread: a tick is ~100 bytes. An alert
+    # command bigger than this is skipped as malformed (one is ~150 bytes).
     max_record_bytes: int = Field(default=4096, ge=256)
+    # Active price alerts one instrument may hold: every trade of an instrument with alerts is
+    # evaluated against its book, and the book is one changelog record that is rewritten on
+    # every change, so its size is what this bounds. A create beyond it is REJECTED.
+    max_alerts_per_instrument: int = Field(default=10_000, ge=1, le=1_000_000)
+    # ... and bytes, encoded: the book must stay under the ~1 MB that librdkafka
+    # (message.max.bytes) and the broker (max.message.bytes) accept for one record by default.
+    max_alert_book_bytes: int = Field(default=900_000, ge=10_000, le=900_000)
     flush_timeout_s: float = Field(default=30.0, gt=0)
     # How long a crashed instance's open transaction can hold back the partitions it had
     # before the broker aborts it: shorter means faster failover, but every batch must commit

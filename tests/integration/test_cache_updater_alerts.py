@@ -1,0 +1,207 @@
+"""cache_updater's alert events against a real broker and a real Redis."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
+
+from services.cache_updater.alerts import (
+    APPLY_ALERT_EVENT,
+    AlertRetention,
+    prepare_alert,
+    terminal_alerts_key,
+)
+from services.cache_updater.metrics import CacheUpdaterMetrics
+from services.cache_updater.run import run
+from services.cache_updater.settings import CacheUpdaterSettings
+from tapewire.kafka import consumer_config, read_latest_per_key
+from tapewire.keys import RedisKeys
+from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
+from tapewire.v1 import alerts_pb2 as apb
+from tapewire.v1 import market_pb2 as pb
+from tests.support import produce_raw, wait_for
+
+pytestmark = pytest.mark.integration
+
+ACTIVE, TRIGGERED = apb.ALERT_STATUS_ACTIVE, apb.ALERT_STATUS_TRIGGERED
+CANCELLED, REJECTED = apb.ALERT_STATUS_CANCELLED, apb.ALERT_STATUS_REJECTED
+
+
+def event(user: str, alert_id: str, status: int, event_ns: int = 1, **fields: Any) -> apb.AlertEvent:
+    alert = apb.Alert(
+        alert_id=alert_id, user_id=user, instrument="AAPL", direction=apb.ALERT_DIRECTION_ABOVE, price="190.5"
+    )
+    return apb.AlertEvent(alert=alert, status=status, event_ns=event_ns, **fields)
+
+
+def record(topics: TopicSettings, message: apb.AlertEvent) -> tuple[str, bytes, bytes]:
+    return (topics.alert_events, message.alert.user_id.encode(), message.SerializeToString())
+
+
+def metric(metrics: CacheUpdaterMetrics, outcome: str) -> float:
+    return float(metrics.alert_events.labels(outcome)._value.get())
+
+
+@contextmanager
+def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CacheUpdaterMetrics]:
+    stop = threading.Event()
+    metrics = CacheUpdaterMetrics(CollectorRegistry())
+    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-cache-updater"))
+    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
+
+    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return read_latest_per_key(settings.kafka, settings.topics.processor_state, partitions)
+
+    thread = threading.Thread(
+        target=run, args=(settings, consumer, client, restore, metrics, stop), daemon=True
+    )
+    thread.start()
+    try:
+        yield metrics
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+def drain(pubsub: Any, into: list[tuple[str, apb.AlertEvent]]) -> int:
+    """Move what was published so far into `into`; return how many arrived in all."""
+    while (message := pubsub.get_message(timeout=0.1)) is not None:
+        if message["type"] == "pmessage":
+            into.append((message["channel"].decode(), apb.AlertEvent.FromString(message["data"])))
+    return len(into)
+
+
+def stored(client: redis.Redis, key: str) -> dict[str, tuple[int, apb.AlertEvent]]:
+    return {
+        field.decode(): (e.status, e)
+        for field, value in client.hgetall(key).items()
+        for e in [apb.AlertEvent.FromString(value)]
+    }
+
+
+def test_alert_events_move_forward_only_are_published_once_and_replay_as_no_ops(
+    kafka_settings: KafkaSettings,
+    topics: TopicSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    unique: str,
+) -> None:
+    keys = RedisKeys.from_settings(redis_settings)
+    pubsub = redis_client.pubsub()
+    pubsub.psubscribe(f"{redis_settings.alerts_channel}:*")
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"  # type: ignore[index]
+
+    times = pb.StageTimes(exchange_ns=1, ingest_ns=2, processed_ns=3)
+    events = [
+        event("ann", "a1", ACTIVE),
+        event("ann", "a1", TRIGGERED, 5, trigger_price="190.52", trigger_version=1311, times=times),
+        event("ann", "a1", ACTIVE),  # late: behind TRIGGERED
+        event("ann", "a1", CANCELLED, 6),  # a terminal status never changes
+        event("ann", "a2", ACTIVE),
+        event("bob", "b1", REJECTED, 7, reason="direction must be above or below"),
+    ]
+    records = [record(topics, e) for e in events]
+    records.append((topics.alert_events, b"ann", b"\xff\xfe not protobuf"))
+    records.append((topics.alert_events, b"", event("", "x", ACTIVE).SerializeToString()))
+    # States in the same batches: the two topics are dispatched apart.
+    state = pb.InstrumentState(instrument="AAPL", version=1, last_price="190.52")
+    records.append((topics.processed, b"AAPL", state.SerializeToString()))
+    produce_raw(Producer(kafka_settings.as_librdkafka_dict()), records)
+
+    settings = CacheUpdaterSettings(
+        kafka=kafka_settings,
+        topics=topics,
+        redis=redis_settings,
+        group_id=f"g{unique}",
+        metrics_port=0,
+        cache_check_interval_s=0.2,
+        terminal_alerts_ttl_s=3600,
+    )
+    received: list[tuple[str, apb.AlertEvent]] = []
+    with running_cache_updater(settings) as metrics:
+        wait_for(lambda: metric(metrics, "applied") + metric(metrics, "stale") == 6, 30, "the alert events")
+        wait_for(lambda: redis_client.exists(keys.state("AAPL")), 10, "the state")
+        wait_for(lambda: drain(pubsub, received) >= 4, 10, "four publications")
+        assert (metric(metrics, "applied"), metric(metrics, "stale")) == (4, 2)
+        assert (metric(metrics, "undecodable"), metric(metrics, "invalid")) == (1, 1)
+        assert metrics.rebuilds._value.get() == 0  # alert partitions are not taken for processed ones
+
+    # One publication per change, on the user's own channel, in order per user.
+    assert [(channel, e.alert.alert_id, e.status) for channel, e in received if channel.endswith(":ann")] == [
+        (keys.alert_events("ann"), "a1", ACTIVE),
+        (keys.alert_events("ann"), "a1", TRIGGERED),
+        (keys.alert_events("ann"), "a2", ACTIVE),
+    ]
+    assert [(channel, e.alert.alert_id, e.status) for channel, e in received if channel.endswith(":bob")] == [
+        (keys.alert_events("bob"), "b1", REJECTED)
+    ]
+
+    ann = stored(redis_client, keys.alerts("ann"))
+    assert {alert_id: status for alert_id, (status, _) in ann.items()} == {"a1": TRIGGERED, "a2": ACTIVE}
+    triggered = ann["a1"][1]
+    assert (triggered.trigger_price, triggered.trigger_version, triggered.times.processed_ns) == (
+        "190.52",
+        1311,
+        3,
+    )
+    assert triggered.times.cached_ns > 0
+    assert ann["a2"][1].times.cached_ns == 0 and not ann["a2"][1].HasField("times")
+    assert stored(redis_client, keys.alerts("bob"))["b1"][1].reason == "direction must be above or below"
+    # ann has an active alert: kept; bob's are all terminal: they expire.
+    assert redis_client.ttl(keys.alerts("ann")) == -1
+    assert 0 < redis_client.ttl(keys.alerts("bob")) <= 3600
+    assert redis_client.zrange(terminal_alerts_key(keys, "ann"), 0, -1) == [b"a1"]
+
+    # A new group re-reads everything: nothing changes and nothing is published again.
+    before = {key: redis_client.hgetall(key) for key in (keys.alerts("ann"), keys.alerts("bob"))}
+    with running_cache_updater(settings.model_copy(update={"group_id": f"r{unique}"})) as metrics:
+        wait_for(lambda: metric(metrics, "stale") == 6, 30, "the replay to be ignored")
+        assert metric(metrics, "applied") == 0
+    drain(pubsub, received)
+    assert len(received) == 4
+    assert {key: redis_client.hgetall(key) for key in before} == before
+    pubsub.close()
+
+
+def test_terminal_alerts_are_trimmed_oldest_first_and_expire_once_none_is_active(
+    redis_settings: RedisSettings, redis_client: redis.Redis
+) -> None:
+    keys = RedisKeys.from_settings(redis_settings)
+    script = redis_client.register_script(APPLY_ALERT_EVENT)
+    retention = AlertRetention(ttl_s=600, kept=2)
+
+    def apply(message: apb.AlertEvent) -> int:
+        change = prepare_alert(message, keys, cached_ns=1, retention=retention)
+        return int(script(keys=change.keys, args=change.args))
+
+    # A long id (a multi-byte length prefix) and stage times: the stored status is still found.
+    long_id = "w" * 300
+    assert apply(event("ann", long_id, ACTIVE, 10, times=pb.StageTimes(exchange_ns=-1))) == 1
+    for n, alert_id in enumerate(["t1", "t2", "t3"]):
+        assert apply(event("ann", alert_id, ACTIVE, 20 + n)) == 1
+        assert apply(event("ann", alert_id, CANCELLED, 30 + n)) == 1
+    assert apply(event("ann", long_id, ACTIVE, 40)) == 0
+
+    # Two terminal entries kept (t1, the oldest, dropped); the active one is never dropped.
+    assert set(redis_client.hkeys(keys.alerts("ann"))) == {long_id.encode(), b"t2", b"t3"}
+    assert redis_client.ttl(keys.alerts("ann")) == -1  # an active alert: kept
+    assert redis_client.ttl(terminal_alerts_key(keys, "ann")) == -1
+
+    assert apply(event("ann", long_id, TRIGGERED, 50)) == 1
+    assert set(redis_client.hkeys(keys.alerts("ann"))) == {long_id.encode(), b"t3"}
+    assert redis_client.zrange(terminal_alerts_key(keys, "ann"), 0, -1) == [b"t3", long_id.encode()]
+    for key in (keys.alerts("ann"), terminal_alerts_key(keys, "ann")):
+        assert 0 < redis_client.ttl(key) <= 600  # all terminal now: both expire together
+
+    # A trimmed alert's own late events: a terminal one is written back, then trimmed again
+    # by its old time; nothing else moves.
+    apply(event("ann", "t1", CANCELLED, 31))
+    assert set(redis_client.hkeys(keys.alerts("ann"))) == {long_id.encode(), b"t3"}
