@@ -99,6 +99,9 @@ def service_env(
         "PROCESSOR_GROUP_ID": f"p{unique}",
         "PROCESSOR_HISTORY_GROUP_ID": f"h{unique}",
         "CACHE_UPDATER_GROUP_ID": f"c{unique}",
+        # Any free port: a test may run several instances of a service.
+        "DASHBOARD_API_GRPC_PORT": "0",
+        "INGESTER_GRPC_PORT": "0",
         **extra,
     }
 

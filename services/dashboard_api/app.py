@@ -16,17 +16,24 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tapewire.auth import TokenVerifier
 from tapewire.errors import StoreUnavailable
+from tapewire.grpc_server import GrpcServerOptions, start_grpc_server
 from tapewire.keys import RedisKeys
 
-from . import routes, ws
+from . import admin, routes, ws
+from .alert_store import AlertStore
+from .alerts import Alerts
 from .bars import BarStore, open_pool
-from .deps import Services
+from .commands import AlertCommandMetrics, AlertCommands, open_producer
+from .deps import NotAllowed, Services
 from .fanout import Relay
+from .grpc_api import dashboard_service
 from .metrics import DashboardApiMetrics
+from .registry import Sessions
+from .session import CLOSE_GOING_AWAY
 from .settings import DashboardApiSettings
 from .states import StateStore
-from .ws import Connections
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +41,45 @@ log = logging.getLogger(__name__)
 def create_app(
     settings: DashboardApiSettings,
     metrics: DashboardApiMetrics | None = None,
-    connections: Connections | None = None,
+    sessions: Sessions | None = None,
 ) -> FastAPI:
     """The app; nothing connects until its lifespan starts."""
     app_metrics = DashboardApiMetrics() if metrics is None else metrics
-    app_connections = Connections(app_metrics) if connections is None else connections
+    app_sessions = Sessions(app_metrics) if sessions is None else sessions
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Services]]:
-        async with open_services(settings, app_metrics, app_connections) as services:
+        async with open_services(settings, app_metrics, app_sessions) as services:
             yield {"services": services}
 
     app = FastAPI(title="tapewire dashboard_api", version="1", lifespan=lifespan)
     app.include_router(routes.router)
     app.include_router(ws.router)
+    app.include_router(admin.router)
     app.add_exception_handler(routes.ApiError, _api_error)
+    app.add_exception_handler(NotAllowed, _not_allowed)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization"],
+        )
     return app
 
 
 @asynccontextmanager
 async def open_services(
-    settings: DashboardApiSettings, metrics: DashboardApiMetrics, connections: Connections
+    settings: DashboardApiSettings, metrics: DashboardApiMetrics, sessions: Sessions
 ) -> AsyncIterator[Services]:
+    verifier = TokenVerifier.optional(settings.auth)
+    if verifier is None:
+        log.warning(
+            "AUTH IS OFF: every client is anonymous and may use the admin endpoints; "
+            "set AUTH_HS256_SECRET or AUTH_RS256_PUBLIC_KEY before exposing dashboard_api"
+        )
     url = settings.redis.url.get_secret_value()
     keys = RedisKeys.from_settings(settings.redis)
     # A pooled connection from before a Redis restart is dead on first use: retry such a
@@ -86,19 +106,50 @@ async def open_services(
     await pool.open(wait=False)
     relay = Relay(relay_redis, keys, metrics)
     relay.start()
-    log.info("dashboard_api started", extra={"channel": keys.updates_pattern})
-    try:
-        yield Services(
-            settings=settings,
-            states=StateStore(redis, keys),
-            bars=BarStore(pool),
-            relay=relay,
-            metrics=metrics,
-            connections=connections,
+    commands = None
+    if settings.alerts_enabled:
+        commands = AlertCommands(
+            open_producer(settings.kafka),
+            settings.topics.commands,
+            AlertCommandMetrics(metrics.registry),
+            queue_size=settings.alert_queue_size,
+            workers=settings.alert_workers,
         )
+        commands.start()
+    services = Services(
+        settings=settings,
+        states=StateStore(redis, keys),
+        bars=BarStore(pool),
+        relay=relay,
+        metrics=metrics,
+        sessions=sessions,
+        verifier=verifier,
+        alerts=None
+        if commands is None
+        else Alerts(commands, AlertStore(redis, keys), settings.max_alerts_per_user),
+    )
+    grpc_server = None
+    if settings.grpc_enabled:
+        grpc_server = await start_grpc_server(
+            GrpcServerOptions(
+                host=settings.grpc_host,
+                port=settings.grpc_port,
+                max_receive_message_bytes=settings.max_client_message_bytes,
+                max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+            ),
+            [dashboard_service(services)],
+            verifier,
+        )
+    log.info("dashboard_api started", extra={"grpc_port": grpc_server.port if grpc_server else None})
+    try:
+        yield services
     finally:
+        if grpc_server is not None:
+            await grpc_server.stop(settings.shutdown_grace_s)
+        if commands is not None:
+            await commands.stop(settings.shutdown_grace_s)
         # Under uvicorn the server has closed them already (see server.py); other servers may not.
-        await connections.close_all("server shutting down", settings.shutdown_grace_s)
+        await sessions.close_all(CLOSE_GOING_AWAY, "server shutting down", settings.shutdown_grace_s)
         await relay.stop()
         await pool.close()
         await relay_redis.aclose()
@@ -114,6 +165,13 @@ def _client_name(name: str) -> str:
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, routes.ApiError)
     return JSONResponse({"error": exc.reason, "code": exc.code}, status_code=exc.status)
+
+
+async def _not_allowed(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotAllowed)
+    code = "unauthorized" if exc.status == 401 else "forbidden"
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse({"error": exc.reason, "code": code}, status_code=exc.status, headers=headers)
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:

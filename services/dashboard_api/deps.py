@@ -1,4 +1,5 @@
-"""What the endpoints depend on, opened by the app's lifespan and handed over as lifespan state."""
+"""What the endpoints depend on, opened by the app's lifespan and handed over as lifespan state;
+and who is calling (the token, when auth is configured)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from tapewire.auth import Principal, TokenVerifier, Unauthorized
+
 if TYPE_CHECKING:
     from .bars import BarStore
     from .fanout import Relay
     from .metrics import DashboardApiMetrics
+    from .registry import Sessions
+    from .session import AlertHandler
     from .settings import DashboardApiSettings
     from .states import StateStore
-    from .ws import Connections
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +28,9 @@ class Services:
     bars: BarStore
     relay: Relay
     metrics: DashboardApiMetrics
-    connections: Connections
+    sessions: Sessions
+    verifier: TokenVerifier | None
+    alerts: AlertHandler | None
 
 
 def get_services(connection: HTTPConnection) -> Services:
@@ -35,3 +41,35 @@ def get_services(connection: HTTPConnection) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+class NotAllowed(Exception):
+    """A REST request refused for who made it: 401 (no valid token) or 403 (not an admin)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def get_principal(connection: HTTPConnection, services: ServicesDep) -> Principal:
+    """The caller: from the bearer token when auth is configured, else anonymous (and admin)."""
+    if services.verifier is None:
+        return Principal.anonymous(admin=True)
+    try:
+        return services.verifier.verify_header(connection.headers.get("authorization"))
+    except Unauthorized as exc:
+        services.metrics.auth_failures.labels("rest").inc()
+        raise NotAllowed(401, exc.reason) from exc
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise NotAllowed(403, "admin role required")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]

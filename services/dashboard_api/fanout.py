@@ -1,14 +1,19 @@
-"""The relay: one pub/sub subscription per process, each update rendered once, handed to many.
+"""The relay: one pub/sub connection per process, subscribed only to what its clients need.
 
-The relay pattern-subscribes to `<channel>:*` once, however many clients there are. For each
-update that some connection watches it parses the protobuf once, renders the client JSON once
-(stamping `times.sent_ns`) and offers that same text to every watching connection. Offering
-never awaits a client: a connection queues the text or, when its queue is full, asks to be
-closed and returns False, and the relay forgets it.
+Each instrument and each user's alerts have a channel of their own (tapewire/keys.py). The
+relay SUBSCRIBEs to an instrument's channel when its first local client watches it and
+UNSUBSCRIBEs when the last one leaves, so an instance behind a load balancer receives only
+the updates its own clients asked for. `watch()` returns an awaitable that completes once
+Redis has confirmed every channel it needed: only then may a session read the snapshot,
+because only then is every later update sure to arrive (the snapshot/update race).
+
+Each update is parsed once into a `Delta` that renders each encoding once, and is offered to
+every watching session. Offering never awaits a client: a session queues the delta or asks to
+be dropped.
 
 If Redis drops, updates published meanwhile are lost to this process. So after every
-re-subscription (not the first) each connection is asked to resync: it takes a fresh snapshot
-of what it watches, and its version check hides anything it already sent.
+reconnection each session is asked to resync: it resumes from the versions it has sent, from
+the history streams, and its version check hides anything it already sent.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Hashable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
@@ -27,9 +32,10 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from tapewire.keys import RedisKeys
+from tapewire.v1 import alerts_pb2
 from tapewire.v1 import market_pb2 as pb
 
-from . import views
+from .encoders import Delta
 from .metrics import DashboardApiMetrics
 
 log = logging.getLogger(__name__)
@@ -41,72 +47,89 @@ HEARTBEAT_S = 2.0
 STALL_S = 3 * HEARTBEAT_S
 
 
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """One update, rendered for clients."""
-
-    instrument: str
-    version: int
-    text: str
-
-
 class Subscriber(Hashable, Protocol):
     def deliver(self, delta: Delta) -> bool:
         """Queue `delta` without waiting; False means drop me (I am closing)."""
 
-    def resync(self, instruments: tuple[str, ...]) -> bool:
-        """Send a fresh snapshot of `instruments` before any later delta; False means drop me."""
+    def deliver_alert(self, event: alerts_pb2.AlertEvent) -> bool:
+        """Queue an event of my user's alerts; False means drop me."""
+
+    def resync(self) -> bool:
+        """Updates may have been lost: catch up on everything watched before any later delta."""
 
 
 S = TypeVar("S", bound=Hashable)
 
 
 class SubscriptionIndex(Generic[S]):
-    """Which subscribers watch which instrument, both ways round."""
+    """Which subscribers watch which key (instrument or user), both ways round."""
 
     def __init__(self) -> None:
-        self._by_instrument: dict[str, set[S]] = {}
+        self._by_key: dict[str, set[S]] = {}
         self._by_subscriber: dict[S, set[str]] = {}
 
-    def add(self, subscriber: S, instruments: Collection[str]) -> None:
-        self._by_subscriber.setdefault(subscriber, set()).update(instruments)
-        for instrument in instruments:
-            self._by_instrument.setdefault(instrument, set()).add(subscriber)
+    def add(self, subscriber: S, keys: Iterable[str]) -> list[str]:
+        """Add; returns the keys nobody watched before."""
+        first: list[str] = []
+        watched = self._by_subscriber.setdefault(subscriber, set())
+        for key in keys:
+            watched.add(key)
+            watchers = self._by_key.get(key)
+            if watchers is None:
+                watchers = self._by_key[key] = set()
+                first.append(key)
+            watchers.add(subscriber)
+        return first
 
-    def remove(self, subscriber: S, instruments: Collection[str]) -> None:
+    def remove(self, subscriber: S, keys: Iterable[str]) -> list[str]:
+        """Remove; returns the keys nobody watches any more."""
         watched = self._by_subscriber.get(subscriber)
         if watched is None:
-            return
-        for instrument in instruments:
-            if instrument in watched:
-                watched.discard(instrument)
-                self._forget(instrument, subscriber)
+            return []
+        # One pass, discarding as it goes: `keys` may be an iterator, or name a key twice.
+        last: list[str] = []
+        for key in keys:
+            if key in watched:
+                watched.discard(key)
+                if self._forget(key, subscriber):
+                    last.append(key)
         if not watched:
             del self._by_subscriber[subscriber]
+        return last
 
-    def remove_all(self, subscriber: S) -> None:
-        for instrument in self._by_subscriber.pop(subscriber, ()):
-            self._forget(instrument, subscriber)
+    def remove_all(self, subscriber: S) -> list[str]:
+        return [key for key in self._by_subscriber.pop(subscriber, ()) if self._forget(key, subscriber)]
 
-    def subscribers(self, instrument: str) -> Collection[S]:
-        return self._by_instrument.get(instrument, ())
+    def subscribers(self, key: str) -> Collection[S]:
+        return self._by_key.get(key, ())
 
-    def instruments_of(self, subscriber: S) -> Collection[str]:
+    def keys_of(self, subscriber: S) -> Collection[str]:
         return self._by_subscriber.get(subscriber, ())
 
+    def keys(self) -> Collection[str]:
+        return self._by_key.keys()
+
     def items(self) -> Iterator[tuple[S, frozenset[str]]]:
-        for subscriber, instruments in list(self._by_subscriber.items()):
-            yield subscriber, frozenset(instruments)
+        for subscriber, keys in list(self._by_subscriber.items()):
+            yield subscriber, frozenset(keys)
 
-    def _forget(self, instrument: str, subscriber: S) -> None:
-        watchers = self._by_instrument[instrument]
+    def _forget(self, key: str, subscriber: S) -> bool:
+        watchers = self._by_key[key]
         watchers.discard(subscriber)
-        if not watchers:
-            del self._by_instrument[instrument]
+        if watchers:
+            return False
+        del self._by_key[key]
+        return True
 
 
-def render_update(instrument: str, payload: bytes, sent_ns: int) -> tuple[Delta, pb.InstrumentState] | None:
-    """The client message for one pub/sub payload, or None when it is not an Update of `instrument`."""
+async def confirmed(events: list[asyncio.Event]) -> None:
+    """Wait until Redis has confirmed the channels behind `events` (see Relay.watch)."""
+    for event in events:
+        await event.wait()
+
+
+def parse_update(instrument: str, payload: bytes) -> pb.InstrumentState | None:
+    """The state in one pub/sub payload, or None when it is not an Update of `instrument`."""
     update = pb.Update()
     try:
         update.ParseFromString(payload)
@@ -115,11 +138,22 @@ def render_update(instrument: str, payload: bytes, sent_ns: int) -> tuple[Delta,
     state = update.state
     if state.instrument != instrument or state.version == 0:
         return None
-    return Delta(instrument, state.version, views.update_message(state, sent_ns)), state
+    return state
+
+
+@dataclass(slots=True)
+class _Channel:
+    """A channel the relay has sent commands for, and whether it is subscribed for sure."""
+
+    wanted: bool = True
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    # SUBSCRIBE/UNSUBSCRIBE commands sent whose confirmation has not come back yet. Redis
+    # answers in order, so once this is back to zero the last command's outcome holds.
+    pending: int = 0
 
 
 class Relay:
-    """Owns the subscription and the index; `run()` until cancelled."""
+    """Owns the pub/sub connection and the indexes; `run()` until cancelled."""
 
     def __init__(
         self,
@@ -129,21 +163,34 @@ class Relay:
         clock: Callable[[], int] = time.time_ns,
         max_backoff_s: float = 5.0,
     ) -> None:
-        self.index: SubscriptionIndex[Subscriber] = SubscriptionIndex()
+        self.instruments: SubscriptionIndex[Subscriber] = SubscriptionIndex()
+        self.users: SubscriptionIndex[Subscriber] = SubscriptionIndex()
         self._redis = redis
         self._keys = keys
         self._metrics = metrics
         self._clock = clock
         self._max_backoff_s = max_backoff_s
+        self._pubsub: PubSub | None = None
+        self._channels: dict[str, _Channel] = {}
+        self._connected = False
         self._ready = False
+        self._paused = False
         self._subscribed_before = False
-        self._confirmed_this_time = False
         self._task: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
-        """True while the subscription is confirmed: every update published from now on arrives."""
+        """True while Redis has confirmed the subscription: every update published now arrives."""
         return self._ready
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def channels(self) -> int:
+        """Channels subscribed (or being subscribed) for this instance's sessions."""
+        return sum(1 for channel in self._channels.values() if channel.wanted)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="relay")
@@ -154,6 +201,43 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    # -- what sessions call ---------------------------------------------------------------
+
+    def watch(self, subscriber: Subscriber, instruments: Collection[str]) -> list[asyncio.Event]:
+        """Register interest; once every returned event is set, every update of them arrives."""
+        first = self.instruments.add(subscriber, instruments)
+        self._subscribe([self._keys.updates(name) for name in first])
+        return self._confirmations([self._keys.updates(name) for name in instruments])
+
+    def unwatch(self, subscriber: Subscriber, instruments: Iterable[str]) -> None:
+        last = self.instruments.remove(subscriber, list(instruments))
+        self._unsubscribe([self._keys.updates(name) for name in last])
+
+    def watch_alerts(self, subscriber: Subscriber, user: str) -> list[asyncio.Event]:
+        if self.users.add(subscriber, [user]):
+            self._subscribe([self._keys.alert_events(user)])
+        return self._confirmations([self._keys.alert_events(user)])
+
+    def forget(self, subscriber: Subscriber) -> None:
+        """The session is gone: drop all of its interest."""
+        gone = [self._keys.updates(name) for name in self.instruments.remove_all(subscriber)]
+        gone += [self._keys.alert_events(user) for user in self.users.remove_all(subscriber)]
+        self._unsubscribe(gone)
+
+    def pause(self) -> None:
+        """Stop relaying updates (operators: e.g. while Redis is being repaired)."""
+        self._paused = True
+        log.warning("relay paused")
+
+    def resume(self) -> None:
+        """Relay again; every session catches up from history on what the pause held back."""
+        if self._paused:
+            self._paused = False
+            log.warning("relay resumed, resyncing sessions")
+            self._resync_all()
+
+    # -- the pub/sub side -----------------------------------------------------------------
 
     async def run(self) -> None:
         delay = 0.1
@@ -166,40 +250,78 @@ class Relay:
                 # A bug must not end the relay for good: log it and start over like a disconnect.
                 log.exception("relay failed", extra={"retry_in_s": delay})
             self._metrics.relay_reconnects.inc()
-            if self._confirmed_this_time:
+            if self._subscribed_before and self._ready:
                 delay = 0.1
+            self._set_ready(False)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max_backoff_s)
 
     def handle(self, channel: str, payload: bytes) -> None:
-        """Render one published update and offer it to every connection watching its instrument."""
+        """Dispatch one published message to the sessions that watch its channel."""
+        if channel.startswith(self._keys.channel + ":"):
+            self._handle_update(self._keys.instrument_of_channel(channel), payload)
+        elif channel.startswith(self._keys.alerts_channel + ":"):
+            self._handle_alert(self._keys.user_of_alerts_channel(channel), payload)
+
+    def _handle_update(self, instrument: str, payload: bytes) -> None:
         self._metrics.updates_received.inc()
-        instrument = self._keys.instrument_of_channel(channel)
-        watchers = self.index.subscribers(instrument)
-        if not watchers:
+        watchers = self.instruments.subscribers(instrument)
+        if not watchers or self._paused:
+            return
+        state = parse_update(instrument, payload)
+        if state is None:
+            self._metrics.invalid_updates.inc()
+            log.warning("invalid update on pub/sub", extra={"instrument": instrument})
             return
         sent_ns = self._clock()
-        rendered = render_update(instrument, payload, sent_ns)
-        if rendered is None:
-            self._metrics.invalid_updates.inc()
-            log.warning("invalid update on pub/sub", extra={"channel": channel})
-            return
-        delta, state = rendered
-        if state.times.cached_ns:
-            self._metrics.cached_to_sent.observe(max(0, sent_ns - state.times.cached_ns) / 1e9)
+        times = state.times
+        if times.cached_ns:
+            self._metrics.cached_to_sent.observe(max(0, sent_ns - times.cached_ns) / 1e9)
+        if times.ingest_ns:
+            self._metrics.ingest_to_sent.observe(max(0, sent_ns - times.ingest_ns) / 1e9)
+        delta = Delta(state, sent_ns)
         self._metrics.updates_relayed.inc()
         dropped = [subscriber for subscriber in watchers if not subscriber.deliver(delta)]
         for subscriber in dropped:
-            self.index.remove_all(subscriber)
+            self.forget(subscriber)
+
+    def _handle_alert(self, user: str, payload: bytes) -> None:
+        watchers = self.users.subscribers(user)
+        if not watchers:
+            return
+        event = alerts_pb2.AlertEvent()
+        try:
+            event.ParseFromString(payload)
+        except DecodeError:
+            self._metrics.invalid_updates.inc()
+            return
+        if event.alert.user_id != user:
+            self._metrics.invalid_updates.inc()
+            return
+        dropped = [subscriber for subscriber in watchers if not subscriber.deliver_alert(event)]
+        for subscriber in dropped:
+            self.forget(subscriber)
 
     async def _listen(self) -> None:
-        self._confirmed_this_time = False
-        try:
-            async with self._redis.pubsub() as pubsub:
-                await pubsub.psubscribe(self._keys.updates_pattern)
+        async with self._redis.pubsub() as pubsub:
+            # Same channel objects (sessions may be waiting on their events), fresh bookkeeping.
+            self._channels = {name: channel for name, channel in self._channels.items() if channel.wanted}
+            initial = list(self._channels)
+            for channel in self._channels.values():
+                channel.pending = 1
+                channel.confirmed.clear()
+            # The bare channel name is a channel nobody publishes on: its confirmation says the
+            # connection works even when no client watches anything.
+            await pubsub.subscribe(self._keys.channel, *initial)
+            self._pubsub = pubsub
+            self._connected = True
+            try:
+                # Channels wanted while the first SUBSCRIBE was on its way.
+                self._subscribe([name for name in self._channels if name not in set(initial)], force=True)
                 await self._pump(pubsub)
-        finally:
-            self._set_ready(False)
+            finally:
+                self._connected = False
+                self._pubsub = None
 
     async def _pump(self, pubsub: PubSub) -> None:
         last_seen = last_ping = time.monotonic()
@@ -217,28 +339,97 @@ class Relay:
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "pmessage":
+        if kind == "message":
             self.handle(message["channel"].decode("utf-8", "replace"), message["data"])
-        elif kind == "psubscribe":
-            self._confirmed_this_time = True
-            self._set_ready(True)
-            if self._subscribed_before:
-                self._resync_all()
-            self._subscribed_before = True
+            return
+        if kind not in ("subscribe", "unsubscribe"):
+            return
+        name = message["channel"].decode("utf-8", "replace")
+        if name == self._keys.channel:
+            if kind == "subscribe":
+                self._on_connected()
+            return
+        channel = self._channels.get(name)
+        if channel is None or channel.pending == 0:
+            return
+        channel.pending -= 1
+        if channel.pending == 0:
+            if channel.wanted:
+                channel.confirmed.set()
+            else:
+                del self._channels[name]
+
+    def _on_connected(self) -> None:
+        self._set_ready(True)
+        if self._subscribed_before:
+            self._resync_all()
+        self._subscribed_before = True
+
+    def _subscribe(self, names: list[str], force: bool = False) -> None:
+        """Want `names`; `force` sends SUBSCRIBE even for channels already wanted (reconnect)."""
+        send = []
+        for name in names:
+            if name == self._keys.channel:
+                send.append(name)
+                continue
+            channel = self._channels.get(name)
+            if channel is None:
+                channel = self._channels[name] = _Channel()
+            elif channel.wanted and not force:
+                continue
+            channel.wanted = True
+            send.append(name)
+        self._send("subscribe", send)
+
+    def _unsubscribe(self, names: list[str]) -> None:
+        send = []
+        for name in names:
+            channel = self._channels.get(name)
+            if channel is None or not channel.wanted:
+                continue
+            channel.wanted = False
+            channel.confirmed.clear()
+            send.append(name)
+        self._send("unsubscribe", send)
+
+    def _send(self, command: str, names: list[str]) -> None:
+        pubsub = self._pubsub
+        if not names or pubsub is None or not self._connected:
+            # Not connected: _listen subscribes to everything wanted once it is; nothing sent
+            # means nothing to wait for, so forget channels nobody wants any more.
+            for name in names:
+                channel = self._channels.get(name)
+                if channel is not None and not channel.wanted and channel.pending == 0:
+                    del self._channels[name]
+            return
+        for name in names:
+            channel = self._channels.get(name)
+            if channel is not None:
+                channel.pending += 1
+        task = asyncio.ensure_future(getattr(pubsub, command)(*names))
+        task.add_done_callback(_log_failure)
+
+    def _confirmations(self, names: list[str]) -> list[asyncio.Event]:
+        return [self._channels[name].confirmed for name in names if name in self._channels]
 
     def _resync_all(self) -> None:
-        log.info("relay resubscribed, resyncing connections")
-        dropped = [
-            subscriber for subscriber, watched in self.index.items() if not subscriber.resync(tuple(watched))
-        ]
-        for subscriber in dropped:
-            self.index.remove_all(subscriber)
+        log.info("relay resubscribed, resyncing sessions")
+        subscribers = {subscriber for subscriber, _ in self.instruments.items()}
+        for subscriber in subscribers:
+            if not subscriber.resync():
+                self.forget(subscriber)
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self._ready:
             log.info("relay ready" if ready else "relay not ready")
         self._ready = ready
         self._metrics.relay_ready.set(1 if ready else 0)
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # The connection is failing; the pump notices and starts over, resubscribing everything.
+        log.warning("pub/sub command failed", extra={"error": repr(task.exception())})
 
 
 class _Stalled(Exception):

@@ -15,7 +15,21 @@ from prometheus_client import (
 # Milliseconds matter: the whole pipeline aims at single-digit ms from cache to client.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-MESSAGE_TYPES = ("update", "snapshot", "unsubscribed", "error", "pong")
+MESSAGE_TYPES = (
+    "welcome",
+    "update",
+    "snapshot",
+    "unsubscribed",
+    "error",
+    "pong",
+    "heartbeat",
+    "conflated",
+    "alert_accepted",
+    "alert_list",
+    "alert",
+)
+# End to end from the feed: wider buckets, since a backlog upstream shows up here.
+E2E_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class DashboardApiMetrics:
@@ -28,6 +42,43 @@ class DashboardApiMetrics:
         self.registry = registry
         self.connections = Gauge(
             "dashboard_api_ws_connections", "Open WebSocket connections", registry=registry
+        )
+        self.sessions = Gauge(
+            "dashboard_api_sessions", "Open live sessions, by transport", ["transport"], registry=registry
+        )
+        self.closes = Counter(
+            "dashboard_api_session_closes_total",
+            "Sessions closed by the server, by close code",
+            ["code"],
+            registry=registry,
+        )
+        self.slow_client_steps = Counter(
+            "dashboard_api_slow_client_steps_total",
+            "Moves down the slow-client ladder: conflate, resync, disconnect",
+            ["step"],
+            registry=registry,
+        )
+        self.conflated_updates = Counter(
+            "dashboard_api_conflated_updates_total",
+            "Updates skipped for slow clients (replaced by a later state of the same instrument)",
+            registry=registry,
+        )
+        self.replayed_updates = Counter(
+            "dashboard_api_replayed_updates_total",
+            "Updates replayed from history to resuming clients",
+            registry=registry,
+        )
+        self.resumes = Counter(
+            "dashboard_api_resumes_total",
+            "Instruments resumed by clients, by outcome (replayed or gap)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "dashboard_api_auth_failures_total",
+            "Requests and connections refused for a missing or invalid token, by transport",
+            ["transport"],
+            registry=registry,
         )
         self.messages_sent = Counter(
             "dashboard_api_ws_messages_sent_total",
@@ -66,6 +117,18 @@ class DashboardApiMetrics:
         self.relay_reconnects = Counter(
             "dashboard_api_relay_reconnects_total",
             "Times the relay lost Redis and started over",
+            registry=registry,
+        )
+        self.ingest_to_sent = Histogram(
+            "dashboard_api_ingest_to_sent_seconds",
+            "From the ingester's stamp (ingest_ns) to the update being sent to clients (sent_ns)",
+            buckets=E2E_BUCKETS,
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "dashboard_api_send_queue_wait_seconds",
+            "From an update being sent on its way (sent_ns) to its frame being written to a client",
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.cached_to_sent = Histogram(

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from . import protocol, views
 from .bars import Interval
-from .deps import ServicesDep
+from .deps import PrincipalDep, ServicesDep
 
 router = APIRouter()
 
@@ -29,12 +29,14 @@ class ApiError(Exception):
 
 
 @router.get("/api/instruments")
-async def instruments(services: ServicesDep) -> JSONResponse:
+async def instruments(services: ServicesDep, _caller: PrincipalDep) -> JSONResponse:
     return JSONResponse({"instruments": await services.states.instruments()})
 
 
 @router.get("/api/snapshot")
-async def snapshot(services: ServicesDep, instruments: str | None = None) -> JSONResponse:
+async def snapshot(
+    services: ServicesDep, _caller: PrincipalDep, instruments: str | None = None
+) -> JSONResponse:
     """The current states of `instruments` (comma-separated), or of every instrument."""
     if instruments is None:
         names: tuple[str, ...] = tuple(await services.states.instruments())
@@ -49,7 +51,11 @@ async def snapshot(services: ServicesDep, instruments: str | None = None) -> JSO
 
 @router.get("/api/bars")
 async def bars(
-    services: ServicesDep, instrument: str, interval: Interval = "1m", limit: int | None = None
+    services: ServicesDep,
+    _caller: PrincipalDep,
+    instrument: str,
+    interval: Interval = "1m",
+    limit: int | None = None,
 ) -> JSONResponse:
     """The most recent `limit` bars of `instrument` (default 300, at most max_bars_limit), oldest first."""
     (name,) = _checked([instrument], 1)
@@ -71,8 +77,11 @@ async def healthz() -> JSONResponse:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when Redis answers and live updates flow (PostgreSQL only serves history)."""
+    """Ready when Redis answers and live updates flow (PostgreSQL only serves history), and
+    not draining (so that a load balancer stops sending clients here)."""
     reasons = []
+    if services.sessions.draining:
+        reasons.append("draining")
     if not await services.states.ping():
         reasons.append("redis does not answer PING")
     if not services.relay.ready:

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 
 from .app import create_app
 from .metrics import DashboardApiMetrics
+from .registry import Sessions
+from .session import CLOSE_GOING_AWAY
 from .settings import DashboardApiSettings
-from .ws import Connections
 
 
 class DashboardServer(uvicorn.Server):
@@ -21,15 +22,15 @@ class DashboardServer(uvicorn.Server):
     the app could never say goodbye itself: close them here first, then let uvicorn go on.
     """
 
-    def __init__(self, config: uvicorn.Config, connections: Connections, grace_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, sessions: Sessions, grace_s: float) -> None:
         super().__init__(config)
-        self._connections = connections
+        self._sessions = sessions
         self._grace_s = grace_s
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()  # no new clients while the open ones are told to go
-        await self._connections.close_all("server shutting down", self._grace_s)
+        await self._sessions.close_all(CLOSE_GOING_AWAY, "server shutting down", self._grace_s)
         await super().shutdown(sockets=sockets)
 
 
@@ -54,6 +55,6 @@ def uvicorn_config(app: FastAPI, settings: DashboardApiSettings) -> uvicorn.Conf
 
 def build_server(settings: DashboardApiSettings) -> DashboardServer:
     metrics = DashboardApiMetrics()
-    connections = Connections(metrics)
-    app = create_app(settings, metrics, connections)
-    return DashboardServer(uvicorn_config(app, settings), connections, settings.shutdown_grace_s)
+    sessions = Sessions(metrics)
+    app = create_app(settings, metrics, sessions)
+    return DashboardServer(uvicorn_config(app, settings), sessions, settings.shutdown_grace_s)

@@ -8,7 +8,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tapewire.settings import LogSettings, PostgresSettings, RedisSettings
+from tapewire.auth import AuthSettings
+from tapewire.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings, TopicSettings
 
 
 class DashboardApiSettings(BaseSettings):
@@ -20,11 +21,28 @@ class DashboardApiSettings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=0, le=65_535)
 
-    # Per WebSocket connection. The queue holds rendered messages waiting for the client's
-    # socket; a client that lets it fill is disconnected (4008) so memory stays bounded.
+    # Per session (WebSocket connection or gRPC stream). The queue holds updates waiting for
+    # the client; a client that fills it goes down the slow-client ladder (docs/websocket.md):
+    # conflate, then resync after conflation_timeout_s, then close (4008) after resync_timeout_s.
     max_subscriptions_per_connection: int = Field(default=1000, ge=1, le=1_000_000)
     send_queue_size: int = Field(default=2048, ge=1, le=1_000_000)
+    conflation_timeout_s: float = Field(default=5.0, gt=0, le=3600)
+    resync_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     max_client_message_bytes: int = Field(default=65_536, ge=256, le=16 * 1024 * 1024)
+    # Client messages per second per connection (bursts of twice that), and how many errors a
+    # connection may earn per minute before it is closed (1008).
+    max_messages_per_second: float = Field(default=50.0, gt=0, le=100_000)
+    max_errors_per_minute: int = Field(default=60, ge=1, le=100_000)
+    # The server sends a heartbeat after this long without sending anything; a client that
+    # sends nothing for idle_timeout_s is closed (4009); 0 turns that off.
+    heartbeat_s: float = Field(default=15.0, gt=0, le=3600)
+    idle_timeout_s: float = Field(default=120.0, ge=0, le=86_400)
+    # Resume: at most this many updates replayed for one subscribe (beyond: a fresh snapshot).
+    max_replay_updates: int = Field(default=10_000, ge=0, le=1_000_000)
+    # How long a subscribe waits for Redis to confirm its channels before answering `unavailable`.
+    subscribe_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # A deploy's drain (POST /admin/drain) spreads its closes (1012) over this long by default.
+    drain_period_s: float = Field(default=10.0, ge=0, le=3600)
 
     # Per request (REST query or WebSocket subscribe/unsubscribe).
     max_instruments_per_request: int = Field(default=1000, ge=1, le=100_000)
@@ -42,11 +60,26 @@ class DashboardApiSettings(BaseSettings):
     # On SIGTERM: time for WebSockets to close (1001) and requests to finish.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
 
+    # gRPC (tapewire.v1.Dashboard, health, reflection) for internal services.
+    grpc_enabled: bool = True
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50051, ge=0, le=65_535)
+    grpc_max_concurrent_rpcs: int = Field(default=1000, ge=1, le=1_000_000)
+
+    # Price alerts: commands queue here, then a few workers publish them to Kafka.
+    alerts_enabled: bool = True
+    alert_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    alert_workers: int = Field(default=4, ge=1, le=64)
+    max_alerts_per_user: int = Field(default=100, ge=1, le=100_000)
+
     # PostgreSQL serves only /api/bars: a small pool is plenty.
     db_pool_max_size: int = Field(default=4, ge=1, le=100)
     db_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tapewire.errors import StoreUnavailable
-from tapewire.keys import STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
+from tapewire.keys import HISTORY_UPDATE_FIELD, STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
 from tapewire.v1 import market_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,15 @@ class StatesRead:
 
     states: list[pb.InstrumentState]
     missing: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What a resume can replay: per instrument, every state after the client's version, in
+    order (possibly none); and the instruments whose history does not reach back."""
+
+    replays: dict[str, list[pb.InstrumentState]]
+    gaps: list[str]
 
 
 class StateStore:
@@ -57,11 +66,68 @@ class StateStore:
                 found.states.append(state)
         return found
 
+    async def history(self, since: dict[str, int], budget: int) -> History:
+        """The updates after `since[instrument]` from each instrument's history stream.
+
+        At most `budget` states in all: an instrument whose share of it does not reach the
+        current version counts as a gap, as does any jump between consecutive versions (Redis
+        was rebuilt from the changelog) or a history that starts after `since + 1`.
+        """
+        if not since:
+            return History({}, [])
+        per_instrument = max(1, budget // len(since))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for instrument, version in since.items():
+                    pipe.hget(self._keys.state(instrument), STATE_VERSION_FIELD)
+                    pipe.xrange(self._keys.history(instrument), f"{version + 1}-0", "+", count=per_instrument)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        found = History({}, [])
+        for index, (instrument, version) in enumerate(since.items()):
+            current, entries = replies[2 * index], replies[2 * index + 1]
+            replay = _replay(instrument, version, None if current is None else int(current), entries)
+            if replay is None:
+                found.gaps.append(instrument)
+            else:
+                found.replays[instrument] = replay
+        return found
+
     async def ping(self, timeout_s: float = 1.0) -> bool:
         try:
             return bool(await asyncio.wait_for(self._redis.ping(), timeout_s))
         except (RedisError, OSError, TimeoutError):
             return False
+
+
+def _replay(
+    instrument: str, since: int, current: int | None, entries: list[tuple[bytes, dict[bytes, bytes]]]
+) -> list[pb.InstrumentState] | None:
+    """The states after `since`, or None when the history cannot account for every version."""
+    if current is None:
+        return [] if since == 0 else None  # no state: nothing to replay, unless Redis lost it
+    if current <= since:
+        return []  # nothing new (or Redis is behind the client: never send it backwards)
+    states: list[pb.InstrumentState] = []
+    expected = since + 1
+    for entry_id, fields in entries:
+        version = int(entry_id.split(b"-", 1)[0])
+        if version != expected:
+            return None
+        update = pb.Update()
+        try:
+            update.ParseFromString(fields[HISTORY_UPDATE_FIELD.encode()])
+        except (DecodeError, KeyError):
+            log.error("unreadable history entry", extra={"instrument": instrument, "version": version})
+            return None
+        if update.state.instrument != instrument or update.state.version != version:
+            return None
+        states.append(update.state)
+        expected += 1
+        if version >= current:
+            break
+    return states if expected > current else None
 
 
 def _decode(instrument: str, version: bytes | None, payload: bytes | None) -> pb.InstrumentState | None:

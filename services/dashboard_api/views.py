@@ -1,4 +1,4 @@
-"""What clients see: states, bars and every server message as JSON (pure, no I/O).
+"""What clients see of states and bars, as JSON (pure, no I/O); messages are in encoders.py.
 
 Field names are the proto's (snake_case). Decimal strings stay strings, because a JSON number
 would become a binary float in the browser; an empty decimal (not known yet) becomes null.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -101,42 +100,6 @@ def bar_row_to_json(row: BarRow) -> JsonObject:
         "volume": decimals.fmt(row.volume),
         "trade_count": row.trade_count,
     }
-
-
-# Server messages on the WebSocket.
-
-
-def update_message(state: pb.InstrumentState, sent_ns: int) -> str:
-    return dumps(
-        {
-            "type": "update",
-            "instrument": state.instrument,
-            "version": state.version,
-            "state": state_to_json(state, sent_ns),
-        }
-    )
-
-
-def snapshot_message(states: Iterable[pb.InstrumentState], missing: Sequence[str], sent_ns: int) -> str:
-    return dumps(
-        {
-            "type": "snapshot",
-            "states": [state_to_json(state, sent_ns) for state in states],
-            "missing": list(missing),
-        }
-    )
-
-
-def unsubscribed_message(instruments: Sequence[str]) -> str:
-    return dumps({"type": "unsubscribed", "instruments": list(instruments)})
-
-
-def error_message(code: str, reason: str) -> str:
-    return dumps({"type": "error", "reason": reason, "code": code})
-
-
-def pong_message() -> str:
-    return '{"type":"pong"}'
 
 
 def _decimal(text: str) -> str | None:

@@ -118,14 +118,21 @@ def suite(suite_env: dict[str, str], tmp_path: Path) -> Iterator[Suite]:
     assert codes == dict.fromkeys(running.processes, 0), f"services did not stop cleanly: {codes}"
 
 
-async def collect_until(ws: Any, final_versions: dict[str, int], timeout_s: float) -> list[dict[str, Any]]:
-    """Read updates until each instrument reached its final version."""
+async def collect_until(
+    ws: Any, final_versions: dict[str, int], timeout_s: float, alerts: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Read updates until each instrument reached its final version (alert events go to `alerts`)."""
     updates: list[dict[str, Any]] = []
     seen = dict.fromkeys(final_versions, 0)
 
     async def read() -> None:
         while any(seen[name] < version for name, version in final_versions.items()):
             message = json.loads(await ws.recv())
+            if message["type"] == "heartbeat":
+                continue
+            if message["type"] == "alert" and alerts is not None:
+                alerts.append(message)
+                continue
             assert message["type"] == "update", message
             updates.append(message)
             seen[message["instrument"]] = message["version"]
@@ -156,11 +163,22 @@ def test_replay_flows_to_websocket_rest_postgres_and_dlq(
 
     async def scenario() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         async with websockets.connect(f"ws://127.0.0.1:{suite_env['DASHBOARD_API_PORT']}/ws") as ws:
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert welcome["type"] == "welcome" and welcome["protocol"] == 1
             await ws.send(json.dumps({"type": "subscribe", "instruments": SUBSCRIBED}))
             snapshot = json.loads(await asyncio.wait_for(ws.recv(), 10))
             await ws.send("not json")
             error = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert error["type"] == "error" and error["reason"]
+            # A price alert through Kafka and the processor, back to this connection: it must be
+            # ACTIVE in the processor before the trades start, or they could pass it by.
+            create = {"type": "alert.create", "id": "a", "instrument": "AAPL", "direction": "above"}
+            await ws.send(json.dumps({**create, "price": "119.5"}))
+            accepted = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert accepted["type"] == "alert.accepted" and accepted["id"] == "a", accepted
+            active = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert (active["type"], active["status"]) == ("alert", "active"), active
+            assert active["alert"]["alert_id"] == accepted["alert_id"]
             ingester = suite.start_service(
                 "ingester",
                 {
@@ -169,7 +187,17 @@ def test_replay_flows_to_websocket_rest_postgres_and_dlq(
                     "INGESTER_REPLAY_SPEED": "0",
                 },
             )
-            updates = await collect_until(ws, {"AAPL": 30, "MSFT": 30}, timeout_s=60)
+            alerts: list[dict[str, Any]] = []
+            updates = await collect_until(ws, {"AAPL": 30, "MSFT": 30}, timeout_s=60, alerts=alerts)
+            while not alerts:
+                alerts.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            (triggered,) = alerts
+            assert (triggered["type"], triggered["status"]) == ("alert", "triggered"), triggered
+            assert (triggered["trigger_price"], triggered["trigger_version"]) == ("120", 21)
+            assert triggered["times"]["ingest_ns"] > 0 and triggered["times"]["processed_ns"] > 0
+            await ws.send(json.dumps({"type": "alert.list", "id": "l"}))
+            listing = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert [a["status"] for a in listing["alerts"]] == ["triggered"], listing
             assert await asyncio.to_thread(ingester.wait, 60) == 0, suite.log_tail("ingester")
             return snapshot, updates
 

@@ -1,10 +1,12 @@
 """WebSocket clients that hold dashboard_api to its ordering guarantees through restarts.
 
-Each client subscribes, reconnects with backoff whenever the connection ends, and subscribes
-again. It records a violation whenever an update arrives before its snapshot, an update's version
-is not exactly one above the last one seen on that connection (or, where Redis is lost, not above
-it), or a snapshot's version is below what the client already saw, `missing` included (versions
-never go back, across reconnects too).
+Each client subscribes, reconnects with backoff whenever the connection ends, and resumes: it
+subscribes again with `since` = the last version it saw of each instrument, so the server
+replays what it missed. It records a violation whenever an update arrives before its snapshot,
+an update's version is not exactly one above the last one seen (across reconnects too; where
+Redis is lost, only "not above it"), a resumed range does not start right after what it had, a
+snapshot's version is below what it already saw, `missing` included, or the server reports
+conflation (none of these scenarios is allowed to make a client that slow).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import websockets
 
 MAX_BACKOFF_S = 2.0
+PING_EVERY_S = 20.0
 
 
 @dataclass
@@ -31,6 +35,8 @@ class ClientRecord:
     closes: Counter[int] = field(default_factory=Counter)  # close codes the server sent
     snapshots: int = 0
     updates: int = 0
+    resumed: int = 0  # instruments resumed from history on a reconnect
+    gaps: int = 0  # instruments whose history did not reach back (a fresh state instead)
     last: dict[str, int] = field(default_factory=dict)  # the highest version seen per instrument
     violations: list[str] = field(default_factory=list)
 
@@ -42,6 +48,13 @@ class ClientRecord:
                 self._rebase(state["instrument"], int(state["version"]), baseline)
             for name in message["missing"]:
                 self._rebase(name, 0, baseline)
+            for name, span in message["resumed"].items():
+                self.resumed += 1
+                expected = self.last.get(name, 0) + 1
+                if span["from"] != expected and not (self.allow_jumps and span["from"] > expected):
+                    self.violations.append(f"resumed {name} from v{span['from']}, expected v{expected}")
+                baseline.add(name)
+            self.gaps += len(message["gaps"])
         elif kind == "update":
             self.updates += 1
             name, version = message["instrument"], int(message["version"])
@@ -50,8 +63,8 @@ class ClientRecord:
             elif version <= self.last[name] or (version > self.last[name] + 1 and not self.allow_jumps):
                 self.violations.append(f"update {name} v{version} after v{self.last[name]}")
             self.last[name] = max(version, self.last.get(name, 0))
-        elif kind == "error":
-            self.violations.append(f"error from the server: {message}")
+        elif kind in ("error", "conflated"):
+            self.violations.append(f"{kind} from the server: {message}")
 
     def _rebase(self, name: str, version: int, baseline: set[str]) -> None:
         if version < self.last.get(name, 0):
@@ -102,7 +115,9 @@ class WsClients:
                 async with websockets.connect(self.url, open_timeout=5, close_timeout=2) as ws:
                     record.connections += 1
                     backoff = 0.1
-                    await ws.send(json.dumps({"type": "subscribe", "instruments": record.instruments}))
+                    since = {name: record.last[name] for name in record.instruments if name in record.last}
+                    request = {"type": "subscribe", "instruments": record.instruments, "since": since}
+                    await ws.send(json.dumps(request))
                     await self._read(ws, record)
             except websockets.ConnectionClosed as closed:
                 record.closes[closed.rcvd.code if closed.rcvd else 1006] += 1
@@ -114,7 +129,11 @@ class WsClients:
 
     async def _read(self, ws: websockets.ClientConnection, record: ClientRecord) -> None:
         baseline: set[str] = set()  # instruments snapshotted on this connection
+        last_ping = time.monotonic()
         while not self._stop.is_set():
+            if time.monotonic() - last_ping > PING_EVERY_S:  # the server's idle timeout
+                last_ping = time.monotonic()
+                await ws.send('{"type":"ping"}')
             try:
                 frame = await asyncio.wait_for(ws.recv(), 0.5)
             except TimeoutError:

@@ -12,195 +12,50 @@ import json
 import os
 import socket
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from pydantic import SecretStr
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from services.dashboard_api.server import build_server
 from services.dashboard_api.settings import DashboardApiSettings
 from tapewire.db import connect_kwargs
-from tapewire.keys import RedisKeys
 from tapewire.settings import PostgresSettings, RedisSettings
-from tapewire.v1 import market_pb2 as pb
+from tests.integration.dashboard_support import (
+    WAIT_S,
+    App,
+    Cache,
+    _ready,
+    drain_until_pong,
+    eventually,
+    make_settings,
+    receive,
+    run,
+    send,
+    serving,
+    subscribe,
+    versions,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-WAIT_S = 10.0
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
-
-# What cache_updater does for one state, atomically: apply only if newer, then announce it.
-APPLY_LUA = """
-local current = redis.call('HGET', KEYS[1], 'v')
-if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
-"""
-
-
-class Cache:
-    """Writes states into Redis exactly as cache_updater would."""
-
-    def __init__(self, client: redis.Redis, redis_settings: RedisSettings) -> None:
-        self._keys = RedisKeys.from_settings(redis_settings)
-        self._apply = client.register_script(APPLY_LUA)
-
-    def put(self, instrument: str, version: int, **fields: Any) -> bool:
-        fields.setdefault("venue", "XTST")
-        state = pb.InstrumentState(instrument=instrument, version=version, **fields)
-        state.times.cached_ns = time.time_ns()
-        update = pb.Update(state=state)
-        keys = [self._keys.state(instrument), self._keys.instruments]
-        args = [version, state.SerializeToString(), instrument, self._keys.updates(instrument)]
-        return bool(self._apply(keys=keys, args=[*args, update.SerializeToString()]))
-
-
-@dataclass
-class App:
-    http: httpx.AsyncClient
-    port: int
-    stop: Callable[[], Awaitable[None]]
-
-    async def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        response = await self.http.get("/metrics")
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                if sample.name == name and (labels is None or sample.labels == labels):
-                    return sample.value
-        raise AssertionError(f"metric {name} {labels or ''} not exposed")
-
-    def ws(self, **options: Any) -> connect:
-        return connect(f"ws://127.0.0.1:{self.port}/ws", proxy=None, open_timeout=WAIT_S, **options)
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: DashboardApiSettings, wait_ready: bool = True) -> AsyncIterator[App]:
-    """The app under uvicorn on a free port of 127.0.0.1, stopped (as on SIGTERM) on exit."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = build_server(settings)
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-
-    async def stop() -> None:
-        server.should_exit = True
-        await asyncio.wait_for(asyncio.shield(task), WAIT_S)
-
-    try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=WAIT_S, trust_env=False
-        ) as http:
-            await eventually(lambda: _started(server, task), "uvicorn to start")
-            if wait_ready:
-                await eventually(lambda: _ready(http), "/readyz to answer 200")
-            yield App(http, port, stop)
-    finally:
-        await stop()
-        listener.close()
-
-
-async def _started(server: Any, task: asyncio.Task[None]) -> bool:
-    if task.done():
-        task.result()  # raises what stopped it
-    return bool(server.started)
-
-
-async def _ready(http: httpx.AsyncClient) -> bool:
-    return (await http.get("/readyz")).status_code == 200
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = WAIT_S) -> None:
-    """Poll `check` for things that announce themselves no other way (a server, a metric)."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def receive(ws: ClientConnection, timeout_s: float = WAIT_S) -> dict[str, Any]:
-    try:
-        text = await asyncio.wait_for(ws.recv(), timeout_s)
-    except TimeoutError:
-        raise AssertionError(f"no message within {timeout_s}s") from None
-    message: dict[str, Any] = json.loads(text)
-    return message
-
-
-async def send(ws: ClientConnection, message: dict[str, Any] | str) -> None:
-    await ws.send(message if isinstance(message, str) else json.dumps(message))
-
-
-async def subscribe(ws: ClientConnection, *instruments: str) -> dict[str, Any]:
-    await send(ws, {"type": "subscribe", "instruments": list(instruments)})
-    snapshot = await receive(ws)
-    assert snapshot["type"] == "snapshot", snapshot
-    return snapshot
-
-
-async def drain_until_pong(ws: ClientConnection) -> list[dict[str, Any]]:
-    """Everything the server sent before answering a ping: proves nothing else was queued."""
-    await send(ws, {"type": "ping"})
-    seen = []
-    while (message := await receive(ws))["type"] != "pong":
-        seen.append(message)
-    return seen
-
-
-def versions(snapshot: dict[str, Any]) -> dict[str, int]:
-    return {state["instrument"]: state["version"] for state in snapshot["states"]}
-
-
-def run(scenario: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(scenario, 80))
-
-
-@pytest.fixture
-def settings(redis_settings: RedisSettings, postgres_settings: PostgresSettings) -> DashboardApiSettings:
-    return make_settings(redis_settings, postgres_settings)
-
-
-def make_settings(redis: RedisSettings, postgres: PostgresSettings, **overrides: Any) -> DashboardApiSettings:
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "max_instruments_per_request": 3,
-        "max_bars_limit": 50,
-        "close_timeout_s": 5.0,
-        "shutdown_grace_s": 5.0,
-        **overrides,
-    }
-    return DashboardApiSettings(redis=redis, postgres=postgres, **values)
-
-
-@pytest.fixture
-def cache(redis_client: redis.Redis, redis_settings: RedisSettings) -> Cache:
-    return Cache(redis_client, redis_settings)
-
 
 # REST
 
 
-def test_instruments_and_snapshot(settings: DashboardApiSettings, cache: Cache) -> None:
+def test_instruments_and_snapshot(dashboard_settings: DashboardApiSettings, cache: Cache) -> None:
     cache.put("MSFT", 3, last_price="410.5", spread="0.02", spread_bps=0.48)
     cache.put("AAPL", 7, last_price="187.42")
 
     async def scenario() -> None:
-        async with serving(settings) as app:
+        async with serving(dashboard_settings) as app:
             response = await app.http.get("/api/instruments")
             assert (response.status_code, response.json()) == (200, {"instruments": ["AAPL", "MSFT"]})
 
@@ -258,14 +113,14 @@ def insert_bars(postgres: PostgresSettings, table: str, instrument: str, starts:
             )
 
 
-def test_bars(settings: DashboardApiSettings, postgres_settings: PostgresSettings) -> None:
+def test_bars(dashboard_settings: DashboardApiSettings, postgres_settings: PostgresSettings) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     insert_bars(postgres_settings, "bars_1s", "AAPL", [start + timedelta(seconds=s) for s in range(5)])
     insert_bars(postgres_settings, "bars_1s", "MSFT", [start])
     insert_bars(postgres_settings, "bars_1m", "AAPL", [start + timedelta(minutes=m) for m in (2, 0, 1)])
 
     async def scenario() -> None:
-        async with serving(settings) as app:
+        async with serving(dashboard_settings) as app:
             response = await app.http.get(
                 "/api/bars", params={"instrument": "AAPL", "interval": "1s", "limit": 3}
             )
@@ -316,9 +171,9 @@ def test_bars(settings: DashboardApiSettings, postgres_settings: PostgresSetting
     run(scenario())
 
 
-def test_health_ready_and_metrics(settings: DashboardApiSettings) -> None:
+def test_health_ready_and_metrics(dashboard_settings: DashboardApiSettings) -> None:
     async def scenario() -> None:
-        async with serving(settings) as app:
+        async with serving(dashboard_settings) as app:
             health = await app.http.get("/healthz")
             assert (health.status_code, health.json()) == (200, {"status": "ok"})
             ready = await app.http.get("/readyz")
@@ -347,16 +202,17 @@ def test_starts_and_reports_when_the_stores_are_down(unique: str) -> None:
     with socket.socket() as closed_port:
         closed_port.bind(("127.0.0.1", 0))
         port = closed_port.getsockname()[1]
-        settings = make_settings(
+        dashboard_settings = make_settings(
             RedisSettings(url=SecretStr(f"redis://127.0.0.1:{port}/0"), key_prefix=f"t{unique}:"),
             PostgresSettings(
                 url=SecretStr(f"postgresql://tapewire@127.0.0.1:{port}/tapewire"), schema_name="x"
             ),
             db_timeout_s=0.5,
+            subscribe_timeout_s=0.5,
         )
 
         async def scenario() -> None:
-            async with serving(settings, wait_ready=False) as app:
+            async with serving(dashboard_settings, wait_ready=False) as app:
                 assert (await app.http.get("/healthz")).status_code == 200
                 ready = await app.http.get("/readyz")
                 assert ready.status_code == 503
@@ -373,14 +229,10 @@ def test_starts_and_reports_when_the_stores_are_down(unique: str) -> None:
                 snapshot = await app.http.get("/api/snapshot")
                 assert (snapshot.status_code, snapshot.json()["code"]) == (503, "store_unavailable")
                 async with app.ws() as ws:
-                    await send(ws, {"type": "subscribe", "instruments": ["AAPL"]})
-                    with pytest.raises(ConnectionClosed) as closed:
-                        await receive(ws)
-                    assert closed.value.rcvd is not None
-                    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
-                        1013,
-                        "state store unavailable",
-                    )
+                    # Live updates cannot be promised without Redis: the subscribe says so.
+                    await send(ws, {"type": "subscribe", "id": "s", "instruments": ["AAPL"]})
+                    reply = await receive(ws)
+                    assert (reply["type"], reply["code"], reply["id"]) == ("error", "unavailable", "s")
 
         run(scenario())
 
@@ -389,13 +241,13 @@ def test_starts_and_reports_when_the_stores_are_down(unique: str) -> None:
 
 
 def test_snapshot_then_updates_for_subscribed_instruments_only(
-    settings: DashboardApiSettings, cache: Cache
+    dashboard_settings: DashboardApiSettings, cache: Cache
 ) -> None:
     cache.put("AAPL", 1)
     cache.put("MSFT", 1)
 
     async def scenario() -> None:
-        async with serving(settings) as app, app.ws() as ws:
+        async with serving(dashboard_settings) as app, app.ws() as ws:
             cache.put("AAPL", 2)  # published before subscribing: in the snapshot, never re-sent
             snapshot = await subscribe(ws, "AAPL", "LATER")
             assert (versions(snapshot), snapshot["missing"]) == ({"AAPL": 2}, ["LATER"])
@@ -423,7 +275,7 @@ def test_snapshot_then_updates_for_subscribed_instruments_only(
 
 
 def test_subscribing_midway_through_a_burst_misses_nothing_and_repeats_nothing(
-    settings: DashboardApiSettings, redis_client: redis.Redis, redis_settings: RedisSettings
+    dashboard_settings: DashboardApiSettings, redis_client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
     total = 5_000
     midway = threading.Event()
@@ -441,7 +293,7 @@ def test_subscribing_midway_through_a_burst_misses_nothing_and_repeats_nothing(
             midway.set()
 
     async def scenario() -> None:
-        async with serving(settings) as app, app.ws() as ws:
+        async with serving(dashboard_settings) as app, app.ws() as ws:
             publisher = threading.Thread(target=publish, name="race-publisher")
             publisher.start()
             try:
@@ -472,12 +324,12 @@ def _describe_gap(seen: list[int], start: int) -> str:
     return f"after snapshot {start}: {len(seen)} updates, last {seen[-1] if seen else None}"
 
 
-def test_unsubscribe_stops_updates(settings: DashboardApiSettings, cache: Cache) -> None:
+def test_unsubscribe_stops_updates(dashboard_settings: DashboardApiSettings, cache: Cache) -> None:
     cache.put("AAPL", 1)
     cache.put("MSFT", 1)
 
     async def scenario() -> None:
-        async with serving(settings) as app, app.ws() as ws:
+        async with serving(dashboard_settings) as app, app.ws() as ws:
             assert versions(await subscribe(ws, "AAPL", "MSFT")) == {"AAPL": 1, "MSFT": 1}
             await send(ws, {"type": "unsubscribe", "instruments": ["AAPL", "NEVER"]})
             assert await receive(ws) == {"type": "unsubscribed", "instruments": ["AAPL", "NEVER"]}
@@ -498,13 +350,13 @@ def test_unsubscribe_stops_updates(settings: DashboardApiSettings, cache: Cache)
 def test_bad_messages_get_error_replies_and_the_connection_stays_usable(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, cache: Cache
 ) -> None:
-    settings = make_settings(
+    dashboard_settings = make_settings(
         redis_settings, postgres_settings, max_client_message_bytes=1024, max_subscriptions_per_connection=2
     )
     cache.put("AAPL", 5)
 
     async def scenario() -> None:
-        async with serving(settings) as app, app.ws() as ws:
+        async with serving(dashboard_settings) as app, app.ws() as ws:
             for frame, code in [
                 ("not json", "invalid_json"),
                 ("[1, 2]", "not_an_object"),
@@ -523,7 +375,7 @@ def test_bad_messages_get_error_replies_and_the_connection_stays_usable(
                 assert (reply["type"], reply["code"]) == ("error", code), frame
                 assert isinstance(reply["reason"], str) and reply["reason"], frame
             await ws.send(b'{"type": "ping"}')
-            assert (await receive(ws))["code"] == "binary_not_supported"
+            assert (await receive(ws))["code"] == "invalid_protobuf"
 
             assert versions(await subscribe(ws, "AAPL")) == {"AAPL": 5}
             assert await drain_until_pong(ws) == []
@@ -589,10 +441,16 @@ class PacedPublisher:
                 raise AssertionError(f"the reading client is stuck at version {self.received}")
 
 
-def test_a_client_that_does_not_read_is_closed_with_4008_while_others_keep_receiving(
+def test_a_client_that_does_not_read_goes_down_the_ladder_to_4008_while_others_keep_receiving(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, cache: Cache
 ) -> None:
-    settings = make_settings(redis_settings, postgres_settings, send_queue_size=8)
+    dashboard_settings = make_settings(
+        redis_settings,
+        postgres_settings,
+        send_queue_size=8,
+        conflation_timeout_s=0.3,
+        resync_timeout_s=0.6,
+    )
     cache.put("BIG", 1)
     publisher = PacedPublisher(cache, "BIG", first=2, window=4)
 
@@ -601,7 +459,7 @@ def test_a_client_that_does_not_read_is_closed_with_4008_while_others_keep_recei
         return await app.metric("dashboard_api_slow_consumer_disconnects_total") >= 1
 
     async def scenario() -> None:
-        async with serving(settings) as app:
+        async with serving(dashboard_settings) as app:
             # The slow client: a tiny receive buffer and a one-message queue, so it pushes back early.
             slow_socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             slow_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # before connect: no autotuning
@@ -629,12 +487,17 @@ def test_a_client_that_does_not_read_is_closed_with_4008_while_others_keep_recei
                 got = []
                 with pytest.raises(ConnectionClosed) as closed:
                     while True:
-                        got.append((await receive(slow))["version"])
+                        message = await receive(slow)
+                        got.append(message["version"] if message["type"] == "update" else message["type"])
                 assert closed.value.rcvd is not None
-                assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4008, "slow consumer")
-                assert got == list(range(2, 2 + len(got))), "what it did get is in order and gap-free"
-                assert len(got) < len(publisher.published)
+                assert closed.value.rcvd.code == 4008
+                updates = [version for version in got if isinstance(version, int)]
+                assert updates == list(range(2, 2 + len(updates))), f"in order and gap-free: {got}"
+                assert len(updates) < len(publisher.published)
             assert await app.metric("dashboard_api_slow_consumer_disconnects_total") == 1
+            # The ladder, one step each, in order (each step needs the one before it).
+            for step in ("conflating", "resyncing", "disconnect"):
+                assert await app.metric("dashboard_api_slow_client_steps_total", {"step": step}) == 1
 
     run(scenario())
 
@@ -643,21 +506,22 @@ async def _true(condition: bool) -> bool:
     return condition
 
 
-def test_ping_pong(settings: DashboardApiSettings) -> None:
+def test_ping_pong(dashboard_settings: DashboardApiSettings) -> None:
     async def scenario() -> None:
-        async with serving(settings) as app, app.ws() as ws:
+        async with serving(dashboard_settings) as app, app.ws() as ws:
             await send(ws, {"type": "ping"})
-            assert await receive(ws) == {"type": "pong"}
+            pong = await receive(ws)
+            assert pong["type"] == "pong" and pong["server_time_ns"] > 0
             assert await app.metric("dashboard_api_ws_messages_sent_total", {"type": "pong"}) == 1
 
     run(scenario())
 
 
-def test_shutdown_closes_websockets_with_1001(settings: DashboardApiSettings, cache: Cache) -> None:
+def test_shutdown_closes_websockets_with_1001(dashboard_settings: DashboardApiSettings, cache: Cache) -> None:
     cache.put("AAPL", 1)
 
     async def scenario() -> None:
-        async with serving(settings) as app, app.ws() as ws:
+        async with serving(dashboard_settings) as app, app.ws() as ws:
             await subscribe(ws, "AAPL")
             await app.stop()
             with pytest.raises(ConnectionClosed) as closed:
@@ -669,13 +533,16 @@ def test_shutdown_closes_websockets_with_1001(settings: DashboardApiSettings, ca
 
 
 def test_the_relay_reconnects_and_resyncs_its_clients(
-    settings: DashboardApiSettings, redis_settings: RedisSettings, redis_client: redis.Redis, cache: Cache
+    dashboard_settings: DashboardApiSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    cache: Cache,
 ) -> None:
     cache.put("AAPL", 1)
     relay_name = f"dashboard_api-relay:{redis_settings.updates_channel}"
 
     async def scenario() -> None:
-        async with serving(settings) as app, app.ws() as ws:
+        async with serving(dashboard_settings) as app, app.ws() as ws:
             assert versions(await subscribe(ws, "AAPL")) == {"AAPL": 1}
             (relay,) = [c for c in redis_client.client_list() if c["name"] == relay_name]
             redis_client.client_kill_filter(_id=relay["id"])
@@ -686,19 +553,19 @@ def test_the_relay_reconnects_and_resyncs_its_clients(
             )
             await eventually(lambda: _ready(app.http), "/readyz to answer 200 again")
             cache.put("AAPL", 3)
-            seen = []
+            seen: list[tuple[str, Any]] = []
             while not seen or seen[-1] != ("update", 3):
                 message = await receive(ws)
                 if message["type"] == "snapshot":
-                    seen.append(("snapshot", versions(message)["AAPL"]))
+                    assert message["reason"] == "resync"
+                    seen.append(("resync", versions(message) or message["resumed"]))
                 else:
                     seen.append(("update", message["version"]))
-            # Version 2 arrives one way or the other (the resync snapshot, or an update if the relay
-            # was back in time), and nothing goes backwards.
+            # The resync resumes from the version already sent: version 2 is replayed from the
+            # history (or arrived live, if the relay was back in time). Nothing repeats.
             assert seen in (
-                [("snapshot", 2), ("update", 3)],
-                [("snapshot", 1), ("update", 2), ("update", 3)],
-                [("update", 2), ("snapshot", 2), ("update", 3)],
+                [("resync", {"AAPL": {"from": 2, "to": 2}}), ("update", 2), ("update", 3)],
+                [("update", 2), ("resync", {"AAPL": {"from": 3, "to": 2}}), ("update", 3)],
             ), seen
             assert await drain_until_pong(ws) == []
 

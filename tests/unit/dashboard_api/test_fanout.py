@@ -1,16 +1,22 @@
+"""The relay without Redis: the indexes, dispatch of published messages, and the channel bookkeeping
+(with a fake pub/sub that records SUBSCRIBE/UNSUBSCRIBE and confirms when told)."""
+
 from __future__ import annotations
 
-import json
-from typing import cast
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from services.dashboard_api.fanout import Delta, Relay, SubscriptionIndex, render_update
+from services.dashboard_api.encoders import Delta
+from services.dashboard_api.fanout import Relay, SubscriptionIndex, confirmed, parse_update
 from services.dashboard_api.metrics import DashboardApiMetrics
 from tapewire.keys import RedisKeys
+from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 
-KEYS = RedisKeys(prefix="p:", channel="chan")
+KEYS = RedisKeys(prefix="p:", channel="chan", alerts_channel="alerts")
 T0 = 1_767_225_600_000_000_000
 
 
@@ -18,22 +24,78 @@ class FakeSubscriber:
     def __init__(self, accept: bool = True) -> None:
         self.accept = accept
         self.deltas: list[Delta] = []
-        self.resyncs: list[tuple[str, ...]] = []
+        self.alerts: list[apb.AlertEvent] = []
+        self.resyncs = 0
 
     def deliver(self, delta: Delta) -> bool:
         self.deltas.append(delta)
         return self.accept
 
-    def resync(self, instruments: tuple[str, ...]) -> bool:
-        self.resyncs.append(instruments)
+    def deliver_alert(self, event: apb.AlertEvent) -> bool:
+        self.alerts.append(event)
+        return self.accept
+
+    def resync(self) -> bool:
+        self.resyncs += 1
         return self.accept
 
 
-def payload(instrument: str, version: int, cached_ns: int = T0) -> bytes:
+class FakePubSub:
+    """Records commands; confirms them at once when `auto_confirm`, else when `confirm()` is called."""
+
+    def __init__(self, relay: Relay, auto_confirm: bool = True) -> None:
+        self.relay = relay
+        self.auto_confirm = auto_confirm
+        self.commands: list[tuple[str, tuple[str, ...]]] = []
+        self.unconfirmed: list[tuple[str, str]] = []
+
+    async def subscribe(self, *names: str) -> None:
+        self._record("subscribe", names)
+
+    async def unsubscribe(self, *names: str) -> None:
+        self._record("unsubscribe", names)
+
+    def _record(self, command: str, names: tuple[str, ...]) -> None:
+        self.commands.append((command, names))
+        self.unconfirmed += [(command, name) for name in names]
+        if self.auto_confirm:
+            self.confirm()
+
+    def confirm(self) -> None:
+        pending, self.unconfirmed = self.unconfirmed, []
+        for command, name in pending:
+            self.relay._on_message({"type": command, "channel": name.encode(), "data": 1})
+
+
+def connect(relay: Relay, auto_confirm: bool = True) -> FakePubSub:
+    """What `_listen` does once the pub/sub connection is up, without Redis."""
+    pubsub = FakePubSub(relay, auto_confirm)
+    relay._pubsub = cast(Any, pubsub)
+    relay._connected = True
+    relay._on_message({"type": "subscribe", "channel": KEYS.channel.encode(), "data": 1})
+    return pubsub
+
+
+async def settle() -> None:
+    """Let the pub/sub commands the relay scheduled run."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def payload(instrument: str, version: int, cached_ns: int = T0, ingest_ns: int = 0) -> bytes:
     state = pb.InstrumentState(
-        instrument=instrument, version=version, times=pb.StageTimes(cached_ns=cached_ns)
+        instrument=instrument, version=version, times=pb.StageTimes(cached_ns=cached_ns, ingest_ns=ingest_ns)
     )
     return pb.Update(state=state).SerializeToString()
+
+
+def alert_payload(user: str, status: int = apb.ALERT_STATUS_ACTIVE) -> bytes:
+    event = apb.AlertEvent(alert=apb.Alert(alert_id="a", user_id=user, instrument="A"), status=status)
+    return event.SerializeToString()
 
 
 def make_relay() -> tuple[Relay, DashboardApiMetrics]:
@@ -48,58 +110,72 @@ def sample(metrics: DashboardApiMetrics, name: str) -> float:
     return value
 
 
-def test_index_both_ways() -> None:
+# -- SubscriptionIndex -----------------------------------------------------------------------
+
+
+def test_index_reports_the_first_and_last_watchers() -> None:
     index: SubscriptionIndex[str] = SubscriptionIndex()
-    index.add("c1", ["A", "B"])
-    index.add("c2", ["B"])
+    assert index.add("c1", ["A", "B"]) == ["A", "B"]
+    assert index.add("c2", ["B", "C"]) == ["C"]
+    assert index.add("c2", ["B"]) == []
     assert set(index.subscribers("B")) == {"c1", "c2"}
-    assert set(index.instruments_of("c1")) == {"A", "B"}
-    index.remove("c1", ["B", "Z"])
+    assert set(index.keys_of("c1")) == {"A", "B"}
+    assert set(index.keys()) == {"A", "B", "C"}
+    assert index.remove("c1", ["B", "Z"]) == []  # c2 still watches B; Z was never watched
     assert set(index.subscribers("B")) == {"c2"}
-    assert set(index.instruments_of("c1")) == {"A"}
-    index.remove_all("c2")
+    assert set(index.keys_of("c1")) == {"A"}
+    assert sorted(index.remove_all("c2")) == ["B", "C"]
     assert list(index.subscribers("B")) == []
     assert dict(index.items()) == {"c1": frozenset({"A"})}
-    index.remove("c1", ["A"])
+    assert index.remove("c1", ["A"]) == ["A"]
     assert dict(index.items()) == {}
-    assert list(index.subscribers("A")) == []
+    assert list(index.keys()) == []
+    assert list(index.keys_of("c1")) == []
 
 
-def test_render_update() -> None:
-    rendered = render_update("A", payload("A", 7), sent_ns=T0 + 1)
-    assert rendered is not None
-    delta, state = rendered
-    assert (delta.instrument, delta.version, state.version) == ("A", 7, 7)
-    message = json.loads(delta.text)
-    assert (message["type"], message["instrument"], message["version"]) == ("update", "A", 7)
-    assert message["state"]["times"] == {
-        "exchange_ns": 0,
-        "ingest_ns": 0,
-        "processed_ns": 0,
-        "cached_ns": T0,
-        "sent_ns": T0 + 1,
-    }
+def test_index_remove_of_an_unknown_subscriber() -> None:
+    index: SubscriptionIndex[str] = SubscriptionIndex()
+    assert index.remove("nobody", ["A"]) == []
+    assert index.remove_all("nobody") == []
 
 
-def test_render_refuses_garbage_another_instrument_and_version_zero() -> None:
-    assert render_update("A", b"\xff\xff\xff", T0) is None
-    assert render_update("A", payload("B", 1), T0) is None
-    assert render_update("A", payload("A", 0), T0) is None
+def test_index_remove_takes_any_iterable_and_duplicates() -> None:
+    index: SubscriptionIndex[str] = SubscriptionIndex()
+    index.add("c1", ["A", "B", "C"])
+    assert index.remove("c1", (key for key in ["A"])) == ["A"]
+    assert set(index.keys_of("c1")) == {"B", "C"}
+    assert index.remove("c1", ["B", "B"]) == ["B"]
+    assert set(index.keys()) == {"C"}
 
 
-def test_one_render_for_every_watcher() -> None:
+# -- parsing and dispatch --------------------------------------------------------------------
+
+
+def test_parse_update_refuses_garbage_another_instrument_and_version_zero() -> None:
+    state = parse_update("A", payload("A", 7))
+    assert state is not None
+    assert (state.instrument, state.version) == ("A", 7)
+    assert parse_update("A", b"\xff\xff\xff") is None
+    assert parse_update("A", payload("B", 1)) is None
+    assert parse_update("A", payload("A", 0)) is None
+
+
+def test_one_delta_for_every_watcher() -> None:
     relay, metrics = make_relay()
     first, second, other = FakeSubscriber(), FakeSubscriber(), FakeSubscriber()
-    relay.index.add(first, ["A"])
-    relay.index.add(second, ["A", "B"])
-    relay.index.add(other, ["B"])
-    relay.handle("chan:A", payload("A", 3))
+    relay.watch(first, ["A"])
+    relay.watch(second, ["A", "B"])
+    relay.watch(other, ["B"])
+    relay.handle("chan:A", payload("A", 3, ingest_ns=T0 - 1_000_000))
     assert [d.version for d in first.deltas] == [3]
-    assert first.deltas[0] is second.deltas[0]  # the same rendered text, not a copy per client
+    assert first.deltas[0] is second.deltas[0]  # rendered once, shared by every client
+    assert first.deltas[0].state.times.sent_ns == T0 + 2_000_000  # stamped with the relay's clock
     assert other.deltas == []
+    assert sample(metrics, "dashboard_api_updates_received_total") == 1
     assert sample(metrics, "dashboard_api_updates_relayed_total") == 1
     assert sample(metrics, "dashboard_api_cached_to_sent_seconds_count") == 1
     assert sample(metrics, "dashboard_api_cached_to_sent_seconds_sum") == 0.002
+    assert sample(metrics, "dashboard_api_ingest_to_sent_seconds_sum") == 0.003
 
 
 def test_unwatched_instruments_are_not_even_parsed() -> None:
@@ -110,38 +186,202 @@ def test_unwatched_instruments_are_not_even_parsed() -> None:
     assert sample(metrics, "dashboard_api_updates_relayed_total") == 0
 
 
-def test_invalid_update_is_counted_and_skipped() -> None:
+def test_invalid_updates_are_counted_and_skipped() -> None:
     relay, metrics = make_relay()
     subscriber = FakeSubscriber()
-    relay.index.add(subscriber, ["A"])
-    relay.handle("chan:A", payload("B", 1))
+    relay.watch(subscriber, ["A"])
+    relay.handle("chan:A", payload("B", 1))  # another instrument's update on A's channel
+    relay.handle("chan:A", b"\xff\xff\xff")
+    relay.handle("chan:A", payload("A", 0))
     assert subscriber.deltas == []
-    assert sample(metrics, "dashboard_api_invalid_updates_total") == 1
+    assert sample(metrics, "dashboard_api_invalid_updates_total") == 3
+    assert sample(metrics, "dashboard_api_updates_relayed_total") == 0
+
+
+def test_messages_on_other_channels_are_ignored() -> None:
+    relay, metrics = make_relay()
+    subscriber = FakeSubscriber()
+    relay.watch(subscriber, ["A"])
+    relay.handle("elsewhere:A", payload("A", 1))
+    relay.handle("chan", payload("A", 1))
+    assert subscriber.deltas == []
+    assert sample(metrics, "dashboard_api_updates_received_total") == 0
 
 
 def test_a_subscriber_that_refuses_is_forgotten() -> None:
     relay, _ = make_relay()
     slow, fine = FakeSubscriber(accept=False), FakeSubscriber()
-    relay.index.add(slow, ["A", "B"])
-    relay.index.add(fine, ["A"])
+    relay.watch(slow, ["A", "B"])
+    relay.watch_alerts(slow, "u1")
+    relay.watch(fine, ["A"])
     relay.handle("chan:A", payload("A", 1))
     relay.handle("chan:A", payload("A", 2))
     assert [d.version for d in slow.deltas] == [1]
     assert [d.version for d in fine.deltas] == [1, 2]
-    assert list(relay.index.instruments_of(slow)) == []
-    assert list(relay.index.subscribers("B")) == []
+    assert list(relay.instruments.keys_of(slow)) == []
+    assert list(relay.instruments.subscribers("B")) == []
+    assert list(relay.users.keys_of(slow)) == []
 
 
-def test_resubscription_asks_every_connection_to_resync() -> None:
+def test_a_paused_relay_delivers_nothing_and_resyncs_everyone_on_resume() -> None:
+    relay, metrics = make_relay()
+    subscriber, refusing = FakeSubscriber(), FakeSubscriber()
+    relay.watch(subscriber, ["A"])
+    relay.watch(refusing, ["B"])
+    relay.pause()
+    assert relay.paused
+    relay.handle("chan:A", payload("A", 1))
+    assert subscriber.deltas == []
+    assert sample(metrics, "dashboard_api_updates_relayed_total") == 0
+    refusing.accept = False
+    relay.resume()
+    assert not relay.paused
+    assert (subscriber.resyncs, refusing.resyncs) == (1, 1)
+    assert list(relay.instruments.keys_of(refusing)) == []  # refused the resync: forgotten
+    relay.resume()  # not paused: nothing to catch up on
+    assert subscriber.resyncs == 1
+    relay.handle("chan:A", payload("A", 2))
+    assert [d.version for d in subscriber.deltas] == [2]
+
+
+def test_alert_events_go_to_the_users_sessions_only() -> None:
+    relay, _ = make_relay()
+    mine, also_mine, theirs = FakeSubscriber(), FakeSubscriber(), FakeSubscriber()
+    relay.watch_alerts(mine, "u1")
+    relay.watch_alerts(also_mine, "u1")
+    relay.watch_alerts(theirs, "u2")
+    relay.handle("alerts:u1", alert_payload("u1"))
+    assert [event.alert.user_id for event in mine.alerts] == ["u1"]
+    assert mine.alerts == also_mine.alerts
+    assert theirs.alerts == []
+    assert mine.deltas == []
+
+
+def test_invalid_alert_events_are_counted() -> None:
     relay, metrics = make_relay()
     subscriber = FakeSubscriber()
-    relay.index.add(subscriber, ["A"])
-    confirmation = {"type": "psubscribe", "pattern": None, "channel": b"chan:*", "data": 1}
-    relay._on_message(confirmation)
-    assert relay.ready
-    assert subscriber.resyncs == []  # the first subscription has nothing to catch up on
-    relay._set_ready(False)
-    assert sample(metrics, "dashboard_api_relay_ready") == 0
-    relay._on_message(confirmation)
-    assert subscriber.resyncs == [("A",)]
-    assert sample(metrics, "dashboard_api_relay_ready") == 1
+    relay.watch_alerts(subscriber, "u1")
+    relay.handle("alerts:u1", alert_payload("u2"))  # someone else's event on u1's channel
+    relay.handle("alerts:u1", b"\xff\xff\xff")
+    relay.handle("alerts:nobody", b"\xff\xff\xff")  # nobody watches: not even parsed
+    assert subscriber.alerts == []
+    assert sample(metrics, "dashboard_api_invalid_updates_total") == 2
+
+
+def test_a_subscriber_refusing_an_alert_is_forgotten() -> None:
+    relay, _ = make_relay()
+    subscriber = FakeSubscriber(accept=False)
+    relay.watch(subscriber, ["A"])
+    relay.watch_alerts(subscriber, "u1")
+    relay.handle("alerts:u1", alert_payload("u1"))
+    assert list(relay.users.subscribers("u1")) == []
+    assert list(relay.instruments.subscribers("A")) == []
+
+
+# -- channels and confirmations --------------------------------------------------------------
+
+
+def test_watch_before_any_connection_returns_events_not_set() -> None:
+    relay, _ = make_relay()
+    subscriber = FakeSubscriber()
+    events = relay.watch(subscriber, ["A", "B"])
+    assert len(events) == 2
+    assert not any(event.is_set() for event in events)
+    assert relay.channels == 2
+    assert not relay.ready
+    relay.unwatch(subscriber, ["A"])
+    assert relay.channels == 1
+    relay.forget(subscriber)
+    assert relay.channels == 0
+    assert list(relay.instruments.keys()) == []
+
+
+def test_subscribe_on_first_watcher_unsubscribe_on_last() -> None:
+    async def scenario() -> None:
+        relay, metrics = make_relay()
+        pubsub = connect(relay)
+        assert relay.ready
+        assert sample(metrics, "dashboard_api_relay_ready") == 1
+        first, second = FakeSubscriber(), FakeSubscriber()
+        events = relay.watch(first, ["A", "B"])
+        await settle()
+        assert pubsub.commands == [("subscribe", ("chan:A", "chan:B"))]
+        assert all(event.is_set() for event in events)
+        await asyncio.wait_for(confirmed(events), 1)
+        again = relay.watch(second, ["B", "C"])
+        await settle()
+        assert pubsub.commands[1:] == [("subscribe", ("chan:C",))]  # B is already subscribed
+        assert all(event.is_set() for event in again)
+        relay.unwatch(first, ["A", "B"])
+        await settle()
+        assert pubsub.commands[2:] == [("unsubscribe", ("chan:A",))]  # second still watches B
+        relay.forget(second)
+        await settle()
+        assert sorted(pubsub.commands[3][1]) == ["chan:B", "chan:C"]
+        assert pubsub.commands[3][0] == "unsubscribe"
+        assert relay.channels == 0
+        events = relay.watch_alerts(first, "u1")
+        await settle()
+        assert pubsub.commands[4:] == [("subscribe", ("alerts:u1",))]
+        assert all(event.is_set() for event in events)
+
+    run(scenario)
+
+
+def test_confirmation_is_awaited_before_the_event_is_set() -> None:
+    async def scenario() -> None:
+        relay, _ = make_relay()
+        pubsub = connect(relay, auto_confirm=False)
+        events = relay.watch(FakeSubscriber(), ["A"])
+        await settle()
+        assert pubsub.commands == [("subscribe", ("chan:A",))]
+        assert not events[0].is_set()
+        waiting = asyncio.create_task(confirmed(events))
+        await settle()
+        assert not waiting.done()
+        pubsub.confirm()
+        await asyncio.wait_for(waiting, 1)
+
+    run(scenario)
+
+
+def test_watching_again_while_an_unsubscribe_is_in_flight() -> None:
+    async def scenario() -> None:
+        relay, _ = make_relay()
+        pubsub = connect(relay, auto_confirm=False)
+        subscriber = FakeSubscriber()
+        relay.watch(subscriber, ["A"])
+        await settle()
+        pubsub.confirm()
+        relay.unwatch(subscriber, ["A"])
+        events = relay.watch(subscriber, ["A"])
+        await settle()
+        assert [command for command, _ in pubsub.commands] == ["subscribe", "unsubscribe", "subscribe"]
+        assert not events[0].is_set()  # the unsubscribe's confirmation must not count
+        pending = pubsub.unconfirmed
+        pubsub.unconfirmed = pending[:1]
+        pubsub.confirm()  # the unsubscribe comes back first
+        assert not events[0].is_set()
+        pubsub.unconfirmed = pending[1:]
+        pubsub.confirm()
+        assert events[0].is_set()
+        assert relay.channels == 1
+
+    run(scenario)
+
+
+def test_resubscription_asks_every_session_to_resync() -> None:
+    async def scenario() -> None:
+        relay, metrics = make_relay()
+        subscriber = FakeSubscriber()
+        relay.watch(subscriber, ["A"])
+        connect(relay)
+        assert relay.ready
+        assert subscriber.resyncs == 0  # the first subscription has nothing to catch up on
+        relay._set_ready(False)
+        assert sample(metrics, "dashboard_api_relay_ready") == 0
+        connect(relay)
+        assert subscriber.resyncs == 1
+        assert sample(metrics, "dashboard_api_relay_ready") == 1
+
+    run(scenario)

@@ -4,6 +4,8 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
+
 from services.dashboard_api import views
 from services.dashboard_api.bars import BarRow
 from tapewire.v1 import market_pb2 as pb
@@ -171,33 +173,26 @@ def test_non_finite_ratios_become_null() -> None:
     json.loads(views.dumps(rendered))  # still valid JSON
 
 
-def test_update_message() -> None:
-    text = views.update_message(full_state(), sent_ns=T0 + 40)
-    assert json.loads(text) == {
-        "type": "update",
-        "instrument": "AAPL",
-        "version": 42,
-        "state": {**FULL_STATE_JSON, "times": {**FULL_STATE_JSON["times"], "sent_ns": T0 + 40}},
+def test_dumps_is_compact_keeps_unicode_and_refuses_nan() -> None:
+    assert views.dumps({"a": [1, "é"], "b": None}) == '{"a":[1,"é"],"b":null}'
+    with pytest.raises(ValueError, match="JSON"):
+        views.dumps({"x": float("nan")})
+
+
+def test_state_json_leaves_the_source_out() -> None:
+    assert "source" not in views.state_to_json(full_state())
+
+
+def test_times() -> None:
+    times = pb.StageTimes(exchange_ns=1, ingest_ns=2, processed_ns=3, cached_ns=4, sent_ns=5)
+    assert views.times_to_json(times) == {
+        "exchange_ns": 1,
+        "ingest_ns": 2,
+        "processed_ns": 3,
+        "cached_ns": 4,
+        "sent_ns": 5,
     }
-    assert text.startswith('{"type":"update","instrument":"AAPL","version":42,"state":{"instrument":"AAPL",')
-
-
-def test_snapshot_message() -> None:
-    state = pb.InstrumentState(instrument="B", version=3)
-    message = json.loads(views.snapshot_message([state], ["C"], sent_ns=T0))
-    assert message["type"] == "snapshot"
-    assert message["missing"] == ["C"]
-    assert [(s["instrument"], s["version"], s["times"]["sent_ns"]) for s in message["states"]] == [
-        ("B", 3, T0)
-    ]
-
-
-def test_small_messages() -> None:
-    assert views.unsubscribed_message(("A", "B")) == '{"type":"unsubscribed","instruments":["A","B"]}'
-    assert views.error_message("invalid_json", "message is not valid JSON") == (
-        '{"type":"error","reason":"message is not valid JSON","code":"invalid_json"}'
-    )
-    assert views.pong_message() == '{"type":"pong"}'
+    assert views.times_to_json(times, sent_ns=9)["sent_ns"] == 9
 
 
 def test_bar_row() -> None:

@@ -1,51 +1,90 @@
-"""The connection's ordering rules, with a fake WebSocket and a fake state store."""
+"""The /ws endpoint with a fake WebSocket: negotiation, authentication, the client's limits and the
+close codes. What a session does with commands is in test_session.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
+import jwt
 from fastapi import WebSocket
 from redis.asyncio import Redis
+from starlette.websockets import WebSocketDisconnect
 
-from services.dashboard_api import protocol, views
-from services.dashboard_api.fanout import Delta, Relay
+from services.dashboard_api.bars import BarStore
+from services.dashboard_api.deps import Services
+from services.dashboard_api.fanout import Relay
 from services.dashboard_api.metrics import DashboardApiMetrics
-from services.dashboard_api.states import StatesRead, StateStore
-from services.dashboard_api.ws import Connection, ConnectionLimits
+from services.dashboard_api.registry import Sessions
+from services.dashboard_api.settings import DashboardApiSettings
+from services.dashboard_api.states import History, StatesRead, StateStore
+from services.dashboard_api.ws import websocket_endpoint
+from tapewire.auth import AuthSettings, TokenVerifier
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
+from tapewire.v1 import stream_pb2 as spb
 
+KEYS = RedisKeys(prefix="p:", channel="chan", alerts_channel="alerts")
+SECRET = "s" * 32
 WAIT_S = 2.0
 
 
 class FakeWebSocket:
-    client = None
-
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        query: dict[str, str] | None = None,
+        subprotocols: Sequence[str] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.client = None
+        self.scope: dict[str, Any] = {"subprotocols": list(subprotocols)}
+        self.query_params = dict(query or {})
+        self.headers = dict(headers or {})
+        self.accepted: list[str | None] = []
         self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[str | bytes] = []
         self.closed: tuple[int, str] | None = None
-        self.writable = asyncio.Event()
-        self.writable.set()
+        self.broken = False
         self._changed = asyncio.Event()
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        self.accepted.append(subprotocol)
 
     async def receive(self) -> dict[str, Any]:
         return await self.incoming.get()
 
     async def send_text(self, text: str) -> None:
-        await self.writable.wait()
-        self.sent.append(json.loads(text))
+        self._send(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        self._send(data)
+
+    def _send(self, frame: str | bytes) -> None:
+        if self.broken:
+            raise WebSocketDisconnect(1006)
+        self.sent.append(frame)
         self._changed.set()
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
         self._changed.set()
 
-    def client_sends(self, message: dict[str, Any]) -> None:
-        self.incoming.put_nowait({"type": "websocket.receive", "text": json.dumps(message)})
+    def client_sends(self, message: dict[str, Any] | str | bytes) -> None:
+        if isinstance(message, bytes):
+            self.incoming.put_nowait({"type": "websocket.receive", "bytes": message})
+        else:
+            text = message if isinstance(message, str) else json.dumps(message)
+            self.incoming.put_nowait({"type": "websocket.receive", "text": text})
+
+    def client_leaves(self) -> None:
+        self.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return [json.loads(frame) for frame in self.sent if isinstance(frame, str)]
 
     async def until(self, predicate: Callable[[], bool]) -> None:
         async def wait() -> None:
@@ -57,17 +96,13 @@ class FakeWebSocket:
 
 
 class FakeStates:
-    """Versions per instrument; `gate`, when set up, holds every read until released."""
-
     def __init__(self, versions: dict[str, int]) -> None:
         self.versions = versions
-        self.gate: asyncio.Event | None = None
-        self.reading = asyncio.Event()
+
+    async def history(self, since: dict[str, int], budget: int) -> History:
+        return History({name: [] for name in since}, [])
 
     async def read(self, instruments: Sequence[str]) -> StatesRead:
-        self.reading.set()
-        if self.gate is not None:
-            await self.gate.wait()
         found = StatesRead(states=[], missing=[])
         for name in instruments:
             if name in self.versions:
@@ -77,154 +112,311 @@ class FakeStates:
         return found
 
 
-class Harness:
-    def __init__(self, states: FakeStates, queue_size: int = 100, max_subscriptions: int = 10) -> None:
-        self.ws = FakeWebSocket()
-        self.metrics = DashboardApiMetrics()
-        self.relay = Relay(cast(Redis, None), RedisKeys("p:", "chan"), self.metrics)
-        limits = ConnectionLimits(
-            send_queue_size=queue_size,
-            max_subscriptions=max_subscriptions,
-            close_timeout_s=1.0,
-            frames=protocol.Limits(max_message_bytes=1024, max_instruments=5),
-        )
-        self.connection = Connection(
-            cast(WebSocket, self.ws), self.relay, cast(StateStore, states), self.metrics, limits
-        )
+class FakePubSub:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
 
-    def delta(self, instrument: str, version: int) -> bool:
-        state = pb.InstrumentState(instrument=instrument, version=version)
-        return self.connection.deliver(Delta(instrument, version, views.update_message(state, 0)))
+    async def subscribe(self, *names: str) -> None:
+        for name in names:
+            self.relay._on_message({"type": "subscribe", "channel": name.encode(), "data": 1})
+
+    async def unsubscribe(self, *names: str) -> None:
+        for name in names:
+            self.relay._on_message({"type": "unsubscribe", "channel": name.encode(), "data": 1})
+
+
+def make_services(verifier: TokenVerifier | None = None, **settings: Any) -> Services:
+    metrics = DashboardApiMetrics()
+    relay = Relay(cast(Redis, None), KEYS, metrics)
+    relay._pubsub = cast(Any, FakePubSub(relay))
+    relay._connected = True
+    defaults: dict[str, Any] = {
+        "max_client_message_bytes": 256,
+        "max_instruments_per_request": 5,
+        "heartbeat_s": 60.0,
+        "idle_timeout_s": 0.0,
+        "close_timeout_s": 1.0,
+    }
+    return Services(
+        settings=DashboardApiSettings(**(defaults | settings)),
+        states=cast(StateStore, FakeStates({"A": 3})),
+        bars=cast(BarStore, None),
+        relay=relay,
+        metrics=metrics,
+        sessions=Sessions(metrics),
+        verifier=verifier,
+        alerts=None,
+    )
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 10))
 
 
-def kinds(sent: list[dict[str, Any]]) -> list[tuple[str, Any]]:
-    described: list[tuple[str, Any]] = []
-    for message in sent:
-        if message["type"] == "update":
-            described.append(("update", (message["instrument"], message["version"])))
-        elif message["type"] == "snapshot":
-            versions = {state["instrument"]: state["version"] for state in message["states"]}
-            described.append(("snapshot", (versions, message["missing"])))
-        elif message["type"] == "error":
-            described.append(("error", message["code"]))
-        elif message["type"] == "unsubscribed":
-            described.append(("unsubscribed", message["instruments"]))
-        else:
-            described.append((message["type"], None))
-    return described
+def sample(services: Services, name: str, labels: dict[str, str] | None = None) -> float:
+    return services.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
 
-def test_updates_queued_before_the_snapshot_read_are_filtered_by_version() -> None:
+async def connected(ws: FakeWebSocket, services: Services) -> asyncio.Task[None]:
+    """Run the endpoint until the welcome is out."""
+    task = asyncio.create_task(websocket_endpoint(cast(WebSocket, ws), services))
+    await ws.until(lambda: len(ws.sent) >= 1 or ws.closed is not None)
+    return task
+
+
+def test_welcome_then_subscribe_then_a_clean_goodbye() -> None:
     async def scenario() -> None:
-        states = FakeStates({"A": 5})
-        states.gate = asyncio.Event()
-        h = Harness(states)
-        task = asyncio.create_task(h.connection.run())
-        h.ws.client_sends({"type": "subscribe", "instruments": ["A", "NEW"]})
-        await asyncio.wait_for(states.reading.wait(), WAIT_S)
-        # Interest was registered before the read: these queue behind the snapshot request.
-        assert set(h.relay.index.instruments_of(h.connection)) == {"A", "NEW"}
-        for version in (4, 5, 6):
-            assert h.delta("A", version)
-        assert h.delta("NEW", 1)
-        states.gate.set()
-        await h.ws.until(lambda: len(h.ws.sent) == 3)
-        h.delta("A", 6)  # a repeat
-        h.delta("A", 8)
-        h.delta("A", 7)  # out of order: older than what was sent
-        await h.ws.until(lambda: len(h.ws.sent) == 4)
-        assert kinds(h.ws.sent) == [
-            ("snapshot", ({"A": 5}, ["NEW"])),
-            ("update", ("A", 6)),
-            ("update", ("NEW", 1)),
-            ("update", ("A", 8)),
-        ]
-        h.ws.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        services = make_services(send_queue_size=64, max_subscriptions_per_connection=7)
+        ws = FakeWebSocket()
+        task = await connected(ws, services)
+        welcome = ws.messages[0]
+        assert welcome["type"] == "welcome"
+        assert len(welcome["connection_id"]) == 16
+        assert {k: v for k, v in welcome.items() if k != "connection_id"} == {
+            "type": "welcome",
+            "protocol": 1,
+            "user_id": "anonymous",
+            "heartbeat_s": 60.0,
+            "idle_timeout_s": 0.0,
+            "encoding": "json",
+            "limits": {
+                "max_subscriptions": 7,
+                "max_message_bytes": 256,
+                "max_messages_per_second": 50.0,
+                "send_queue_size": 64,
+            },
+        }
+        assert ws.accepted == [None]
+        assert len(services.sessions) == 1
+        assert sample(services, "dashboard_api_ws_connections") == 1
+        ws.client_sends({"type": "subscribe", "id": "s1", "instruments": ["A", "B"]})
+        await ws.until(lambda: len(ws.sent) == 2)
+        snapshot = ws.messages[1]
+        assert (snapshot["type"], snapshot["id"], snapshot["missing"]) == ("snapshot", "s1", ["B"])
+        state = pb.InstrumentState(instrument="A", version=4)
+        services.relay.handle("chan:A", pb.Update(state=state).SerializeToString())
+        await ws.until(lambda: len(ws.sent) == 3)
+        assert (ws.messages[2]["type"], ws.messages[2]["version"]) == ("update", 4)
+        ws.client_leaves()
         await asyncio.wait_for(task, WAIT_S)
-        assert h.ws.closed is None  # the client closed: nothing to say back
-        assert list(h.relay.index.instruments_of(h.connection)) == []
+        assert ws.closed is None  # the client closed: nothing to say back
+        assert len(services.sessions) == 0
+        assert sample(services, "dashboard_api_ws_connections") == 0
+        assert list(services.relay.instruments.keys()) == []
 
     run(scenario)
 
 
-def test_unsubscribe_stops_updates_even_those_already_queued() -> None:
+def test_protobuf_encoding_from_the_query() -> None:
     async def scenario() -> None:
-        h = Harness(FakeStates({"A": 1, "B": 1}))
-        task = asyncio.create_task(h.connection.run())
-        h.ws.client_sends({"type": "subscribe", "instruments": ["A", "B"]})
-        await h.ws.until(lambda: len(h.ws.sent) == 1)
-        h.ws.writable.clear()
-        h.delta("A", 2)
-        h.ws.client_sends({"type": "unsubscribe", "instruments": ["A"]})
-        await h.ws.until(lambda: list(h.relay.index.instruments_of(h.connection)) == ["B"])
-        h.delta("A", 3)  # a relay that had not heard yet
-        h.delta("B", 2)
-        h.ws.writable.set()
-        await h.ws.until(lambda: len(h.ws.sent) == 4)
-        assert kinds(h.ws.sent)[1:] == [("update", ("A", 2)), ("unsubscribed", ["A"]), ("update", ("B", 2))]
-        task.cancel()
+        services = make_services()
+        ws = FakeWebSocket(query={"encoding": "protobuf"})
+        task = await connected(ws, services)
+        assert isinstance(ws.sent[0], bytes)
+        welcome = spb.ServerMessage.FromString(ws.sent[0])
+        assert (welcome.WhichOneof("kind"), welcome.welcome.encoding) == ("welcome", "protobuf")
+        # Client frames may be JSON or protobuf whatever the encoding.
+        ws.client_sends({"type": "ping", "id": "j"})
+        ws.client_sends(spb.ClientMessage(request_id="b", ping=spb.PingRequest()).SerializeToString())
+        await ws.until(lambda: len(ws.sent) == 3)
+        pongs = [spb.ServerMessage.FromString(cast(bytes, frame)) for frame in ws.sent[1:]]
+        assert [message.pong.request_id for message in pongs] == ["j", "b"]
+        ws.client_leaves()
+        await asyncio.wait_for(task, WAIT_S)
 
     run(scenario)
 
 
-def test_errors_pong_and_the_subscription_limit() -> None:
+def test_a_subprotocol_picks_the_encoding_and_is_echoed() -> None:
     async def scenario() -> None:
-        h = Harness(FakeStates({}), max_subscriptions=3)
-        task = asyncio.create_task(h.connection.run())
-        h.ws.incoming.put_nowait({"type": "websocket.receive", "text": "nope"})
-        h.ws.incoming.put_nowait({"type": "websocket.receive", "bytes": b"{}"})
-        h.ws.client_sends({"type": "subscribe", "instruments": ["A", "B"]})
-        h.ws.client_sends({"type": "subscribe", "instruments": ["B", "C", "D"]})  # 2 + 2 new > 3
-        h.ws.client_sends({"type": "subscribe", "instruments": ["B", "C"]})  # 2 + 1 new = 3
-        h.ws.client_sends({"type": "ping"})
-        await h.ws.until(lambda: len(h.ws.sent) == 6)
-        assert kinds(h.ws.sent) == [
-            ("error", "invalid_json"),
-            ("error", "binary_not_supported"),
-            ("snapshot", ({}, ["A", "B"])),
-            ("error", "too_many_subscriptions"),
-            ("snapshot", ({}, ["B", "C"])),
+        services = make_services()
+        ws = FakeWebSocket(subprotocols=["chat", "tapewire.v1.protobuf", "tapewire.v1.json"])
+        task = await connected(ws, services)
+        assert ws.accepted == ["tapewire.v1.protobuf"]
+        assert isinstance(ws.sent[0], bytes)
+        ws.client_leaves()
+        await asyncio.wait_for(task, WAIT_S)
+
+    run(scenario)
+
+
+def test_an_unknown_encoding_is_refused_with_1008() -> None:
+    async def scenario() -> None:
+        services = make_services()
+        ws = FakeWebSocket(query={"encoding": "xml"})
+        await asyncio.wait_for(websocket_endpoint(cast(WebSocket, ws), services), WAIT_S)
+        assert ws.closed == (1008, "unknown encoding 'xml': use json or protobuf")
+        assert ws.sent == []
+        assert sample(services, "dashboard_api_session_closes_total", {"code": "1008"}) == 1
+
+    run(scenario)
+
+
+def test_a_draining_instance_refuses_with_1013() -> None:
+    async def scenario() -> None:
+        services = make_services()
+        services.sessions.draining = True
+        ws = FakeWebSocket()
+        await asyncio.wait_for(websocket_endpoint(cast(WebSocket, ws), services), WAIT_S)
+        assert ws.closed is not None
+        assert ws.closed[0] == 1013
+        assert len(services.sessions) == 0
+
+    run(scenario)
+
+
+def test_without_auth_a_client_may_name_itself() -> None:
+    async def scenario() -> None:
+        services = make_services()
+        ws = FakeWebSocket(query={"user": "alice"})
+        task = await connected(ws, services)
+        assert ws.messages[0]["user_id"] == "alice"
+        ws.client_leaves()
+        await asyncio.wait_for(task, WAIT_S)
+        bad = FakeWebSocket(query={"user": "has space"})
+        await asyncio.wait_for(websocket_endpoint(cast(WebSocket, bad), services), WAIT_S)
+        assert bad.closed is not None
+        assert bad.closed[0] == 4001
+        assert sample(services, "dashboard_api_auth_failures_total", {"transport": "ws"}) == 1
+
+    run(scenario)
+
+
+def token(subject: str, expires_in_s: float = 60.0) -> str:
+    return jwt.encode({"sub": subject, "exp": int(time.time() + expires_in_s)}, SECRET, algorithm="HS256")
+
+
+def test_with_auth_the_token_names_the_user() -> None:
+    async def scenario() -> None:
+        verifier = TokenVerifier.from_settings(AuthSettings(hs256_secret=SECRET))
+        services = make_services(verifier)
+        for ws in (
+            FakeWebSocket(headers={"authorization": f"Bearer {token('bob')}"}),
+            FakeWebSocket(query={"token": token("bob"), "user": "mallory"}),
+        ):
+            task = await connected(ws, services)
+            assert ws.messages[0]["user_id"] == "bob"
+            ws.client_leaves()
+            await asyncio.wait_for(task, WAIT_S)
+
+    run(scenario)
+
+
+def test_with_auth_a_missing_or_expired_token_is_closed_with_4001() -> None:
+    async def scenario() -> None:
+        verifier = TokenVerifier.from_settings(AuthSettings(hs256_secret=SECRET))
+        services = make_services(verifier)
+        for ws in (
+            FakeWebSocket(),
+            FakeWebSocket(query={"user": "bob"}),
+            FakeWebSocket(query={"token": token("bob", expires_in_s=-3600)}),
+            FakeWebSocket(headers={"authorization": "Basic abc"}),
+        ):
+            await asyncio.wait_for(websocket_endpoint(cast(WebSocket, ws), services), WAIT_S)
+            assert ws.closed is not None
+            assert ws.closed[0] == 4001
+            assert ws.closed[1].startswith("unauthorized: ")
+            assert ws.sent == []
+        assert sample(services, "dashboard_api_auth_failures_total", {"transport": "ws"}) == 4
+
+    run(scenario)
+
+
+def test_bad_frames_earn_errors_and_the_connection_stays_open() -> None:
+    async def scenario() -> None:
+        services = make_services()
+        ws = FakeWebSocket()
+        task = await connected(ws, services)
+        ws.client_sends("nope")
+        ws.client_sends(b"\xff\xff\xff")
+        ws.client_sends({"type": "ping", "pad": "x" * 300})
+        ws.client_sends({"type": "subscribe", "id": "s", "instruments": ["A"], "max_rate": -1})
+        ws.client_sends({"type": "ping", "id": "still here"})
+        await ws.until(lambda: len(ws.sent) == 6)
+        codes = [(m["type"], m.get("code"), m.get("id")) for m in ws.messages[1:]]
+        assert codes == [
+            ("error", "invalid_json", None),
+            ("error", "invalid_protobuf", None),
+            ("error", "message_too_large", None),
+            ("error", "invalid_max_rate", "s"),
+            ("pong", None, "still here"),
+        ]
+        assert sample(services, "dashboard_api_client_errors_total", {"code": "invalid_json"}) == 1
+        ws.client_leaves()
+        await asyncio.wait_for(task, WAIT_S)
+        assert ws.closed is None
+
+    run(scenario)
+
+
+def test_too_many_messages_are_rate_limited() -> None:
+    async def scenario() -> None:
+        services = make_services(max_messages_per_second=1.0)  # bursts of 2
+        ws = FakeWebSocket()
+        task = await connected(ws, services)
+        for n in range(3):
+            ws.client_sends({"type": "ping", "id": str(n)})
+        await ws.until(lambda: len(ws.sent) == 4)
+        assert [(m["type"], m.get("code")) for m in ws.messages[1:]] == [
             ("pong", None),
+            ("pong", None),
+            ("error", "rate_limited"),
         ]
-        assert h.ws.sent[3]["reason"] == "at most 3 subscriptions per connection: 2 active, 2 more asked"
-        errors = h.metrics.registry.get_sample_value(
-            "dashboard_api_client_errors_total", {"code": "too_many_subscriptions"}
-        )
-        assert errors == 1
-        task.cancel()
+        assert ws.messages[3]["reason"] == "more than 1 messages per second"
+        ws.client_leaves()
+        await asyncio.wait_for(task, WAIT_S)
 
     run(scenario)
 
 
-def test_a_full_queue_closes_with_4008_and_forgets_the_subscriptions() -> None:
+def test_too_many_errors_close_with_1008() -> None:
     async def scenario() -> None:
-        h = Harness(FakeStates({"A": 1}), queue_size=3)
-        task = asyncio.create_task(h.connection.run())
-        h.ws.client_sends({"type": "subscribe", "instruments": ["A"]})
-        await h.ws.until(lambda: len(h.ws.sent) == 1)
-        h.ws.writable.clear()  # the client stops reading
-        accepted = [h.delta("A", version) for version in range(2, 8)]
-        # Three fill the queue, the fourth overflows and closes: the rest are refused.
-        assert accepted == [True, True, True, False, False, False]
+        services = make_services(max_errors_per_minute=2)
+        ws = FakeWebSocket()
+        task = await connected(ws, services)
+        for _ in range(3):
+            ws.client_sends("nope")
         await asyncio.wait_for(task, WAIT_S)
-        assert h.ws.closed == (4008, "slow consumer")
-        assert list(h.relay.index.instruments_of(h.connection)) == []
-        assert h.metrics.registry.get_sample_value("dashboard_api_slow_consumer_disconnects_total") == 1
+        assert ws.closed == (1008, "more than 2 errors in a minute")
+        assert len(services.sessions) == 0
 
     run(scenario)
 
 
-def test_request_close_says_goodbye_with_the_code_given() -> None:
+def test_an_idle_client_is_closed_with_4009() -> None:
     async def scenario() -> None:
-        h = Harness(FakeStates({}))
-        task = asyncio.create_task(h.connection.run())
-        h.connection.request_close(1001, "server shutting down")
+        services = make_services(idle_timeout_s=0.05)
+        ws = FakeWebSocket()
+        task = await connected(ws, services)
         await asyncio.wait_for(task, WAIT_S)
-        assert h.ws.closed == (1001, "server shutting down")
-        assert h.connection.finished.is_set()
+        assert ws.closed == (4009, "idle: nothing received for 0.05s")
+        assert sample(services, "dashboard_api_session_closes_total", {"code": "4009"}) == 1
+
+    run(scenario)
+
+
+def test_an_operator_close_says_goodbye_with_the_code_given() -> None:
+    async def scenario() -> None:
+        services = make_services()
+        ws = FakeWebSocket()
+        task = await connected(ws, services)
+        await services.sessions.close_all(1001, "server shutting down", timeout_s=WAIT_S)
+        await asyncio.wait_for(task, WAIT_S)
+        assert ws.closed == (1001, "server shutting down")
+        assert len(services.sessions) == 0
+
+    run(scenario)
+
+
+def test_a_client_gone_while_sending_is_not_sent_a_close() -> None:
+    async def scenario() -> None:
+        services = make_services()
+        ws = FakeWebSocket()
+        task = await connected(ws, services)
+        ws.broken = True
+        ws.client_sends({"type": "ping"})
+        await asyncio.wait_for(task, WAIT_S)
+        assert ws.closed is None
+        assert len(services.sessions) == 0
 
     run(scenario)

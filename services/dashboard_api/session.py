@@ -1,0 +1,444 @@
+"""One live client, whatever carries it (WebSocket or gRPC): subscriptions, resume and sending.
+
+Snapshot then deltas, without a race. On subscribe the session registers its interest with the
+relay (which subscribes to the channels) and queues a snapshot request behind whatever is
+queued. The sender, on reaching the request, first waits until Redis has confirmed the
+channels, then reads states (or replays history) and remembers the version it sent per
+instrument. From then on it sends a queued update only when its version is above the last one
+sent. cache_updater writes a state, appends it to the history and publishes it in one atomic
+script, so an update is either in what was read (and dropped here) or published after it (and
+queued, since the channel was confirmed first): every later version arrives exactly once.
+
+Resume uses the same machinery: `since` replaces the snapshot read by a history read, and the
+relay's own resync after losing Redis is a resume from the versions already sent.
+
+All waiting happens in the sender task; the relay and the receive side only queue (outbox.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tapewire.auth import Principal
+from tapewire.errors import StoreUnavailable
+from tapewire.v1 import alerts_pb2, stream_pb2
+
+from . import protocol
+from .encoders import Delta, Encoder, Frame
+from .fanout import Relay, confirmed
+from .metrics import DashboardApiMetrics
+from .outbox import RESYNC, ConflatedNotice, Ladder, Outbox, Verdict
+from .states import StateStore
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_IDLE = 4009
+CLOSE_BY_OPERATOR = 4010
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    send_queue_size: int
+    max_subscriptions: int
+    conflation_timeout_s: float
+    resync_timeout_s: float
+    heartbeat_s: float
+    # Updates replayed to one resuming subscribe, in all: beyond it instruments get a snapshot.
+    max_replay_updates: int
+    # How long a subscribe may wait for Redis to confirm its channels.
+    subscribe_timeout_s: float
+
+
+class Transport(Protocol):
+    async def send(self, frame: Frame) -> None: ...
+
+
+class AlertHandler(Protocol):
+    async def handle(
+        self,
+        user_id: str,
+        command: protocol.CreateAlert | protocol.CancelAlert | protocol.ListAlerts,
+        on_failed: Callable[[str, str], None],
+    ) -> stream_pb2.ServerMessage: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _SnapshotRequest:
+    instruments: tuple[str, ...]
+    since: dict[str, int]
+    request_id: str
+    confirmations: list[asyncio.Event]
+
+
+@dataclass(frozen=True, slots=True)
+class _ResumeAll:
+    """The relay lost Redis: catch up on every instrument from the versions already sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Forget:
+    instruments: tuple[str, ...]
+    request_id: str
+
+
+_Control = _SnapshotRequest | _ResumeAll | _Forget | stream_pb2.ServerMessage
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """What an operator sees of a session (admin endpoints)."""
+
+    connection_id: str
+    user_id: str
+    transport: str
+    encoding: str
+    peer: str
+    connected_at_ns: int = field(default_factory=time.time_ns)
+
+
+class Session:
+    """The relay calls `deliver`, `deliver_alert` and `resync`; the transport calls `handle` with
+    each client command and runs `run_sender()` until `stopped` is set."""
+
+    def __init__(
+        self,
+        info: SessionInfo,
+        principal: Principal,
+        transport: Transport,
+        encoder: Encoder,
+        relay: Relay,
+        states: StateStore,
+        metrics: DashboardApiMetrics,
+        limits: SessionLimits,
+        alerts: AlertHandler | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.info = info
+        self.principal = principal
+        self._transport = transport
+        self._encoder = encoder
+        self._relay = relay
+        self._states = states
+        self._metrics = metrics
+        self._limits = limits
+        self._alerts = alerts
+        self._clock = clock
+        self._monotonic = monotonic
+        self._outbox: Outbox[Delta, _Control] = Outbox(
+            limits.send_queue_size, limits.conflation_timeout_s, limits.resync_timeout_s
+        )
+        self._wake = asyncio.Event()
+        # Sender side: the version last sent per instrument, present once its snapshot went out.
+        self._sent: dict[str, int] = {}
+        self.stopped = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.close_reason: tuple[int, str] | None = None
+        self._last_sent_at = monotonic()
+
+    # -- called by the relay, synchronously, never awaiting the client ----------------------
+
+    def deliver(self, delta: Delta) -> bool:
+        if self.stopped.is_set():
+            return False
+        verdict = self._outbox.offer_delta(delta, self._monotonic())
+        if self._outbox.has_steps:
+            self._note_steps()
+        if verdict is Verdict.CLOSE:
+            self._metrics.slow_consumer_disconnects.inc()
+            self.request_close(CLOSE_SLOW_CONSUMER, "too slow: send queue overflowed, conflated and resynced")
+            return False
+        self._wake.set()
+        return True
+
+    def deliver_alert(self, event: alerts_pb2.AlertEvent) -> bool:
+        message = stream_pb2.ServerMessage()
+        message.alert.CopyFrom(event)
+        return self._control(message)
+
+    def resync(self) -> bool:
+        return self._control(_ResumeAll())
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register for the user's alert events (when alerts are served) and say welcome."""
+        if self._alerts is not None:
+            self._relay.watch_alerts(self, self.principal.user_id)
+
+    def request_close(self, code: int, reason: str) -> None:
+        if not self.stopped.is_set():
+            self.close_reason = (code, reason)
+            self._metrics.closes.labels(str(code)).inc()
+            self.stopped.set()
+            self._wake.set()
+
+    def finish(self) -> None:
+        """The transport is done with the session: drop its interest everywhere."""
+        self.stopped.set()
+        self._relay.forget(self)
+        self.finished.set()
+
+    @property
+    def ladder(self) -> Ladder:
+        return self._outbox.ladder
+
+    @property
+    def queued(self) -> int:
+        return len(self._outbox)
+
+    @property
+    def subscriptions(self) -> int:
+        return len(self._relay.instruments.keys_of(self))
+
+    # -- client commands --------------------------------------------------------------------
+
+    async def handle(self, command: protocol.Command) -> None:
+        if isinstance(command, protocol.Subscribe):
+            self.subscribe(command)
+        elif isinstance(command, protocol.Unsubscribe):
+            self._relay.unwatch(self, command.instruments)
+            self._outbox.forget(command.instruments)
+            self._control(_Forget(command.instruments, command.request_id))
+        elif isinstance(command, protocol.Ping):
+            message = stream_pb2.ServerMessage()
+            message.pong.request_id = command.request_id
+            message.pong.server_time_ns = self._clock()
+            self._control(message)
+        elif self._alerts is None:
+            self.error(
+                protocol.ClientError(protocol.UNKNOWN_TYPE, "alerts are not served here", command.request_id)
+            )
+        else:
+            self._control(await self._alerts.handle(self.principal.user_id, command, self._alert_failed))
+
+    def subscribe(self, command: protocol.Subscribe) -> None:
+        watched = self._relay.instruments.keys_of(self)
+        added = sum(1 for instrument in command.instruments if instrument not in watched)
+        limit = self._limits.max_subscriptions
+        if len(watched) + added > limit:
+            reason = (
+                f"at most {limit} subscriptions per connection: {len(watched)} active, {added} more asked"
+            )
+            self.error(protocol.ClientError(protocol.TOO_MANY_SUBSCRIPTIONS, reason, command.request_id))
+            return
+        self._outbox.throttle(command.instruments, command.max_rate)
+        # Interest first, then the snapshot request behind it: see the module docstring.
+        confirmations = self._relay.watch(self, command.instruments)
+        self._control(_SnapshotRequest(command.instruments, command.since, command.request_id, confirmations))
+
+    def error(self, error: protocol.ClientError) -> None:
+        self._metrics.client_errors.labels(error.code).inc()
+        log.info(
+            "client error",
+            extra={"connection": self.info.connection_id, "code": error.code, "reason": error.reason},
+        )
+        message = stream_pb2.ServerMessage()
+        message.error.code = error.code
+        message.error.reason = error.reason
+        message.error.request_id = error.request_id
+        self._control(message)
+
+    def send_later(self, message: stream_pb2.ServerMessage) -> None:
+        self._control(message)
+
+    # -- the sender -------------------------------------------------------------------------
+
+    async def run_sender(self) -> None:
+        """Send until the session stops. A failure of the transport ends it (raised)."""
+        try:
+            while not self.stopped.is_set():
+                now = self._monotonic()
+                item = self._outbox.pop(now)
+                if item is None:
+                    await self._idle(now)
+                    continue
+                await self._send_item(item)
+        finally:
+            self.stopped.set()
+
+    async def _idle(self, now: float) -> None:
+        self._wake.clear()
+        wait = self._limits.heartbeat_s - (now - self._last_sent_at)
+        due = self._outbox.next_due()
+        if due is not None:
+            wait = min(wait, due - now)
+        if wait <= 0:
+            if due is None or due > now:
+                await self._send_heartbeat()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._wake.wait()
+
+    async def _send_item(self, item: Delta | _Control | ConflatedNotice | object) -> None:
+        if isinstance(item, Delta):
+            await self._send_delta(item)
+        elif isinstance(item, stream_pb2.ServerMessage):
+            await self._send_message(item)
+        elif isinstance(item, _SnapshotRequest):
+            await self._send_snapshot(item)
+        elif isinstance(item, ConflatedNotice):
+            await self._send_conflated(item)
+        elif item is RESYNC:
+            await self._send_resync()
+        elif isinstance(item, _ResumeAll):
+            await self._resume_all()
+        elif isinstance(item, _Forget):
+            for instrument in item.instruments:
+                self._sent.pop(instrument, None)
+            message = stream_pb2.ServerMessage()
+            message.unsubscribed.instruments.extend(item.instruments)
+            message.unsubscribed.request_id = item.request_id
+            await self._send_message(message)
+
+    async def _send_delta(self, delta: Delta) -> None:
+        last = self._sent.get(delta.instrument)
+        if last is None or delta.version <= last:
+            return  # not snapshotted yet, unsubscribed, or already covered by the snapshot
+        self._sent[delta.instrument] = delta.version
+        await self._write(self._encoder.update(delta), "update")
+        self._metrics.queue_wait.observe(max(0, self._clock() - delta.state.times.sent_ns) / 1e9)
+
+    async def _send_snapshot(self, request: _SnapshotRequest) -> None:
+        try:
+            async with asyncio.timeout(self._limits.subscribe_timeout_s):
+                await confirmed(request.confirmations)
+        except TimeoutError:
+            self._relay.unwatch(self, request.instruments)
+            self.error(
+                protocol.ClientError(
+                    protocol.UNAVAILABLE,
+                    "live updates are unavailable (Redis): try again",
+                    request.request_id,
+                )
+            )
+            return
+        watched = self._relay.instruments.keys_of(self)
+        instruments = tuple(name for name in request.instruments if name in watched)
+        since = {name: version for name, version in request.since.items() if name in watched}
+        await self._snapshot(instruments, since, request.request_id, stream_pb2.SNAPSHOT_REASON_SUBSCRIBE)
+
+    async def _resume_all(self) -> None:
+        since = {name: version for name, version in self._sent.items() if version > 0}
+        fresh = tuple(name for name, version in self._sent.items() if version == 0)
+        await self._snapshot(fresh + tuple(since), since, "", stream_pb2.SNAPSHOT_REASON_RESYNC)
+
+    async def _send_resync(self) -> None:
+        """The slow-client ladder threw queued updates away: send what is current instead."""
+        self._metrics.slow_client_steps.labels("resync_sent").inc()
+        watched = tuple(name for name in self._relay.instruments.keys_of(self) if name in self._sent)
+        await self._snapshot(watched, {}, "", stream_pb2.SNAPSHOT_REASON_RESYNC)
+
+    async def _snapshot(
+        self,
+        instruments: tuple[str, ...],
+        since: dict[str, int],
+        request_id: str,
+        reason: stream_pb2.SnapshotReason,
+    ) -> None:
+        """Send the snapshot message for `instruments` (resuming those in `since`), then replays.
+
+        A version never goes back: a state at or below what the client already has is left
+        out (Redis may have come back empty or behind after a failover)."""
+        try:
+            history = await self._states.history(since, self._limits.max_replay_updates)
+            plain = [name for name in instruments if name not in since] + history.gaps
+            found = await self._states.read(plain)
+        except StoreUnavailable as exc:
+            log.warning(
+                "snapshot failed, closing", extra={"connection": self.info.connection_id, "error": str(exc)}
+            )
+            self.request_close(CLOSE_TRY_AGAIN_LATER, "state store unavailable")
+            return
+        message = stream_pb2.ServerMessage()
+        snapshot = message.snapshot
+        snapshot.request_id = request_id
+        snapshot.reason = reason
+        sent_ns = self._clock()
+        for state in found.states:
+            known = self._sent.get(state.instrument, 0)
+            if state.version < known or (
+                state.version == known and reason == stream_pb2.SNAPSHOT_REASON_RESYNC
+            ):
+                continue
+            state.times.sent_ns = sent_ns
+            snapshot.states.append(state)
+            self._sent[state.instrument] = state.version
+        for name in found.missing:
+            if self._sent.get(name, 0) == 0:
+                snapshot.missing.append(name)
+                self._sent[name] = 0
+        snapshot.gaps.extend(history.gaps)
+        replays: list[Delta] = []
+        for name, states in history.replays.items():
+            start = max(since[name], self._sent.get(name, 0))
+            fresh = [state for state in states if state.version > start]
+            span = snapshot.resumed[name]
+            span.from_version = start + 1
+            span.to_version = fresh[-1].version if fresh else start
+            self._sent[name] = span.to_version
+            replays.extend(Delta(state, sent_ns) for state in fresh)
+        self._metrics.resumes.labels("replayed").inc(len(history.replays))
+        self._metrics.resumes.labels("gap").inc(len(history.gaps))
+        self._metrics.replayed_updates.inc(len(replays))
+        await self._send_message(message)
+        for delta in replays:
+            await self._write(self._encoder.update(delta), "update")
+
+    async def _send_conflated(self, notice: ConflatedNotice) -> None:
+        self._metrics.conflated_updates.inc(notice.dropped)
+        message = stream_pb2.ServerMessage()
+        message.conflated.dropped = notice.dropped
+        message.conflated.instruments.extend(notice.instruments)
+        await self._send_message(message)
+
+    async def _send_heartbeat(self) -> None:
+        message = stream_pb2.ServerMessage()
+        message.heartbeat.server_time_ns = self._clock()
+        await self._send_message(message)
+
+    async def _send_message(self, message: stream_pb2.ServerMessage) -> None:
+        await self._write(self._encoder.message(message), message.WhichOneof("kind") or "unknown")
+
+    async def _write(self, frame: Frame, kind: str) -> None:
+        await self._transport.send(frame)
+        self._last_sent_at = self._monotonic()
+        self._metrics.sent_by_type[kind].inc()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _control(self, item: _Control) -> bool:
+        if self.stopped.is_set():
+            return False
+        if not self._outbox.offer_control(item):
+            self._metrics.slow_consumer_disconnects.inc()
+            self.request_close(CLOSE_SLOW_CONSUMER, "too slow: replies are piling up")
+            return False
+        self._wake.set()
+        return True
+
+    def _note_steps(self) -> None:
+        for step in self._outbox.take_steps():
+            name = "disconnect" if step is None else step.value
+            self._metrics.slow_client_steps.labels(name).inc()
+            log.info("slow client", extra={"connection": self.info.connection_id, "step": name})
+
+    def _alert_failed(self, alert_id: str, reason: str) -> None:
+        self.error(protocol.ClientError("alert_failed", f"alert {alert_id} was not recorded: {reason}"))
