@@ -32,7 +32,10 @@ from tapewire.ticks import INSTRUMENT_PATTERN
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import stream_pb2 as spb
 
-INVALID_ALERT = "invalid_alert"
+# One error type and one way of echoing client input for the whole protocol.
+from .protocol import INVALID_ALERT, ClientError
+from .protocol import shown as _shown
+
 TOO_MANY_ALERTS = "too_many_alerts"
 ALERT_NOT_FOUND = "alert_not_found"
 
@@ -57,14 +60,6 @@ DIRECTION_TO_PROTO: Mapping[Direction, apb.AlertDirection] = {
     "below": apb.ALERT_DIRECTION_BELOW,
 }
 _DIRECTION_FROM_PROTO: Mapping[int, Direction] = {value: name for name, value in DIRECTION_TO_PROTO.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class ClientError:
-    """A request refused: `code` is stable (clients switch on it), `reason` is for people."""
-
-    code: str
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +156,6 @@ def cancellable(event: apb.AlertEvent | None, user_id: str, alert_id: str) -> ap
 
 
 def _create(instrument: object, direction: object, price_text: object) -> CreateAlert | ClientError:
-    # fullmatch: INSTRUMENT_PATTERN's `$` would let "AAPL\n" through.
     if not isinstance(instrument, str) or not INSTRUMENT_PATTERN.fullmatch(instrument):
         return ClientError(
             INVALID_ALERT, f'"instrument" {_shown(instrument)} must be 1-32 chars of [A-Za-z0-9._:/-]'
@@ -188,9 +182,3 @@ def _enum_name(value: int) -> str:
         return apb.AlertDirection.Name(value)
     except ValueError:
         return str(value)
-
-
-def _shown(value: object) -> str:
-    """The repr of something a client sent, cut short: errors echo it, they must stay small."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"

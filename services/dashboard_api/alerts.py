@@ -10,6 +10,7 @@ list: the latest event of each of the user's alerts, from Redis.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from tapewire.errors import StoreUnavailable
 from tapewire.v1 import stream_pb2
@@ -30,7 +31,7 @@ class Alerts:
         user_id: str,
         command: protocol.CreateAlert | protocol.CancelAlert | protocol.ListAlerts,
         on_failed: Callable[[str, str], None],
-    ) -> stream_pb2.ServerMessage:
+    ) -> stream_pb2.ServerMessage | protocol.ClientError:
         try:
             if isinstance(command, protocol.CreateAlert):
                 return await self._create(user_id, command, on_failed)
@@ -41,21 +42,23 @@ class Alerts:
             listing.alert_list.alerts.extend(await self._store.list(user_id))
             return listing
         except StoreUnavailable:
-            return _error(
+            return protocol.ClientError(
                 protocol.UNAVAILABLE, "alerts are unavailable (Redis): try again", command.request_id
             )
         except Busy:
-            return _error("busy", "too many alert commands queued: try again shortly", command.request_id)
+            return protocol.ClientError(
+                protocol.BUSY, "too many alert commands queued: try again shortly", command.request_id
+            )
 
     async def _create(
         self, user_id: str, command: protocol.CreateAlert, on_failed: Callable[[str, str], None]
-    ) -> stream_pb2.ServerMessage:
+    ) -> stream_pb2.ServerMessage | protocol.ClientError:
         request = alert_requests.parse_create(command.fields)
-        if isinstance(request, alert_requests.ClientError):
-            return _error(request.code, request.reason, command.request_id)
+        if isinstance(request, protocol.ClientError):
+            return replace(request, request_id=command.request_id)
         over = alert_requests.check_quota(await self._store.active_count(user_id), self._max_alerts_per_user)
         if over is not None:
-            return _error(over.code, over.reason, command.request_id)
+            return replace(over, request_id=command.request_id)
         alert_id = self._commands.submit_create(
             user_id, request.instrument, request.direction, request.price, on_failed
         )
@@ -66,25 +69,17 @@ class Alerts:
 
     async def _cancel(
         self, user_id: str, command: protocol.CancelAlert, on_failed: Callable[[str, str], None]
-    ) -> stream_pb2.ServerMessage:
+    ) -> stream_pb2.ServerMessage | protocol.ClientError:
         request = alert_requests.parse_cancel(command.fields)
-        if isinstance(request, alert_requests.ClientError):
-            return _error(request.code, request.reason, command.request_id)
+        if isinstance(request, protocol.ClientError):
+            return replace(request, request_id=command.request_id)
         found = alert_requests.cancellable(
             await self._store.find(user_id, request.alert_id), user_id, request.alert_id
         )
-        if isinstance(found, alert_requests.ClientError):
-            return _error(found.code, found.reason, command.request_id)
+        if isinstance(found, protocol.ClientError):
+            return replace(found, request_id=command.request_id)
         self._commands.submit_cancel(user_id, request.alert_id, found.instrument, on_failed)
         accepted = stream_pb2.ServerMessage()
         accepted.alert_accepted.request_id = command.request_id
         accepted.alert_accepted.alert_id = request.alert_id
         return accepted
-
-
-def _error(code: str, reason: str, request_id: str) -> stream_pb2.ServerMessage:
-    message = stream_pb2.ServerMessage()
-    message.error.code = code
-    message.error.reason = reason
-    message.error.request_id = request_id
-    return message

@@ -32,6 +32,7 @@ INVALID_MAX_RATE = "invalid_max_rate"
 RATE_LIMITED = "rate_limited"
 INVALID_ALERT = "invalid_alert"
 UNAVAILABLE = "unavailable"
+BUSY = "busy"
 
 MAX_REQUEST_ID_CHARS = 64
 MAX_RATE = 1000.0
@@ -124,7 +125,7 @@ def check_instruments(value: object, limit: int) -> tuple[str, ...] | ClientErro
         if not isinstance(name, str) or not INSTRUMENT_PATTERN.match(name):
             return ClientError(
                 INVALID_INSTRUMENTS,
-                f"invalid instrument {_shown(name)}: expected 1-32 chars of [A-Za-z0-9._:/-]",
+                f"invalid instrument {shown(name)}: expected 1-32 chars of [A-Za-z0-9._:/-]",
             )
     return tuple(dict.fromkeys(value))
 
@@ -164,7 +165,7 @@ def _json_command(
         return ListAlerts(request_id)
     if kind is None:
         return ClientError(UNKNOWN_TYPE, 'message has no "type"')
-    return ClientError(UNKNOWN_TYPE, f'unknown "type" {_shown(kind)}: expected one of {", ".join(_TYPES)}')
+    return ClientError(UNKNOWN_TYPE, f'unknown "type" {shown(kind)}: expected one of {", ".join(_TYPES)}')
 
 
 def _subscribe(
@@ -194,7 +195,7 @@ def _check_since(since: object, instruments: tuple[str, ...]) -> dict[str, int] 
     checked: dict[str, int] = {}
     for name, version in since.items():
         if name not in asked:
-            return ClientError(INVALID_SINCE, f'"since" names {_shown(name)}, which is not in "instruments"')
+            return ClientError(INVALID_SINCE, f'"since" names {shown(name)}, which is not in "instruments"')
         if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= MAX_VERSION:
             return ClientError(INVALID_SINCE, f'"since" of {name} must be a version (integer >= 0)')
         checked[name] = version
@@ -256,7 +257,7 @@ def _utf8_length_exceeds(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """The repr of something a client sent, cut short: errors echo it, they must stay small."""
     text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…"

@@ -75,7 +75,7 @@ class AlertHandler(Protocol):
         user_id: str,
         command: protocol.CreateAlert | protocol.CancelAlert | protocol.ListAlerts,
         on_failed: Callable[[str, str], None],
-    ) -> stream_pb2.ServerMessage: ...
+    ) -> stream_pb2.ServerMessage | protocol.ClientError: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +226,11 @@ class Session:
                 protocol.ClientError(protocol.UNKNOWN_TYPE, "alerts are not served here", command.request_id)
             )
         else:
-            self._control(await self._alerts.handle(self.principal.user_id, command, self._alert_failed))
+            reply = await self._alerts.handle(self.principal.user_id, command, self._alert_failed)
+            if isinstance(reply, protocol.ClientError):
+                self.error(reply)  # counted and logged like every other client error
+            else:
+                self._control(reply)
 
     def subscribe(self, command: protocol.Subscribe) -> None:
         watched = self._relay.instruments.keys_of(self)

@@ -173,3 +173,8 @@ def make_settings(redis: RedisSettings, postgres: PostgresSettings, **overrides:
         **overrides,
     }
     return DashboardApiSettings(redis=redis, postgres=postgres, **values)
+
+
+async def true(condition: bool) -> bool:
+    """`condition` as the awaitable `eventually` polls."""
+    return condition

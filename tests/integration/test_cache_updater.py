@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer
-from prometheus_client import CollectorRegistry
+from confluent_kafka import Producer
 
-from services.cache_updater.metrics import CacheUpdaterMetrics
-from services.cache_updater.run import run
 from services.cache_updater.settings import CacheUpdaterSettings
-from tapewire.kafka import consumer_config, read_latest_per_key
 from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
 from tapewire.v1 import market_pb2 as pb
+from tests.integration.running import running_cache_updater
 from tests.support import produce_raw, wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,28 +23,6 @@ def state(instrument: str, version: int) -> bytes:
         last_price=f"{100 + version}",
         times=pb.StageTimes(processed_ns=1),
     ).SerializeToString()
-
-
-@contextmanager
-def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CacheUpdaterMetrics]:
-    stop = threading.Event()
-    metrics = CacheUpdaterMetrics(CollectorRegistry())
-    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-cache-updater"))
-    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
-
-    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
-        return read_latest_per_key(settings.kafka, settings.topics.processor_state, partitions)
-
-    thread = threading.Thread(
-        target=run, args=(settings, consumer, client, restore, metrics, stop), daemon=True
-    )
-    thread.start()
-    try:
-        yield metrics
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive()
 
 
 def test_applies_newer_versions_and_publishes_each(

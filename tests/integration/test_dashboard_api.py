@@ -40,6 +40,7 @@ from tests.integration.dashboard_support import (
     send,
     serving,
     subscribe,
+    true,
     versions,
 )
 
@@ -473,11 +474,11 @@ def test_a_client_that_does_not_read_goes_down_the_ladder_to_4008_while_others_k
                     await eventually(lambda: slow_one_disconnected(app), "the slow client to be disconnected")
                     # Keep publishing a little: the fast client must not notice anything.
                     more_until = len(publisher.published) + 20
-                    await eventually(lambda: _true(len(publisher.published) >= more_until), "20 more updates")
+                    await eventually(lambda: true(len(publisher.published) >= more_until), "20 more updates")
                 finally:
                     await publisher.stop()
                 last = publisher.published[-1]
-                await eventually(lambda: _true(publisher.received == last), f"the fast client to get {last}")
+                await eventually(lambda: true(publisher.received == last), f"the fast client to get {last}")
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
@@ -500,10 +501,6 @@ def test_a_client_that_does_not_read_goes_down_the_ladder_to_4008_while_others_k
                 assert await app.metric("dashboard_api_slow_client_steps_total", {"step": step}) == 1
 
     run(scenario())
-
-
-async def _true(condition: bool) -> bool:
-    return condition
 
 
 def test_ping_pong(dashboard_settings: DashboardApiSettings) -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal as D
 
 import psycopg
@@ -13,7 +10,6 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.processor.__main__ import serve
 from services.processor.enrich import NS_PER_SECOND
 from services.processor.settings import ProcessorSettings
 from tapewire.db import connect_kwargs
@@ -21,6 +17,7 @@ from tapewire.kafka import read_latest_per_key
 from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
 from tapewire.ticks import Quote, RawTick, Trade
 from tapewire.v1 import market_pb2 as pb
+from tests.integration.running import running_processor
 from tests.support import consume_all, produce_raw, produce_ticks, wait_for
 
 pytestmark = pytest.mark.integration
@@ -37,21 +34,6 @@ def sample_ticks() -> list[RawTick]:
         ticks.append(Quote("MSFT", "XNAS", D("400") + n, D("1"), D("400.5") + n, D("2"), n + 1, T0 + n, T0))
         ticks.append(Trade("NVDA", "XNAS", D("100.25"), D(n + 1), n + 1, T0 + n, T0))
     return ticks
-
-
-@contextmanager
-def running_processor(settings: ProcessorSettings) -> Iterator[CollectorRegistry]:
-    """The whole service (transactional loop and history writer) on a thread."""
-    stop = threading.Event()
-    registry = CollectorRegistry()
-    thread = threading.Thread(target=serve, args=(settings, stop, registry), daemon=True)
-    thread.start()
-    try:
-        yield registry
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "processor did not stop within 30 s"
 
 
 def make_settings(

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal as D
 
 import pytest
 from confluent_kafka import Message, Producer
 from prometheus_client import CollectorRegistry
 
-from services.processor.__main__ import serve
 from services.processor.alert_codec import COMMANDS_POSITION_KEY
 from services.processor.enrich import NS_PER_SECOND
 from services.processor.settings import ProcessorSettings
@@ -19,6 +15,7 @@ from tapewire.kafka import read_latest_per_key
 from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.ticks import Quote, RawTick, Trade
 from tapewire.v1 import alerts_pb2 as apb
+from tests.integration.running import running_processor
 from tests.support import consume_all, produce_raw, produce_ticks, wait_for
 
 pytestmark = pytest.mark.integration
@@ -67,20 +64,6 @@ def settings_for(kafka: KafkaSettings, topics: TopicSettings, group: str) -> Pro
         metrics_port=0,
         max_alerts_per_instrument=2,
     )
-
-
-@contextmanager
-def running_processor(settings: ProcessorSettings) -> Iterator[CollectorRegistry]:
-    stop = threading.Event()
-    registry = CollectorRegistry()
-    thread = threading.Thread(target=serve, args=(settings, stop, registry), daemon=True)
-    thread.start()
-    try:
-        yield registry
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "processor did not stop within 30 s"
 
 
 def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -32,6 +32,7 @@ from tests.integration.dashboard_support import (
     send,
     serving,
     subscribe,
+    true,
     versions,
 )
 from tests.support import free_port
@@ -177,7 +178,7 @@ def test_resume_on_another_instance_and_each_instance_subscribes_only_to_its_cli
             async with second.ws() as ws:
                 follower.apply(await subscribe(ws, "S1", since={"S1": follower.last["S1"]}))
                 await follower.read(ws, 200)
-                await eventually(lambda: _true(subscribers("S1") == 1), "the first instance to unsubscribe")
+                await eventually(lambda: true(subscribers("S1") == 1), "the first instance to unsubscribe")
 
     with Publisher(publisher_cache, ["S1", "S2"]):
         run(scenario())
@@ -469,7 +470,3 @@ def test_grpc_subscribe_resumes_like_the_websocket(
                 break
 
     run(scenario())
-
-
-async def _true(condition: bool) -> bool:
-    return condition

@@ -1,0 +1,55 @@
+"""The processor and cache_updater run on a thread of the test, each until its block ends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+from confluent_kafka import Consumer
+from prometheus_client import CollectorRegistry
+
+from services.cache_updater.metrics import CacheUpdaterMetrics
+from services.cache_updater.run import run as run_cache_updater
+from services.cache_updater.settings import CacheUpdaterSettings
+from services.processor.__main__ import serve
+from services.processor.settings import ProcessorSettings
+from tapewire.kafka import consumer_config, read_latest_per_key
+
+
+@contextmanager
+def running_processor(settings: ProcessorSettings) -> Iterator[CollectorRegistry]:
+    """The whole service (transactional loop and, when enabled, the history writer)."""
+    stop = threading.Event()
+    registry = CollectorRegistry()
+    thread = threading.Thread(target=serve, args=(settings, stop, registry), daemon=True)
+    thread.start()
+    try:
+        yield registry
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "processor did not stop within 30 s"
+
+
+@contextmanager
+def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CacheUpdaterMetrics]:
+    stop = threading.Event()
+    metrics = CacheUpdaterMetrics(CollectorRegistry())
+    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-cache-updater"))
+    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
+
+    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return read_latest_per_key(settings.kafka, settings.topics.processor_state, partitions)
+
+    thread = threading.Thread(
+        target=run_cache_updater, args=(settings, consumer, client, restore, metrics, stop), daemon=True
+    )
+    thread.start()
+    try:
+        yield metrics
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive()
