@@ -22,8 +22,8 @@ _TABLES: dict[Interval, sql.Identifier] = {"1s": sql.Identifier("bars_1s"), "1m"
 # The most recent `limit` bars, returned oldest first; the primary key (instrument, start_time)
 # serves the inner scan backwards.
 _RECENT = """
-SELECT start_time, open, high, low, close, volume, trade_count FROM (
-    SELECT start_time, open, high, low, close, volume, trade_count FROM {table}
+SELECT start_time, open, high, low, close, volume, trade_count, vwap FROM (
+    SELECT start_time, open, high, low, close, volume, trade_count, vwap FROM {table}
     WHERE instrument = %s ORDER BY start_time DESC LIMIT %s
 ) AS recent ORDER BY start_time
 """
@@ -38,6 +38,9 @@ class BarRow:
     close: Decimal
     volume: Decimal
     trade_count: int
+    # The instrument's session VWAP as of the bar's last change; None when it was not known
+    # (or the bar predates migration 0002).
+    vwap: Decimal | None
 
 
 def open_pool(postgres: PostgresSettings, max_size: int, timeout_s: float) -> AsyncConnectionPool:

@@ -99,6 +99,8 @@ def bar_row_to_json(row: BarRow) -> JsonObject:
         "close": decimals.fmt(row.close),
         "volume": decimals.fmt(row.volume),
         "trade_count": row.trade_count,
+        # fmt gives "" for an unknown VWAP; clients get null, as for every unknown decimal.
+        "vwap": _decimal(decimals.fmt(row.vwap)),
     }
 
 

@@ -15,6 +15,7 @@ import threading
 from confluent_kafka import Consumer, Message
 from google.protobuf.message import DecodeError
 
+from tapewire import decimals
 from tapewire.consume_loop import LoopMetrics, LoopSettings, run_batches
 from tapewire.v1 import market_pb2 as pb
 
@@ -48,10 +49,14 @@ def latest_rows(
         states[state.instrument] = state
         for bar, into in ((state.bar_1s, bars_1s), (state.bar_1m, bars_1m)):
             if bar.start_time_ns:
-                into[(state.instrument, bar.start_time_ns)] = VersionedBar(
-                    state.instrument, bar_from_proto(bar), state.version
-                )
+                into[(state.instrument, bar.start_time_ns)] = versioned_bar(state, bar)
     return list(states.values()), list(bars_1s.values()), list(bars_1m.values())
+
+
+def versioned_bar(state: pb.InstrumentState, bar: pb.Bar) -> VersionedBar:
+    """One of `state`'s bars as stored: stamped with the state's version and session VWAP."""
+    # An empty VWAP means the state did not know it (no session volume): NULL, not zero.
+    return VersionedBar(state.instrument, bar_from_proto(bar), state.version, decimals.parse(state.vwap))
 
 
 class HistoryWriter:

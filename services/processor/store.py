@@ -40,12 +40,14 @@ WHERE stored.version < EXCLUDED.version
 """
 
 _UPSERT_BARS = """
-INSERT INTO {table} AS stored (instrument, start_time, open, high, low, close, volume, trade_count, version)
+INSERT INTO {table} AS stored
+    (instrument, start_time, open, high, low, close, volume, trade_count, version, vwap)
 SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::numeric[], %s::numeric[], %s::numeric[],
-                     %s::numeric[], %s::numeric[], %s::bigint[], %s::bigint[])
+                     %s::numeric[], %s::numeric[], %s::bigint[], %s::bigint[], %s::numeric[])
 ON CONFLICT (instrument, start_time) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-    volume = EXCLUDED.volume, trade_count = EXCLUDED.trade_count, version = EXCLUDED.version
+    volume = EXCLUDED.volume, trade_count = EXCLUDED.trade_count, version = EXCLUDED.version,
+    vwap = EXCLUDED.vwap
 WHERE stored.version < EXCLUDED.version
 """
 
@@ -55,6 +57,9 @@ class VersionedBar:
     instrument: str
     bar: Bar
     version: int
+    # The session VWAP of the state that last changed the bar (the one at `version`), so it
+    # moves with the bar under the same version guard; None while that state did not know it.
+    vwap: Decimal | None
 
 
 class StateStore:
@@ -128,6 +133,7 @@ def _bar_columns(bars: Sequence[VersionedBar]) -> tuple[list[object], ...]:
         [b.bar.volume for b in bars],
         [b.bar.trade_count for b in bars],
         [b.version for b in bars],
+        [b.vwap for b in bars],
     )
 
 

@@ -240,13 +240,16 @@ def test_replay_flows_to_websocket_rest_postgres_and_dlq(
 
     # History is written by the processor's PostgreSQL sink, a consumer of the processed topic:
     # it may trail the WebSocket by a batch, so wait for it (bounded) rather than race it.
-    def minute_bars() -> list[tuple[str, str, str, int]]:
+    def minute_bars() -> list[tuple[str, str, str, int, str | None]]:
         answer = httpx.get(
             f"{base}/api/bars", params={"instrument": "AAPL", "interval": "1m", "limit": 10}, timeout=10
         )
-        return [(b["open"], b["close"], b["volume"], b["trade_count"]) for b in answer.json()["bars"]]
+        return [
+            (b["open"], b["close"], b["volume"], b["trade_count"], b["vwap"]) for b in answer.json()["bars"]
+        ]
 
-    wait_for(lambda: minute_bars() == [("100", "129", "300", 30)], 30, "the 1m bar in /api/bars")
+    # The bar's VWAP is the session's as of its last trade, the 30th: 114.5, as in the states.
+    wait_for(lambda: minute_bars() == [("100", "129", "300", 30, "114.5")], 30, "the 1m bar in /api/bars")
     wait_for(lambda: _stored_version(postgres_settings, "MSFT") == 30, 30, "MSFT's history to be written")
     with psycopg.connect(**connect_kwargs(postgres_settings)) as conn:
         assert conn.execute(

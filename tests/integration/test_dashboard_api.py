@@ -91,14 +91,20 @@ def test_instruments_and_snapshot(dashboard_settings: DashboardApiSettings, cach
     run(scenario())
 
 
-def insert_bars(postgres: PostgresSettings, table: str, instrument: str, starts: list[datetime]) -> None:
+def insert_bars(
+    postgres: PostgresSettings,
+    table: str,
+    instrument: str,
+    starts: list[datetime],
+    vwap: Decimal | None = Decimal("100.250"),
+) -> None:
     with psycopg.connect(**connect_kwargs(postgres), autocommit=True) as conn:
         for number, start in enumerate(starts, start=1):
             price = Decimal(100 + number)
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (instrument, start_time, open, high, low, close, volume, trade_count,"
-                    " version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " version, vwap) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(sql.Identifier(table)),
                 (
                     instrument,
@@ -110,6 +116,7 @@ def insert_bars(postgres: PostgresSettings, table: str, instrument: str, starts:
                     Decimal("12.000"),
                     number,
                     number,
+                    vwap,
                 ),
             )
 
@@ -118,7 +125,10 @@ def test_bars(dashboard_settings: DashboardApiSettings, postgres_settings: Postg
     start = datetime(2026, 1, 1, tzinfo=UTC)
     insert_bars(postgres_settings, "bars_1s", "AAPL", [start + timedelta(seconds=s) for s in range(5)])
     insert_bars(postgres_settings, "bars_1s", "MSFT", [start])
-    insert_bars(postgres_settings, "bars_1m", "AAPL", [start + timedelta(minutes=m) for m in (2, 0, 1)])
+    # Without a VWAP, like the bars stored before migration 0002 added it.
+    insert_bars(
+        postgres_settings, "bars_1m", "AAPL", [start + timedelta(minutes=m) for m in (2, 0, 1)], vwap=None
+    )
 
     async def scenario() -> None:
         async with serving(dashboard_settings) as app:
@@ -137,6 +147,7 @@ def test_bars(dashboard_settings: DashboardApiSettings, postgres_settings: Postg
                 "close": "100.5",
                 "volume": "12",
                 "trade_count": 3,
+                "vwap": "100.25",
             }
             assert [bar["start"][-4:] for bar in body["bars"]] == [
                 ":02Z",
@@ -153,6 +164,7 @@ def test_bars(dashboard_settings: DashboardApiSettings, postgres_settings: Postg
                 "2026-01-01T00:01:00Z",
                 "2026-01-01T00:02:00Z",
             ]
+            assert [bar["vwap"] for bar in minutes["bars"]] == [None, None, None]
             nothing = (
                 await app.http.get("/api/bars", params={"instrument": "NOPE", "interval": "1s"})
             ).json()

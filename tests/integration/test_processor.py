@@ -112,14 +112,19 @@ def test_enriches_publishes_stores_and_dead_letters(
     assert latest == {b"AAPL": 3, b"MSFT": 20, b"NVDA": 20}
     with psycopg.connect(**connect_kwargs(postgres_settings)) as conn:
         minute_bars = conn.execute(
-            "SELECT extract(epoch FROM start_time)::bigint, open, high, low, close, volume, trade_count"
+            "SELECT extract(epoch FROM start_time)::bigint, open, high, low, close, volume, trade_count, vwap"
             " FROM bars_1m WHERE instrument = 'AAPL' ORDER BY start_time"
         ).fetchall()
+        # Each bar keeps the session VWAP of the state that last changed it: (1000 + 2200) / 300
+        # after the 2nd trade (rounded to 10 places), 11 after the 3rd.
         assert minute_bars == [
-            (T0 // NS_PER_SECOND, D(10), D(11), D(10), D(11), D(300), 2),
-            (T0 // NS_PER_SECOND + 60, D(12), D(12), D(12), D(12), D(100), 1),
+            (T0 // NS_PER_SECOND, D(10), D(11), D(10), D(11), D(300), 2, D("10.6666666667")),
+            (T0 // NS_PER_SECOND + 60, D(12), D(12), D(12), D(12), D(100), 1, D(11)),
         ]
-        assert conn.execute("SELECT count(*) FROM bars_1s WHERE instrument = 'AAPL'").fetchone() == (3,)
+        second_vwaps = conn.execute(
+            "SELECT vwap FROM bars_1s WHERE instrument = 'AAPL' ORDER BY start_time"
+        ).fetchall()
+        assert second_vwaps == [(D(10),), (D("10.6666666667"),), (D(11),)]
 
     reasons = sorted(dict(m.headers() or [])["tapewire-error-code"].decode() for m in dead)
     assert reasons == ["invalid", "undecodable"]

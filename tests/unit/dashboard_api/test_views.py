@@ -204,6 +204,7 @@ def test_bar_row() -> None:
         close=Decimal("187.42"),
         volume=Decimal("4000"),
         trade_count=31,
+        vwap=Decimal("186.4000"),
     )
     assert views.bar_row_to_json(row) == {
         "start_time_ns": T0 + 60 * 10**9,
@@ -214,11 +215,17 @@ def test_bar_row() -> None:
         "close": "187.42",
         "volume": "4000",
         "trade_count": 31,
+        "vwap": "186.4",
     }
+
+
+def test_bar_row_with_an_unknown_vwap_renders_null() -> None:
+    row = BarRow(datetime(2026, 1, 1, tzinfo=UTC), *([Decimal("1")] * 5), trade_count=1, vwap=None)
+    assert views.bar_row_to_json(row)["vwap"] is None
 
 
 def test_bar_row_in_another_time_zone_is_rendered_in_utc() -> None:
     paris = timezone(timedelta(hours=1))
-    row = BarRow(datetime(2026, 1, 1, 1, 0, 1, tzinfo=paris), *([Decimal("1")] * 5), trade_count=1)
+    row = BarRow(datetime(2026, 1, 1, 1, 0, 1, tzinfo=paris), *([Decimal("1")] * 5), trade_count=1, vwap=None)
     rendered = views.bar_row_to_json(row)
     assert (rendered["start_time_ns"], rendered["start"]) == (T0 + 10**9, "2026-01-01T00:00:01Z")
