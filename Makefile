@@ -6,6 +6,12 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PROTOS := $(wildcard proto/tapewire/v1/*.proto)
 PYTEST_ARGS ?=
+DASHBOARD := dashboard
+NPM_INSTALLED := $(DASHBOARD)/node_modules/.installed
+DASHBOARD_BUILT := $(DASHBOARD)/.next/BUILD_ID
+DASHBOARD_SOURCES := $(shell find $(DASHBOARD)/app $(DASHBOARD)/components $(DASHBOARD)/lib -type f 2>/dev/null) \
+	$(DASHBOARD)/next.config.ts $(DASHBOARD)/tsconfig.json
+export NEXT_TELEMETRY_DISABLED := 1
 
 .DEFAULT_GOAL := help
 
@@ -21,6 +27,26 @@ $(INSTALLED): pyproject.toml
 
 .PHONY: install
 install: $(INSTALLED) ## create .venv and install tapewire with its dev tools
+
+$(NPM_INSTALLED): $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json
+	# `npm install` (not `npm ci`): it installs the locked versions all the same, but does not
+	# refuse a lock file that lacks other platforms' optional SWC binaries, as one made on Linux does.
+	cd $(DASHBOARD) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(DASHBOARD_BUILT): $(NPM_INSTALLED) $(DASHBOARD_SOURCES)
+	cd $(DASHBOARD) && npm run --silent build
+
+.PHONY: dashboard
+dashboard: $(DASHBOARD_BUILT) ## install and build the Next.js dashboard (dashboard/)
+
+.PHONY: dashboard-check
+dashboard-check: $(NPM_INSTALLED) ## type-check, lint and unit-test the dashboard
+	cd $(DASHBOARD) && npm run --silent typecheck && npm run --silent lint && npm run --silent test:unit
+
+.PHONY: chromium
+chromium: ## install Chromium (Debian package) for the browser tests, unless one is there
+	$(PYTHON) tools/devstack.py chromium
 
 .PHONY: proto
 proto: $(INSTALLED) ## regenerate tapewire/v1/ from proto/
@@ -53,13 +79,13 @@ down: ## stop the local servers (data is kept; `$(PYTHON) tools/devstack.py down
 	$(PYTHON) tools/devstack.py down
 
 .PHONY: run
-run: $(INSTALLED) infra ## set up, then run the whole suite with the simulator feeding it
+run: $(INSTALLED) dashboard infra ## set up, then run the whole suite and the dashboard, the simulator feeding it
 	$(BIN)/python -m tools.suite
 
 .PHONY: test
-test: $(INSTALLED) proto-check lint infra ## set up, then run every test against real servers (compose.yaml included)
+test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium infra ## set up, then run every test against real servers, the browser's included
 	eval "$$($(PYTHON) tools/devstack.py env)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not .local/ data)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info $(DASHBOARD)/node_modules $(DASHBOARD)/.next

@@ -12,17 +12,11 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 import redis
-from psycopg import sql
-from pydantic import SecretStr
 
-from tapewire.db.migrate import migrate
-from tapewire.kafka import ensure_all_topics
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
-
-TEST_PARTITIONS = 3
+from tests.support import kafka_for_tests, own_postgres, own_redis, own_topics
 
 
 @pytest.fixture(scope="session")
@@ -44,41 +38,20 @@ def unique() -> str:
 
 @pytest.fixture
 def kafka_settings(stack_env: dict[str, str]) -> KafkaSettings:
-    # A short session timeout makes group joins and failovers quick in tests.
-    return KafkaSettings(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"], session_timeout_ms=6000)
+    return kafka_for_tests(stack_env)
 
 
 @pytest.fixture
 def topics(kafka_settings: KafkaSettings, unique: str) -> TopicSettings:
     """Fresh raw, processed, changelog and DLQ topics for this test."""
-    names = TopicSettings(
-        raw=f"t{unique}_raw",
-        processed=f"t{unique}_processed",
-        processor_state=f"t{unique}_state",
-        commands=f"t{unique}_commands",
-        processor_alerts=f"t{unique}_alerts",
-        alert_events=f"t{unique}_alert_events",
-        partitions=TEST_PARTITIONS,
-    )
-    ensure_all_topics(kafka_settings, names)
-    return names
+    return own_topics(kafka_settings, unique)
 
 
 @pytest.fixture
 def redis_settings(stack_env: dict[str, str], unique: str) -> Iterator[RedisSettings]:
     """A key prefix and update channel of this test's own; its keys are deleted afterwards."""
-    settings = RedisSettings(
-        url=SecretStr(stack_env["REDIS_URL"]),
-        key_prefix=f"t{unique}:",
-        updates_channel=f"t{unique}_updates",
-        alerts_channel=f"t{unique}_alerts",
-    )
-    yield settings
-    client = redis.Redis.from_url(stack_env["REDIS_URL"])
-    keys = list(client.scan_iter(match=f"t{unique}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with own_redis(stack_env, unique) as settings:
+        yield settings
 
 
 @pytest.fixture
@@ -91,8 +64,5 @@ def redis_client(redis_settings: RedisSettings) -> Iterator[redis.Redis]:
 @pytest.fixture
 def postgres_settings(stack_env: dict[str, str], unique: str) -> Iterator[PostgresSettings]:
     """A migrated schema of this test's own, dropped afterwards."""
-    settings = PostgresSettings(url=SecretStr(stack_env["DATABASE_URL"]), schema_name=f"t{unique}")
-    migrate(settings)
-    yield settings
-    with psycopg.connect(stack_env["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema_name)))
+    with own_postgres(stack_env, unique) as settings:
+        yield settings

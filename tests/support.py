@@ -5,15 +5,70 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import psycopg
+import redis
 from confluent_kafka import Consumer, Message, Producer
+from psycopg import sql
+from pydantic import SecretStr
 
+from tapewire.db.migrate import migrate
+from tapewire.kafka import ensure_all_topics
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tapewire.ticks import RawTick, to_proto
 
 T = TypeVar("T")
+TEST_PARTITIONS = 3
+
+
+def kafka_for_tests(stack_env: dict[str, str]) -> KafkaSettings:
+    # A short session timeout makes group joins and failovers quick in tests.
+    return KafkaSettings(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"], session_timeout_ms=6000)
+
+
+def own_topics(kafka: KafkaSettings, unique: str) -> TopicSettings:
+    """Fresh raw, processed, changelog, command, alert and DLQ topics named after `unique`."""
+    names = TopicSettings(
+        raw=f"t{unique}_raw",
+        processed=f"t{unique}_processed",
+        processor_state=f"t{unique}_state",
+        commands=f"t{unique}_commands",
+        processor_alerts=f"t{unique}_alerts",
+        alert_events=f"t{unique}_alert_events",
+        partitions=TEST_PARTITIONS,
+    )
+    ensure_all_topics(kafka, names)
+    return names
+
+
+@contextmanager
+def own_redis(stack_env: dict[str, str], unique: str) -> Iterator[RedisSettings]:
+    """A key prefix and channels named after `unique`; its keys are deleted afterwards."""
+    settings = RedisSettings(
+        url=SecretStr(stack_env["REDIS_URL"]),
+        key_prefix=f"t{unique}:",
+        updates_channel=f"t{unique}_updates",
+        alerts_channel=f"t{unique}_alerts",
+    )
+    yield settings
+    client = redis.Redis.from_url(stack_env["REDIS_URL"])
+    keys = list(client.scan_iter(match=f"t{unique}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@contextmanager
+def own_postgres(stack_env: dict[str, str], unique: str) -> Iterator[PostgresSettings]:
+    """A migrated schema named after `unique`, dropped afterwards."""
+    settings = PostgresSettings(url=SecretStr(stack_env["DATABASE_URL"]), schema_name=f"t{unique}")
+    migrate(settings)
+    yield settings
+    with psycopg.connect(stack_env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema_name)))
 
 
 def produce_ticks(kafka: KafkaSettings, topic: str, ticks: Iterable[RawTick]) -> int:

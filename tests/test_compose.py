@@ -87,7 +87,23 @@ def services(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_all_services_are_defined(services: dict[str, Any]) -> None:
-    assert set(services) == SERVERS | TAPEWIRE_SERVICES | {"init"}
+    assert set(services) == SERVERS | TAPEWIRE_SERVICES | {"init", "dashboard"}
+
+
+def test_dashboard_renders_from_dashboard_api_and_is_published(services: dict[str, Any]) -> None:
+    dashboard = services["dashboard"]
+    assert dashboard["build"]["context"] == str(ROOT / "dashboard")
+    assert dashboard["environment"]["TAPEWIRE_API_URL"] == "http://dashboard_api:8000"
+    assert dashboard["depends_on"]["dashboard_api"]["condition"] == "service_healthy"
+    assert [port["target"] for port in dashboard["ports"]] == [3000]
+    assert dashboard["healthcheck"]["test"]
+
+
+def test_outside_facing_services_take_auth_from_the_environment(services: dict[str, Any]) -> None:
+    for name in ("dashboard_api", "ingester"):
+        assert "AUTH_HS256_SECRET" in services[name]["environment"], name
+    targets = sorted(port["target"] for port in services["dashboard_api"]["ports"])
+    assert targets == [8000, 50051], "REST/WebSocket and gRPC"
 
 
 def test_workers_can_be_scaled(services: dict[str, Any]) -> None:
@@ -99,9 +115,8 @@ def test_workers_can_be_scaled(services: dict[str, Any]) -> None:
 def test_dashboard_api_publishes_a_port_range(services: dict[str, Any]) -> None:
     service = services["dashboard_api"]
     assert "container_name" not in service
-    (port,) = service["ports"]
-    assert port["target"] == 8000
-    assert "-" in str(port["published"]), "a single host port cannot be shared by scaled replicas"
+    for port in service["ports"]:
+        assert "-" in str(port["published"]), "a single host port cannot be shared by scaled replicas"
 
 
 def test_tapewire_services_share_one_image(services: dict[str, Any]) -> None:

@@ -1104,6 +1104,24 @@ def down(wipe: bool = False) -> None:
             raise DevstackError("\n".join(errors))
 
 
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def ensure_chromium() -> str:
+    """The path of a Chromium for the browser tests: the system's, else Debian's package.
+
+    Playwright drives it through `executable_path`; its own browser download is never used
+    (it needs the internet and pins a build the distribution does not patch).
+    """
+    for name in CHROMIUM_CANDIDATES:
+        if found := shutil.which(name):
+            return found
+    _apt_install("chromium")
+    if found := shutil.which("chromium"):
+        return found
+    raise DevstackError("apt-get installed chromium but no chromium binary was found")
+
+
 def _exports(values: dict[str, str], dotenv: bool) -> str:
     if dotenv:
         return "".join(f"{k}={v}\n" for k, v in values.items())
@@ -1136,6 +1154,7 @@ def main(argv: list[str] | None = None) -> int:
     p_down = sub.add_parser("down", help="stop the servers devstack started")
     p_down.add_argument("--wipe", action="store_true", help="also delete their data (Kafka jars are kept)")
     sub.add_parser("status", help="one line per server: running / stopped / external")
+    sub.add_parser("chromium", help="install Chromium for the browser tests if missing; print its path")
     args = parser.parse_args(argv)
 
     try:
@@ -1150,6 +1169,8 @@ def main(argv: list[str] | None = None) -> int:
             down(wipe=args.wipe)
         elif args.command == "status":
             _print_status()
+        elif args.command == "chromium":
+            print(ensure_chromium())
     except (DevstackError, OSError) as e:
         print(f"devstack: error: {e}", file=sys.stderr)
         return 1

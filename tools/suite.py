@@ -1,11 +1,13 @@
-"""Run tapewire's four services as separate processes: `make run` and the end-to-end tests.
+"""Run tapewire's services and its web dashboard as separate processes: `make run` and the
+end-to-end and browser tests.
 
     python -m tools.suite            # what `make run` runs after setting up
 
 Starts the local servers unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL / DATABASE_URL point
 elsewhere, creates the topics, migrates PostgreSQL, starts processor, cache_updater,
-dashboard_api and ingester (each logging to its own file), prints the dashboard address and
-waits. Ctrl-C (or SIGTERM) stops every service gracefully, then forcefully after a deadline.
+dashboard_api and ingester, then the Next.js dashboard (`next start`, built by `make run`),
+each logging to its own file, prints the dashboard's address and waits. Ctrl-C (or SIGTERM)
+stops everything gracefully, then forcefully after a deadline.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from typing import IO
 ROOT = Path(__file__).resolve().parent.parent
 # Start order: consumers first so nothing the ingester publishes waits for a group to form.
 SERVICES = ("processor", "cache_updater", "dashboard_api", "ingester")
+# The Next.js front end: not a Python service, started with its own command.
+DASHBOARD = "dashboard"
+DASHBOARD_DIR = ROOT / "dashboard"
+DASHBOARD_BUILT = DASHBOARD_DIR / ".next" / "BUILD_ID"
+# `next start` closes its server on SIGTERM and then exits with 128 + 15 on purpose.
+NEXT_STOPPED_BY_SIGTERM = 143
 
 
 @dataclass
@@ -51,11 +59,28 @@ class Suite:
         log file is appended to.
         """
         instance = instance or name
+        return self._spawn(instance, [sys.executable, "-m", f"services.{name}"], ROOT, extra_env)
+
+    def start_dashboard(
+        self, port: int, api_url: str, extra_env: Mapping[str, str] | None = None, instance: str = DASHBOARD
+    ) -> subprocess.Popen[bytes]:
+        """`next start` of the built dashboard on `port`, rendering from dashboard_api at `api_url`."""
+        if not DASHBOARD_BUILT.exists():
+            raise FileNotFoundError(
+                f"{DASHBOARD_BUILT} is missing: build the dashboard first (make dashboard)"
+            )
+        env = {"TAPEWIRE_API_URL": api_url, "NEXT_TELEMETRY_DISABLED": "1", **(extra_env or {})}
+        next_bin = DASHBOARD_DIR / "node_modules" / ".bin" / "next"
+        return self._spawn(instance, [str(next_bin), "start", "-p", str(port)], DASHBOARD_DIR, env)
+
+    def _spawn(
+        self, instance: str, argv: list[str], cwd: Path, extra_env: Mapping[str, str] | None
+    ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{instance}.log").open("ab")
         self._logs.append(log)
         process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            cwd=ROOT,
+            argv,
+            cwd=cwd,
             env={**os.environ, **self.env, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -84,6 +109,8 @@ class Suite:
             except subprocess.TimeoutExpired:
                 process.kill()
                 codes[name] = process.wait()
+            if name.split("-", 1)[0] == DASHBOARD and codes[name] == NEXT_STOPPED_BY_SIGTERM:
+                codes[name] = 0
         for log in self._logs:
             log.close()
         return codes
@@ -94,9 +121,11 @@ class Suite:
 
 
 def _stop_order(instance: str) -> int:
-    """Feed first, then each stage in pipeline order; `processor-2` sorts with `processor`."""
+    """The front end and the feed first, then each stage in pipeline order; `processor-2` sorts
+    with `processor`."""
+    order = (DASHBOARD, *SERVICES[::-1])
     service = instance.split("-", 1)[0]
-    return SERVICES[::-1].index(service) if service in SERVICES else len(SERVICES)
+    return order.index(service) if service in order else len(order)
 
 
 def prepare(env: Mapping[str, str]) -> None:
@@ -119,9 +148,12 @@ def main() -> None:
     prepare(env)
     suite = Suite(env=env, log_dir=args.log_dir).start()
     port = os.environ.get("DASHBOARD_API_PORT", "8000")
+    dashboard_port = int(os.environ.get("DASHBOARD_PORT", "3000"))
+    suite.start_dashboard(dashboard_port, f"http://127.0.0.1:{port}")
+    print(f"\n  dashboard      http://127.0.0.1:{dashboard_port}/")
     print(f"\ntapewire is running: processes {', '.join(f'{n}={p.pid}' for n, p in suite.processes.items())}")
     print(f"logs:       {args.log_dir}/<service>.log")
-    print(f"\n  dashboard_api  http://127.0.0.1:{port}/api/snapshot   ws://127.0.0.1:{port}/ws")
+    print(f"  dashboard_api  http://127.0.0.1:{port}/api/snapshot   ws://127.0.0.1:{port}/ws")
     print("\nCtrl-C stops everything.", flush=True)
 
     stopping = False

@@ -1,0 +1,125 @@
+// The JSON of protocol v1 (docs/websocket.md) as the dashboard reads it. Decimals are strings
+// (a JSON number would become a binary float), unknown ones null; times are epoch nanoseconds.
+
+export type Decimal = string | null;
+
+export interface Bar {
+  start_time_ns: number;
+  open: Decimal;
+  high: Decimal;
+  low: Decimal;
+  close: Decimal;
+  volume: Decimal;
+  trade_count: number;
+}
+
+/** A bar as /api/bars returns it: also the session VWAP as of the bar's last change. */
+export interface StoredBar extends Bar {
+  vwap?: Decimal;
+}
+
+export interface StageTimes {
+  exchange_ns: number;
+  ingest_ns: number;
+  processed_ns: number;
+  cached_ns: number;
+  sent_ns: number;
+}
+
+export interface InstrumentState {
+  instrument: string;
+  venue: string;
+  version: number;
+  last_price: Decimal;
+  last_size: Decimal;
+  bid_price: Decimal;
+  ask_price: Decimal;
+  mid: Decimal;
+  spread: Decimal;
+  spread_bps: number | null;
+  session_open: Decimal;
+  session_high: Decimal;
+  session_low: Decimal;
+  session_volume: Decimal;
+  trade_count: number;
+  vwap: Decimal;
+  change: Decimal;
+  change_pct: number | null;
+  bar_1s: Bar | null;
+  bar_1m: Bar | null;
+  times: StageTimes;
+}
+
+export type AlertDirection = "above" | "below";
+export type AlertStatus = "active" | "triggered" | "cancelled" | "rejected";
+
+export interface Alert {
+  alert_id: string;
+  user_id: string;
+  instrument: string;
+  direction: AlertDirection;
+  price: string;
+  created_ns: number;
+}
+
+export interface AlertEvent {
+  type: "alert";
+  status: AlertStatus;
+  alert: Alert;
+  trigger_price: Decimal;
+  trigger_version: number;
+  reason: string;
+  event_ns: number;
+}
+
+export interface Welcome {
+  type: "welcome";
+  protocol: number;
+  connection_id: string;
+  user_id: string;
+  heartbeat_s: number;
+  idle_timeout_s: number;
+}
+
+export interface Snapshot {
+  type: "snapshot";
+  id?: string;
+  reason: "subscribe" | "resync";
+  states: InstrumentState[];
+  missing: string[];
+  resumed: Record<string, { from: number; to: number }>;
+  gaps: string[];
+}
+
+export interface Update {
+  type: "update";
+  instrument: string;
+  version: number;
+  state: InstrumentState;
+}
+
+export interface Conflated {
+  type: "conflated";
+  dropped: number;
+  instruments: string[];
+}
+
+export interface ServerError {
+  type: "error";
+  id?: string;
+  code: string;
+  reason: string;
+}
+
+export type ServerMessage =
+  | Welcome
+  | Snapshot
+  | Update
+  | Conflated
+  | ServerError
+  | AlertEvent
+  | { type: "alert.accepted"; id?: string; alert_id: string }
+  | { type: "alert.list"; id?: string; alerts: Omit<AlertEvent, "type">[] }
+  | { type: "unsubscribed"; id?: string; instruments: string[] }
+  | { type: "pong"; id?: string; server_time_ns: number }
+  | { type: "heartbeat"; server_time_ns: number };
