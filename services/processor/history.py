@@ -30,8 +30,10 @@ def latest_rows(
 ) -> tuple[list[pb.InstrumentState], list[VersionedBar], list[VersionedBar]]:
     """The newest state per instrument, and the newest value of every bar, in a batch."""
     states: dict[str, pb.InstrumentState] = {}
-    bars_1s: dict[tuple[str, int], VersionedBar] = {}
-    bars_1m: dict[tuple[str, int], VersionedBar] = {}
+    # The state that last changed each bar: the rows are built from these only, so a bar that
+    # changed 50 times in a batch costs one conversion, not 50 (it was a third of the CPU).
+    bars_1s: dict[tuple[str, int], pb.InstrumentState] = {}
+    bars_1m: dict[tuple[str, int], pb.InstrumentState] = {}
     for message in batch:
         value = message.value()
         if message.error() is not None or value is None:
@@ -47,10 +49,15 @@ def latest_rows(
         if state.instrument in states and states[state.instrument].version >= state.version:
             continue
         states[state.instrument] = state
-        for bar, into in ((state.bar_1s, bars_1s), (state.bar_1m, bars_1m)):
-            if bar.start_time_ns:
-                into[(state.instrument, bar.start_time_ns)] = versioned_bar(state, bar)
-    return list(states.values()), list(bars_1s.values()), list(bars_1m.values())
+        if state.bar_1s.start_time_ns:
+            bars_1s[(state.instrument, state.bar_1s.start_time_ns)] = state
+        if state.bar_1m.start_time_ns:
+            bars_1m[(state.instrument, state.bar_1m.start_time_ns)] = state
+    return (
+        list(states.values()),
+        [versioned_bar(state, state.bar_1s) for state in bars_1s.values()],
+        [versioned_bar(state, state.bar_1m) for state in bars_1m.values()],
+    )
 
 
 def versioned_bar(state: pb.InstrumentState, bar: pb.Bar) -> VersionedBar:
