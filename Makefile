@@ -86,6 +86,19 @@ run: $(INSTALLED) dashboard infra ## set up, then run the whole suite and the da
 test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium infra ## set up, then run every test against real servers, the browser's included
 	eval "$$($(PYTHON) tools/devstack.py env)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+BENCH_INSTALLED := $(VENV)/.bench-installed
+$(BENCH_INSTALLED): $(INSTALLED) pyproject.toml
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	touch $@
+
+.PHONY: bench
+bench: $(BENCH_INSTALLED) infra ## measure tapewire against its peers (about 14 min); report in results/bench/<time>/
+	$(BIN)/python -m bench
+
+.PHONY: bench-quick
+bench-quick: $(BENCH_INSTALLED) infra ## the same, one repetition and shorter windows (about 2.5 min): a smoke test, not figures to quote
+	$(BIN)/python -m bench --quick
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not .local/ data)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info $(DASHBOARD)/node_modules $(DASHBOARD)/.next

@@ -1,0 +1,294 @@
+"""The benchmark's report: results.json (everything), report.md (the tables) and latency.png.
+
+Pure except for writing the files: every figure comes from the results dict, medians over the
+repetitions; comparisons are ratios of medians measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .measure import median
+
+TARGETS = {
+    "e2e_p50_ms_at_5k": 5.0,
+    "e2e_p99_ms_at_5k": 25.0,
+    "sustained_rate": 50_000,
+    "processor_per_core": 100_000,
+    "processor_vs_quix": 1.5,
+    "fanout_per_core": 40_000,
+    "fanout_p99_ms": 50.0,
+    "fanout_vs_socketio": 3.0,
+    "fanout_vs_centrifugo": 1.0,
+}
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def rate_medians(runs: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Per offered rate: medians over repetitions of the latency percentiles and throughput."""
+    by_rate: dict[int, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_rate.setdefault(run["offered_rate"], []).append(run)
+    table = {}
+    for rate, group in sorted(by_rate.items()):
+        row = {q: median([r["latency_ms"][q] for r in group]) for q in ("p50", "p99", "p99.9", "max")}
+        row["delivered_per_s"] = median([r["delivered_per_s"] for r in group])
+        row["delivered_ratio"] = median([r["delivered_ratio"] for r in group])
+        row["backlog_s"] = median([r["backlog_s"] for r in group])
+        row["repetitions"] = len(group)
+        for hop in group[0]["hops_ms"]:
+            row[f"{hop}.p50"] = median([r["hops_ms"][hop]["p50"] for r in group])
+            row[f"{hop}.p99"] = median([r["hops_ms"][hop]["p99"] for r in group])
+        for name in group[0]["processes"]:
+            row[f"cpu.{name}"] = median(
+                [r["processes"][name]["cores"] for r in group if name in r["processes"]]
+            )
+            row[f"rss.{name}"] = max(
+                r["processes"][name]["peak_rss_mb"] for r in group if name in r["processes"]
+            )
+        table[rate] = row
+    return table
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**missed**")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    table = rate_medians(results.get("e2e", {}).get("runs", []))
+    sections = (
+        _header(results),
+        _e2e_section(results.get("e2e", {}), table),
+        _legacy_section(results.get("e2e", {}), table),
+        _throughput_section(results.get("throughput")),
+        _peer_section(results.get("processor"), "Processor capacity (messages/s per core of CPU time)"),
+        _peer_section(results.get("fanout"), "Fan-out capacity (delivered updates/s per server core)"),
+        _silent_section(results.get("silent")),
+        _profile_section(results.get("profile")),
+        _targets_section(results, table),
+    )
+    return "\n".join(line for section in sections for line in section)
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    machine = results["machine"]
+    return [
+        f"# tapewire benchmark ({results['mode']})",
+        "",
+        f"Run {results['started']} on {machine['cpus']} CPUs, {machine['memory_gib']} GiB, "
+        f"{machine['platform']}; Apache Kafka, Redis and PostgreSQL local, everything on the same "
+        f"machine. Command: `{results['command']}`. Figures are medians over "
+        f"{results['settings']['repetitions']} repetitions; comparisons are ratios measured in the same run.",
+        "",
+    ]
+
+
+def _e2e_section(e2e: dict[str, Any], table: dict[int, dict[str, float]]) -> list[str]:
+    if not table:
+        return []
+    lines = [
+        "## End-to-end latency (ingest → WebSocket client)",
+        "",
+        f"{e2e['clients']} clients × {e2e['per_client']} instruments of {e2e['instruments']}; "
+        "the load generator stamps each tick as the ingester would.",
+        "",
+        "| offered ticks/s | p50 ms | p99 ms | p99.9 ms | max ms | delivered updates/s "
+        "| delivered/expected | backlog at end (s of feed) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for rate, row in table.items():
+        lines.append(
+            f"| {rate:,} | {_fmt(row['p50'])} | {_fmt(row['p99'])} | {_fmt(row['p99.9'])} "
+            f"| {_fmt(row['max'])} | {_fmt(row['delivered_per_s'])} | {_fmt(row['delivered_ratio'], 2)} "
+            f"| {_fmt(row['backlog_s'], 2)} |"
+        )
+    first = next(iter(table.values()))
+    hops = [key[:-4] for key in first if key.endswith(".p50")]
+    lines += ["", "### By hop (p50 / p99 ms)", "", "| offered ticks/s | " + " | ".join(hops) + " |"]
+    lines.append("|---|" + "---|" * len(hops))
+    for rate, row in table.items():
+        cells = " | ".join(f"{_fmt(row[h + '.p50'])} / {_fmt(row[h + '.p99'])}" for h in hops)
+        lines.append(f"| {rate:,} | {cells} |")
+    processes = sorted({key[4:] for row in table.values() for key in row if key.startswith("cpu.")})
+    lines += ["", "### Resources (cores busy, median / peak RSS MiB)", ""]
+    lines += ["| offered ticks/s | " + " | ".join(processes) + " |", "|---|" + "---|" * len(processes)]
+    for rate, row in table.items():
+        cells = " | ".join(
+            f"{_fmt(row.get('cpu.' + p), 2)} / {_fmt(row.get('rss.' + p), 0)}" for p in processes
+        )
+        lines.append(f"| {rate:,} | {cells} |")
+    return [*lines, ""]
+
+
+def _legacy_section(e2e: dict[str, Any], table: dict[int, dict[str, float]]) -> list[str]:
+    legacy = e2e.get("legacy") or []
+    if not legacy:
+        return []
+    lines = [
+        "## Legacy baseline: a relay polling PostgreSQL every second",
+        "",
+        "| offered ticks/s | design | p50 ms | p99 ms | max ms | versions delivered / expected |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in legacy:
+        ours = table.get(entry["offered_rate"], {})
+        lines.append(
+            f"| {entry['offered_rate']:,} | tapewire (WebSocket) | {_fmt(ours.get('p50'))} "
+            f"| {_fmt(ours.get('p99'))} | {_fmt(ours.get('max'))} | {_fmt(ours.get('delivered_ratio'), 2)} |"
+        )
+        latency = entry["latency_ms"]
+        lines.append(
+            f"| {entry['offered_rate']:,} | PostgreSQL polling | {_fmt(latency['p50'])} "
+            f"| {_fmt(latency['p99'])} | {_fmt(latency['max'])} | {_fmt(entry.get('delivered_ratio'), 2)} |"
+        )
+    return [*lines, ""]
+
+
+def _throughput_section(steps: dict[str, Any] | None) -> list[str]:
+    if not steps:
+        return []
+    lines = [
+        "## Maximum sustainable throughput",
+        "",
+        f"**{steps['max_sustainable_rate']:,} ticks/s** ({steps['criterion']}).",
+        "",
+        "| offered ticks/s | achieved | p50 ms | p99 ms | backlog (s) | sustainable |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in steps["steps"]:
+        verdict = "yes" if run["sustainable"] else "no"
+        lines.append(
+            f"| {run['offered_rate']:,} | {_fmt(run['achieved_rate'])} | {_fmt(run['latency_ms']['p50'])} "
+            f"| {_fmt(run['latency_ms']['p99'])} | {_fmt(run['backlog_s'], 2)} | {verdict} |"
+        )
+    return [*lines, ""]
+
+
+def _peer_section(section: dict[str, Any] | None, title: str) -> list[str]:
+    if not section or not section.get("markdown"):
+        return []
+    return [f"## {title}", "", section["markdown"], ""]
+
+
+def _silent_section(silent: dict[str, Any] | None) -> list[str]:
+    if not silent:
+        return []
+    return [
+        "## dashboard_api memory with clients that never read",
+        "",
+        f"{silent['clients']:,} clients ({silent['connected']:,} connected) subscribe and never read, at "
+        f"{silent['offered_rate']:,} ticks/s for {silent['seconds']:.0f} s: dashboard_api RSS "
+        f"{silent['baseline_rss_mb']:.0f} MiB before, peak {silent['peak_rss_mb']:.0f} MiB. Slow-client "
+        f"ladder steps taken: {json.dumps(silent['slow_client_steps'])}.",
+        "",
+    ]
+
+
+def _profile_section(profile: dict[str, Any] | None) -> list[str]:
+    if not profile or not profile.get("markdown"):
+        return []
+    return [f"## Profile of the limiting stage: {profile['stage']}", "", profile["markdown"], ""]
+
+
+def _targets_section(results: dict[str, Any], table: dict[int, dict[str, float]]) -> list[str]:
+    lines = ["## Targets", "", "| target | goal | measured | |", "|---|---|---|---|"]
+    for name, goal, measured, ok in targets(results, table):
+        lines.append(f"| {name} | {goal} | {measured} | {_verdict(ok)} |")
+    return [*lines, ""]
+
+
+def targets(
+    results: dict[str, Any], table: dict[int, dict[str, float]]
+) -> list[tuple[str, str, str, bool | None]]:
+    rows: list[tuple[str, str, str, bool | None]] = []
+    at5k = table.get(5_000)
+    if at5k:
+        rows.append(
+            (
+                "e2e p50 at 5k ticks/s, 100 clients",
+                "≤ 5 ms",
+                f"{_fmt(at5k['p50'])} ms",
+                at5k["p50"] <= TARGETS["e2e_p50_ms_at_5k"],
+            )
+        )
+        rows.append(
+            (
+                "e2e p99 at 5k ticks/s, 100 clients",
+                "≤ 25 ms",
+                f"{_fmt(at5k['p99'])} ms",
+                at5k["p99"] <= TARGETS["e2e_p99_ms_at_5k"],
+            )
+        )
+    steps = results.get("throughput")
+    if steps:
+        best = steps["max_sustainable_rate"]
+        rows.append(
+            (
+                "sustained end to end, p99 ≤ 100 ms",
+                "≥ 50,000 ticks/s",
+                f"{best:,} ticks/s",
+                best >= TARGETS["sustained_rate"],
+            )
+        )
+    for key in ("processor", "fanout"):
+        for row in (results.get(key) or {}).get("targets", []):
+            rows.append(tuple(row))  # type: ignore[arg-type]
+    return rows
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = rate_medians(results.get("e2e", {}).get("runs", []))
+    figure, axis = plt.subplots(figsize=(8, 5))
+    if table:
+        rates = list(table)
+        for q, style in (("p50", "o-"), ("p99", "s-"), ("p99.9", "^-")):
+            axis.plot(rates, [table[r][q] for r in rates], style, label=f"tapewire {q}")
+    for entry in results.get("e2e", {}).get("legacy", []) or []:
+        for q, marker in (("p50", "o"), ("p99", "s")):
+            axis.plot(
+                [entry["offered_rate"]],
+                [entry["latency_ms"][q]],
+                marker,
+                color="grey",
+                label=f"PostgreSQL polling {q}",
+            )
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("offered ticks/s (100 instruments)")
+    axis.set_ylabel("end-to-end latency, ms")
+    axis.set_title("Latency percentiles vs offered rate")
+    axis.grid(True, which="both", alpha=0.3)
+    handles, labels = axis.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    axis.legend(unique.values(), unique.keys(), fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(results: dict[str, Any], folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": folder / "results.json",
+        "markdown": folder / "report.md",
+        "plot": folder / "latency.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=1, default=str))
+    paths["markdown"].write_text(markdown(results))
+    plot(results, paths["plot"])
+    return paths

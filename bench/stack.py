@@ -1,0 +1,117 @@
+"""The tapewire suite as the benchmark runs it: processor, cache_updater and dashboard_api as
+processes on topics, a Redis prefix and a PostgreSQL schema of this run's own (the load
+generator stands in for the feed and the ingester), and the consumer lag of its two groups."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from tapewire.settings import TopicSettings
+from tests.support import free_port, kafka_for_tests, own_postgres, own_redis, own_topics, service_env
+from tools.suite import Suite, prepare
+
+from .ready import wait_http_ok
+
+STAGES = ("processor", "cache_updater", "dashboard_api")
+
+
+@dataclass
+class RunningStack:
+    suite: Suite
+    env: dict[str, str]
+    topics: TopicSettings
+    bootstrap: str
+    api_port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.api_port}/ws"
+
+    def pids(self) -> dict[str, int]:
+        return {name: process.pid for name, process in self.suite.processes.items()}
+
+    def backlog(self) -> dict[str, int]:
+        """Messages not yet consumed: raw behind the processor, processed behind cache_updater."""
+        return {
+            "processor": _lag(
+                self.bootstrap, self.env["PROCESSOR_GROUP_ID"], self.topics.raw, self.topics.partitions
+            ),
+            "cache_updater": _lag(
+                self.bootstrap,
+                self.env["CACHE_UPDATER_GROUP_ID"],
+                self.topics.processed,
+                self.topics.partitions,
+            ),
+        }
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until both groups have caught up; False if they did not within the timeout.
+
+        The processed topic is written in transactions: each ends with a commit marker that
+        takes an offset but is never consumed, so "caught up" there is one offset per partition.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            backlog = self.backlog()
+            if backlog["processor"] == 0 and backlog["cache_updater"] <= self.topics.partitions:
+                return True
+            time.sleep(0.5)
+        return False
+
+
+def _lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])
+    committed = admin.list_consumer_group_offsets([request])[group].result().topic_partitions
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-probe-{uuid.uuid4().hex[:6]}"})
+    try:
+        total = 0
+        for tp in committed:
+            _low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=5)
+            total += max(0, high - max(tp.offset, 0))
+        return total
+    finally:
+        probe.close()
+
+
+@contextmanager
+def running_stack(
+    stack_env: dict[str, str], log_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[RunningStack]:
+    unique = f"bench{uuid.uuid4().hex[:8]}"
+    kafka = kafka_for_tests(stack_env)
+    topics = own_topics(kafka, unique)
+    with ExitStack() as stack:
+        redis_settings = stack.enter_context(own_redis(stack_env, unique))
+        postgres = stack.enter_context(own_postgres(stack_env, unique))
+        api_port = free_port()
+        env = service_env(
+            kafka,
+            topics,
+            redis_settings,
+            postgres,
+            unique,
+            PROCESSOR_METRICS_PORT=str(free_port()),
+            CACHE_UPDATER_METRICS_PORT=str(free_port()),
+            DASHBOARD_API_PORT=str(api_port),
+            TAPEWIRE_LOG_LEVEL="WARNING",
+            **(extra_env or {}),
+        )
+        prepare(env)
+        suite = Suite(env=env, log_dir=log_dir, services=STAGES).start()
+        try:
+            api = suite.processes["dashboard_api"]
+            wait_http_ok(
+                f"http://127.0.0.1:{api_port}/readyz", 60, lambda: api.poll() is None, "dashboard_api"
+            )
+            yield RunningStack(suite, env, topics, kafka.bootstrap_servers, api_port)
+        finally:
+            suite.stop()

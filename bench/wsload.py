@@ -1,0 +1,187 @@
+"""WebSocket clients of dashboard_api for the benchmark, spread over a few processes.
+
+Each client subscribes to `per_client` instruments (client c takes c*per_client … mod the
+instrument count, so every instrument has the same number of watchers) in protobuf encoding
+(the cheapest for the client to read), and records for every update: receive time minus the
+ingest stamp (end to end) and the share of each hop from the stage stamps. A client can also
+be `silent`: it subscribes and then never reads (the server must keep its memory bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import resource
+import time
+from array import array
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+import websockets
+
+from tapewire.v1 import stream_pb2
+
+HOPS = ("ingest_to_processed", "processed_to_cached", "cached_to_sent", "sent_to_received")
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    url: str
+    clients: int
+    instruments: list[str]
+    per_client: int
+    seconds: float
+    processes: int = 2
+    silent: bool = False
+
+
+@dataclass
+class Recorded:
+    # Per update: its ingest stamp (to keep only those of the measured window), then latencies.
+    ingest_s: array = field(default_factory=lambda: array("d"))
+    e2e_ms: array = field(default_factory=lambda: array("f"))
+    hops_ms: dict[str, array] = field(default_factory=lambda: {hop: array("f") for hop in HOPS})
+    updates: int = 0
+    connected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _subscription(index: int, spec: ClientSpec) -> list[str]:
+    count = len(spec.instruments)
+    return [spec.instruments[(index * spec.per_client + j) % count] for j in range(spec.per_client)]
+
+
+async def _client(index: int, spec: ClientSpec, record: Recorded, until: float) -> None:
+    subscribe = stream_pb2.ClientMessage()
+    subscribe.subscribe.instruments.extend(_subscription(index, spec))
+    try:
+        async with websockets.connect(
+            f"{spec.url}?encoding=protobuf",
+            max_size=2**22,
+            max_queue=4 if spec.silent else 1024,
+            open_timeout=30,
+            ping_interval=None,
+        ) as ws:
+            await ws.send(subscribe.SerializeToString())
+            record.connected += 1
+            if spec.silent:
+                await asyncio.sleep(max(0.0, until - time.monotonic()))
+                return
+            message = stream_pb2.ServerMessage()
+            while (left := until - time.monotonic()) > 0:
+                try:
+                    async with asyncio.timeout(left):
+                        frame = await ws.recv()
+                except TimeoutError:
+                    return
+                received_ns = time.time_ns()
+                message.ParseFromString(frame)  # type: ignore[arg-type]
+                if message.WhichOneof("kind") != "update":
+                    continue
+                times = message.update.state.times
+                record.updates += 1
+                record.ingest_s.append(times.ingest_ns / 1e9)
+                record.e2e_ms.append((received_ns - times.ingest_ns) / 1e6)
+                hops = record.hops_ms
+                hops["ingest_to_processed"].append((times.processed_ns - times.ingest_ns) / 1e6)
+                hops["processed_to_cached"].append((times.cached_ns - times.processed_ns) / 1e6)
+                hops["cached_to_sent"].append((times.sent_ns - times.cached_ns) / 1e6)
+                hops["sent_to_received"].append((received_ns - times.sent_ns) / 1e6)
+    except (OSError, websockets.WebSocketException) as error:
+        if len(record.errors) < 5:
+            record.errors.append(f"{type(error).__name__}: {error}")
+
+
+def _run_clients(spec: ClientSpec, indexes: list[int], start_at: float, results: Connection) -> None:
+    _raise_fd_limit()
+    record = Recorded()
+    # monotonic clocks are system-wide on Linux: every process counts from the same instant.
+    until = start_at + spec.seconds
+
+    async def main() -> None:
+        await asyncio.gather(*(_client(i, spec, record, until) for i in indexes))
+
+    cpu_before = time.process_time()
+    asyncio.run(main())
+    results.send(
+        {
+            "ingest_s": record.ingest_s.tobytes(),
+            "e2e_ms": record.e2e_ms.tobytes(),
+            "hops_ms": {hop: values.tobytes() for hop, values in record.hops_ms.items()},
+            "updates": record.updates,
+            "connected": record.connected,
+            "errors": record.errors,
+            "cpu_s": time.process_time() - cpu_before,
+        }
+    )
+
+
+class ClientFleet:
+    """`spec.clients` clients over `spec.processes` processes, for `spec.seconds` from start()."""
+
+    def __init__(self, spec: ClientSpec) -> None:
+        self.spec = spec
+        self._context = mp.get_context("spawn")
+        self._pipes: list[Connection] = []
+        self.processes: list[mp.process.BaseProcess] = []
+
+    def start(self) -> ClientFleet:
+        start_at = time.monotonic() + 0.5
+        groups = [list(range(p, self.spec.clients, self.spec.processes)) for p in range(self.spec.processes)]
+        for group in groups:
+            receive, send = self._context.Pipe(duplex=False)
+            process = self._context.Process(
+                target=_run_clients, args=(self.spec, group, start_at, send), daemon=True
+            )
+            process.start()
+            self._pipes.append(receive)
+            self.processes.append(process)
+        return self
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def collect(self, timeout_s: float, window: tuple[float, float] | None = None) -> dict[str, object]:
+        """What the clients recorded, merged; with `window` (epoch seconds), only the updates
+        ingested within it, so that warm-up and the tail after the load are left out."""
+        e2e = array("f")
+        hops = {hop: array("f") for hop in HOPS}
+        updates = connected = 0
+        cpu_s = 0.0
+        errors: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        for pipe, process in zip(self._pipes, self.processes, strict=True):
+            if not pipe.poll(max(0.1, deadline - time.monotonic())):
+                process.kill()
+                errors.append("a client process did not report")
+                continue
+            part = pipe.recv()
+            ingest = array("d")
+            ingest.frombytes(part["ingest_s"])
+            keep = [i for i, t in enumerate(ingest) if window is None or window[0] <= t < window[1]]
+            values = array("f")
+            values.frombytes(part["e2e_ms"])
+            e2e.extend(values[i] for i in keep)
+            for hop in HOPS:
+                values = array("f")
+                values.frombytes(part["hops_ms"][hop])
+                hops[hop].extend(values[i] for i in keep)
+            updates += len(keep)
+            connected += part["connected"]
+            cpu_s += part["cpu_s"]
+            errors.extend(part["errors"])
+            process.join(5)
+        return {
+            "e2e_ms": e2e,
+            "hops_ms": hops,
+            "updates": updates,
+            "connected": connected,
+            "cpu_s": cpu_s,
+            "errors": errors,
+        }
