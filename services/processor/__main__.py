@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 from confluent_kafka import Consumer, Producer
@@ -129,11 +130,26 @@ def check_partitioning(kafka: KafkaSettings, topics: TopicSettings) -> None:
         )
 
 
-def partition_counts(kafka: KafkaSettings, names: list[str]) -> dict[str, int]:
+def partition_counts(kafka: KafkaSettings, names: list[str], timeout_s: float = 30.0) -> dict[str, int]:
+    """Partitions per topic, waiting for topics just created to show in the metadata (a broker
+    that has only just started can answer before it knows them)."""
     consumer = Consumer({**kafka.as_librdkafka_dict(), "group.id": "tapewire-metadata"})
+    deadline = time.monotonic() + timeout_s
     try:
-        metadata = consumer.list_topics(timeout=10)
-        return {name: len(metadata.topics[name].partitions) for name in names}
+        while True:
+            metadata = consumer.list_topics(timeout=10)
+            missing = [
+                name
+                for name in names
+                if not metadata.topics.get(name) or not metadata.topics[name].partitions
+            ]
+            if not missing:
+                return {name: len(metadata.topics[name].partitions) for name in names}
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"topics {missing} are not in the broker's metadata after {timeout_s:.0f}s"
+                )
+            time.sleep(0.5)
     finally:
         consumer.close()
 
