@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tapewire.settings import TopicSettings
@@ -23,6 +23,29 @@ from .ready import wait_http_ok
 STAGES = ("processor", "cache_updater", "dashboard_api")
 
 
+class LagProbe:
+    """Consumer-group lag from the broker: committed offsets against high watermarks. One admin
+    client and one probe consumer for the whole run, not a new pair per question."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._probe = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"bench-probe-{uuid.uuid4().hex[:6]}"}
+        )
+
+    def lag(self, group: str, topic: str, partitions: int) -> int:
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])
+        committed = self._admin.list_consumer_group_offsets([request])[group].result().topic_partitions
+        total = 0
+        for tp in committed:
+            _low, high = self._probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=5)
+            total += max(0, high - max(tp.offset, 0))
+        return total
+
+    def close(self) -> None:
+        self._probe.close()
+
+
 @dataclass
 class RunningStack:
     suite: Suite
@@ -30,6 +53,7 @@ class RunningStack:
     topics: TopicSettings
     bootstrap: str
     api_port: int
+    probe: LagProbe
 
     @property
     def ws_url(self) -> str:
@@ -40,17 +64,19 @@ class RunningStack:
 
     def backlog(self) -> dict[str, int]:
         """Messages not yet consumed: raw behind the processor, processed behind cache_updater."""
+        partitions = self.topics.partitions
         return {
-            "processor": _lag(
-                self.bootstrap, self.env["PROCESSOR_GROUP_ID"], self.topics.raw, self.topics.partitions
-            ),
-            "cache_updater": _lag(
-                self.bootstrap,
-                self.env["CACHE_UPDATER_GROUP_ID"],
-                self.topics.processed,
-                self.topics.partitions,
+            "processor": self.probe.lag(self.env["PROCESSOR_GROUP_ID"], self.topics.raw, partitions),
+            "cache_updater": self.probe.lag(
+                self.env["CACHE_UPDATER_GROUP_ID"], self.topics.processed, partitions
             ),
         }
+
+    def check_running(self) -> None:
+        """Raise if a stage has died: what follows would measure nothing."""
+        if ended := self.suite.exited():
+            tails = "\n".join(f"--- {name} ---\n{self.suite.log_tail(name, 8)}" for name in ended)
+            raise RuntimeError(f"stages exited: {ended}\n{tails}")
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until both groups have caught up; False if they did not within the timeout.
@@ -60,26 +86,15 @@ class RunningStack:
         """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            backlog = self.backlog()
+            try:
+                backlog = self.backlog()
+            except KafkaException:  # e.g. the group coordinator still loading on a fresh broker
+                time.sleep(0.5)
+                continue
             if backlog["processor"] == 0 and backlog["cache_updater"] <= self.topics.partitions:
                 return True
             time.sleep(0.5)
         return False
-
-
-def _lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])
-    committed = admin.list_consumer_group_offsets([request])[group].result().topic_partitions
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-probe-{uuid.uuid4().hex[:6]}"})
-    try:
-        total = 0
-        for tp in committed:
-            _low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=5)
-            total += max(0, high - max(tp.offset, 0))
-        return total
-    finally:
-        probe.close()
 
 
 @contextmanager
@@ -99,8 +114,6 @@ def running_stack(
             redis_settings,
             postgres,
             unique,
-            PROCESSOR_METRICS_PORT=str(free_port()),
-            CACHE_UPDATER_METRICS_PORT=str(free_port()),
             DASHBOARD_API_PORT=str(api_port),
             TAPEWIRE_LOG_LEVEL="WARNING",
             **(extra_env or {}),
@@ -112,6 +125,10 @@ def running_stack(
             wait_http_ok(
                 f"http://127.0.0.1:{api_port}/readyz", 60, lambda: api.poll() is None, "dashboard_api"
             )
-            yield RunningStack(suite, env, topics, kafka.bootstrap_servers, api_port)
+            probe = LagProbe(kafka.bootstrap_servers)
+            try:
+                yield RunningStack(suite, env, topics, kafka.bootstrap_servers, api_port, probe)
+            finally:
+                probe.close()
         finally:
             suite.stop()

@@ -134,7 +134,8 @@ def service_env(
     **extra: str,
 ) -> dict[str, str]:
     """The environment that points the services at this test's own topics, Redis prefix and
-    channel, PostgreSQL schema and consumer groups (a short session timeout for quick joins)."""
+    channel, PostgreSQL schema and consumer groups (a short session timeout for quick joins).
+    Each service's metrics endpoint gets a free port of its own; `extra` overrides anything."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
@@ -157,6 +158,10 @@ def service_env(
         # Any free port: a test may run several instances of a service.
         "DASHBOARD_API_GRPC_PORT": "0",
         "INGESTER_GRPC_PORT": "0",
+        # Free now, so that nothing clashes with another test or a running `make run`.
+        "PROCESSOR_METRICS_PORT": str(free_port()),
+        "CACHE_UPDATER_METRICS_PORT": str(free_port()),
+        "INGESTER_METRICS_PORT": str(free_port()),
         **extra,
     }
 

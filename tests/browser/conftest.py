@@ -70,9 +70,6 @@ def running(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             redis_settings,
             postgres,
             unique,
-            PROCESSOR_METRICS_PORT=str(free_port()),
-            CACHE_UPDATER_METRICS_PORT=str(free_port()),
-            INGESTER_METRICS_PORT=str(free_port()),
             DASHBOARD_API_PORT=str(api_port),
             # Few instruments at a modest rate: every one trades a few times a second.
             INGESTER_INSTRUMENTS="6",

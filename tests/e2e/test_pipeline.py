@@ -97,9 +97,6 @@ def suite_env(
         redis_settings,
         postgres_settings,
         unique,
-        PROCESSOR_METRICS_PORT=str(free_port()),
-        CACHE_UPDATER_METRICS_PORT=str(free_port()),
-        INGESTER_METRICS_PORT=str(free_port()),
         DASHBOARD_API_PORT=str(free_port()),
     )
     prepare(env)

@@ -32,7 +32,6 @@ def fault_env(
         PROCESSOR_TRANSACTION_TIMEOUT_MS="6000",
         PROCESSOR_METRICS_HOST="127.0.0.1",
         CACHE_UPDATER_METRICS_HOST="127.0.0.1",
-        CACHE_UPDATER_METRICS_PORT=str(free_port()),
         DASHBOARD_API_HOST="127.0.0.1",
         DASHBOARD_API_PORT=str(free_port()),
     )
