@@ -268,6 +268,9 @@ def main() -> None:
     wall = time.monotonic()
     with running_stack(stack_env, out / "logs") as stack:
         _run_part(results, "warmup", lambda: warm_up(stack, plan.e2e))
+        if "warmup" in results.get("errors", {}):
+            # A suite that cannot carry the warm-up would only produce figures that mean nothing.
+            skip |= {"e2e", "throughput", "silent", "profile"}
         results["e2e"] = {
             "clients": plan.e2e.clients,
             "per_client": plan.e2e.per_client,

@@ -115,14 +115,13 @@ def latency_run(
     ).start()
     time.sleep(1.5)  # connect and subscribe before the load starts
     load = LoadGen(LoadSpec(stack.bootstrap, stack.topics.raw, rate, window, settings.instruments)).start()
-    measured_from = time.time() + 1.0 + settings.warmup_s  # the producer process takes ~1 s to start
     if legacy is not None:
         legacy.start(window + 2.0)
     pids = {**stack.pids(), "loadgen": load.process.pid or 0}
     pids.update({f"clients-{i}": pid for i, pid in enumerate(fleet.pids())})
     sampler = ProcessSampler(pids).start()
     produced = load.result(timeout_s=window + 60)
-    measured_to = time.time()
+    measured_from, measured_to = produced["started_at"] + settings.warmup_s, produced["ended_at"]
     backlog = stack.backlog()
     usage = sampler.stop()
     collected = fleet.collect(timeout_s=30, window=(measured_from, measured_to))
@@ -163,10 +162,14 @@ def latency_run(
 
 
 def warm_up(stack: RunningStack, settings: E2ESettings) -> None:
-    """Group joins, caches and the first bars out of the way before anything is measured."""
+    """Group joins, caches and the first bars out of the way before anything is measured; raise
+    if the suite cannot carry even that (a dead stage, say), since nothing after would count."""
     load = LoadGen(LoadSpec(stack.bootstrap, stack.topics.raw, 1_000, 5.0, settings.instruments)).start()
     load.result(timeout_s=60)
-    stack.drain(timeout_s=60)
+    drained = stack.drain(timeout_s=60)
+    stack.check_running()
+    if not drained:
+        raise RuntimeError("the suite did not catch up with 5 s of 1,000 ticks/s within a minute")
 
 
 def fixed_rates(stack: RunningStack, settings: E2ESettings) -> list[dict[str, Any]]:

@@ -54,9 +54,7 @@ import logging
 import math
 import multiprocessing
 import os
-import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -72,12 +70,14 @@ from typing import Any, cast
 import redis
 import uvloop
 
+from bench.fdlimit import raise_fd_limit
 from bench.measure import ProcessSampler, median, summarize_ms, usage_to_json
 from bench.ready import NotReady, wait_http_ok
 from services.cache_updater.apply import APPLY_IF_NEWER, prepare
 from services.dashboard_api import views
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / ".local" / "bench" / "logs"
@@ -429,16 +429,6 @@ class ClientSpec:
     keepalive_s: float = 50.0
 
 
-def raise_fd_limit() -> int:
-    """Raise RLIMIT_NOFILE's soft limit as far as the hard limit allows; the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1_048_576
-    if soft == resource.RLIM_INFINITY or soft >= target:
-        return soft
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target
-
-
 def client_process(conn: Connection, spec: ClientSpec) -> None:
     """A client process: its share of the connections, steered by the parent over `conn`."""
     raise_fd_limit()
@@ -763,12 +753,6 @@ class RunningServer:
     cleanup_pattern: str  # Redis keys to delete afterwards
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_http(url: str, timeout_s: float, alive: Callable[[], bool]) -> None:
     try:
         wait_http_ok(url, timeout_s, alive)
@@ -787,7 +771,7 @@ def _database_url() -> str:
 
 def start_server(contender: str, redis_url: str, instruments: list[str], rate: int) -> RunningServer:
     unique = uuid.uuid4().hex[:10]
-    port = _free_port()
+    port = free_port()
     if contender == "dashboard_api":
         from tools.suite import Suite
 

@@ -88,6 +88,7 @@ def _produce(spec: LoadSpec, results: Connection) -> None:
     total = int(spec.rate * spec.seconds)
     sent = 0
     start = time.monotonic()
+    started_at = time.time()
     while sent < total:
         due = min(total, int((time.monotonic() - start) * spec.rate) + 1)
         while sent < due:
@@ -114,6 +115,9 @@ def _produce(spec: LoadSpec, results: Connection) -> None:
             "sent": sent,
             "failed": failed,
             "seconds": elapsed,
+            # Wall-clock bounds of the load, to pick the updates ingested within it.
+            "started_at": started_at,
+            "ended_at": started_at + elapsed,
             "achieved_rate": sent / elapsed if elapsed else 0.0,
         }
     )

@@ -267,8 +267,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 color="grey",
                 label=f"PostgreSQL polling {q}",
             )
-    axis.set_xscale("log")
-    axis.set_yscale("log")
+    # Log scales need positive values; a run with nothing delivered has none (NaN).
+    if any(value > 0 for line in axis.get_lines() for value in line.get_ydata()):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
     axis.set_xlabel("offered ticks/s (100 instruments)")
     axis.set_ylabel("end-to-end latency, ms")
     axis.set_title("Latency percentiles vs offered rate")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import resource
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from multiprocessing.connection import Connection
 import websockets
 
 from tapewire.v1 import stream_pb2
+
+from .fdlimit import raise_fd_limit
 
 HOPS = ("ingest_to_processed", "processed_to_cached", "cached_to_sent", "sent_to_received")
 
@@ -44,12 +45,6 @@ class Recorded:
     updates: int = 0
     connected: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _subscription(index: int, spec: ClientSpec) -> list[str]:
@@ -99,7 +94,7 @@ async def _client(index: int, spec: ClientSpec, record: Recorded, until: float) 
 
 
 def _run_clients(spec: ClientSpec, indexes: list[int], start_at: float, results: Connection) -> None:
-    _raise_fd_limit()
+    raise_fd_limit()
     record = Recorded()
     # monotonic clocks are system-wide on Linux: every process counts from the same instant.
     until = start_at + spec.seconds

@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from bench.ready import NotReady, wait_http_ok
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / ".local" / "bench"
@@ -166,7 +166,7 @@ def start(
 
     `redis_url=None` runs the in-memory engine (a single node)."""
     binary = install()
-    port = port or _free_port(host)
+    port = port or free_port()
     api_key = secrets.token_urlsafe(24)
     run_dir = Path(tempfile.mkdtemp(prefix="centrifugo-", dir=_ensure(BENCH_DIR / "run")))
     config_path = run_dir / "config.json"
@@ -197,12 +197,6 @@ def _wait_healthy(server: CentrifugoServer, timeout_s: float) -> None:
         wait_http_ok(url, timeout_s, lambda: server.process.poll() is None, "centrifugo")
     except NotReady as error:
         raise CentrifugoError(f"{error}: see its log") from error
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _ensure(path: Path) -> Path:

@@ -18,12 +18,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import resource
 from typing import Any
 
 import socketio  # type: ignore[import-untyped]
 import uvloop
 from aiohttp import web
+
+from bench.fdlimit import raise_fd_limit
 
 EVENT_SUBSCRIBE = "subscribe"
 EVENT_UPDATE = "update"
@@ -54,15 +55,6 @@ def create_app(redis_url: str, channel: str) -> tuple[web.Application, Any]:
 def publisher(redis_url: str, channel: str) -> Any:
     """A write-only manager: `await publisher(...).emit("update", data, room=instrument)`."""
     return socketio.AsyncRedisManager(redis_url, channel=channel, write_only=True)
-
-
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else 1_048_576
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        return target
-    return soft
 
 
 async def serve(host: str, port: int, redis_url: str, channel: str, backlog: int) -> None:
