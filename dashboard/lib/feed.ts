@@ -51,6 +51,8 @@ export class Feed {
   readonly book: Book;
   private socket: WebSocket | null = null;
   private instruments: string[];
+  /** The same, for the per-update membership test. */
+  private watched: Set<string>;
   private status: ConnectionStatus = "connecting";
   private notice = "connecting…";
   private userId = "";
@@ -77,6 +79,7 @@ export class Feed {
   constructor(private readonly options: FeedOptions) {
     this.book = new Book(options.initial);
     this.instruments = [...options.instruments];
+    this.watched = new Set(this.instruments);
   }
 
   start(): void {
@@ -105,12 +108,13 @@ export class Feed {
 
   view(): FeedView {
     const now = epochMs();
+    const [p50Ms, p99Ms] = this.latency.quantiles([0.5, 0.99]);
     return {
       status: this.status,
       notice: this.notice,
       updatesPerSecond: this.rate.perSecond(now),
-      p50Ms: this.latency.quantile(0.5),
-      p99Ms: this.latency.quantile(0.99),
+      p50Ms,
+      p99Ms,
       gaps: this.book.gaps,
       resumed: this.book.resumed,
       historyGaps: this.historyGaps,
@@ -124,6 +128,7 @@ export class Feed {
     const added = next.filter((name) => !this.instruments.includes(name));
     const removed = this.instruments.filter((name) => !next.includes(name));
     this.instruments = [...next];
+    this.watched = new Set(next);
     for (const name of removed) this.book.forget(name);
     if (this.socket?.readyState !== WebSocket.OPEN) return;
     if (removed.length) this.send({ type: "unsubscribe", id: this.id(), instruments: removed });
@@ -263,7 +268,7 @@ export class Feed {
   }
 
   private onUpdate(state: InstrumentState): void {
-    if (!this.instruments.includes(state.instrument)) return;
+    if (!this.watched.has(state.instrument)) return;
     if (this.book.applyUpdate(state) === "stale") return;
     const now = epochMs();
     const replayed = (this.replayingUntil.get(state.instrument) ?? 0) >= state.version;

@@ -55,19 +55,25 @@ function reasonOf(body: unknown, fallback: string): string {
   return fallback;
 }
 
-/** The instruments there are, and the current state of those on the watchlist (all by default). */
+async function fetchStates(api: string, token: string | null, names: string[]): Promise<{ status: number; body: unknown }> {
+  if (names.length === 0) return { status: 200, body: { states: [] } };
+  return getJson(`${api}/api/snapshot?instruments=${encodeURIComponent(names.join(","))}`, token);
+}
+
+/** The instruments there are, and the current state of those on the watchlist (all by default).
+ * With a remembered watchlist both requests go out at once: the first paint waits for one round trip. */
 export async function loadSnapshot(api: string, token: string | null, watchlist: string[] | null): Promise<Loaded> {
   try {
-    const listed = await getJson(`${api}/api/instruments`, token);
+    const [listed, early] = await Promise.all([
+      getJson(`${api}/api/instruments`, token),
+      watchlist ? fetchStates(api, token, watchlist) : Promise.resolve(null),
+    ]);
     if (listed.status === 401 || listed.status === 403) {
       return { kind: "unauthorized", reason: reasonOf(listed.body, `HTTP ${listed.status}`) };
     }
     if (listed.status !== 200) return { kind: "unavailable", reason: reasonOf(listed.body, `HTTP ${listed.status}`) };
     const instruments = ((listed.body as { instruments: string[] }).instruments ?? []).slice().sort();
-    const wanted = watchlist ?? instruments.slice(0, 50);
-    if (wanted.length === 0) return { kind: "ok", instruments, states: [] };
-    const query = encodeURIComponent(wanted.join(","));
-    const snapshot = await getJson(`${api}/api/snapshot?instruments=${query}`, token);
+    const snapshot = early ?? (await fetchStates(api, token, instruments.slice(0, 50)));
     if (snapshot.status !== 200) return { kind: "unavailable", reason: reasonOf(snapshot.body, `HTTP ${snapshot.status}`) };
     return { kind: "ok", instruments, states: (snapshot.body as { states: InstrumentState[] }).states };
   } catch (error) {

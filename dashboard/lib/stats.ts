@@ -22,10 +22,14 @@ export class LatencyWindow {
 
   /** The q-quantile (0..1) by nearest rank, or null before the first sample. */
   quantile(q: number): number | null {
-    if (this.count === 0) return null;
+    return this.quantiles([q])[0];
+  }
+
+  /** Several quantiles from one sort (the panel asks for p50 and p99 every frame). */
+  quantiles(qs: readonly number[]): (number | null)[] {
+    if (this.count === 0) return qs.map(() => null);
     const sorted = this.samples.slice(0, this.count).sort();
-    const rank = Math.min(this.count - 1, Math.max(0, Math.ceil(q * this.count) - 1));
-    return sorted[rank];
+    return qs.map((q) => sorted[Math.min(this.count - 1, Math.max(0, Math.ceil(q * this.count) - 1))]);
   }
 }
 
