@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 import uuid
@@ -166,8 +167,22 @@ def service_env(
     }
 
 
+# Ports handed out for servers the tests start come from below the kernel's ephemeral range, so
+# that an outgoing connection (a Kafka or Redis client, say) cannot take one as its source port
+# between the moment it is picked and the moment a service binds it (or binds it again after a
+# restart). Above 32768 is what Linux uses for ephemeral ports by default.
+_SERVER_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
+    """A TCP port nothing listens on right now, outside the ephemeral range when possible."""
+    for port in random.sample(_SERVER_PORTS, 50):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
