@@ -103,8 +103,8 @@ def running_stack(
 ) -> Iterator[RunningStack]:
     unique = f"bench{uuid.uuid4().hex[:8]}"
     kafka = kafka_for_tests(stack_env)
-    topics = own_topics(kafka, unique)
     with ExitStack() as stack:
+        topics = stack.enter_context(own_topics(kafka, unique))
         redis_settings = stack.enter_context(own_redis(stack_env, unique))
         postgres = stack.enter_context(own_postgres(stack_env, unique))
         api_port = free_port()

@@ -42,9 +42,10 @@ def kafka_settings(stack_env: dict[str, str]) -> KafkaSettings:
 
 
 @pytest.fixture
-def topics(kafka_settings: KafkaSettings, unique: str) -> TopicSettings:
-    """Fresh raw, processed, changelog and DLQ topics for this test."""
-    return own_topics(kafka_settings, unique)
+def topics(kafka_settings: KafkaSettings, unique: str) -> Iterator[TopicSettings]:
+    """Fresh raw, processed, changelog and DLQ topics for this test, deleted afterwards."""
+    with own_topics(kafka_settings, unique) as names:
+        yield names
 
 
 @pytest.fixture

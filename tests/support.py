@@ -7,12 +7,13 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import psycopg
 import redis
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from psycopg import sql
 from pydantic import SecretStr
 
@@ -30,8 +31,13 @@ def kafka_for_tests(stack_env: dict[str, str]) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"], session_timeout_ms=6000)
 
 
-def own_topics(kafka: KafkaSettings, unique: str) -> TopicSettings:
-    """Fresh raw, processed, changelog, command, alert and DLQ topics named after `unique`."""
+@contextmanager
+def own_topics(kafka: KafkaSettings, unique: str) -> Iterator[TopicSettings]:
+    """Fresh raw, processed, changelog, command, alert and DLQ topics named after `unique`,
+    deleted afterwards.
+
+    Deleting matters: a broker that keeps every test's partitions slows down for all later
+    tests (it checkpoints, tracks and garbage-collects thousands of partitions nobody reads)."""
     names = TopicSettings(
         raw=f"t{unique}_raw",
         processed=f"t{unique}_processed",
@@ -42,7 +48,18 @@ def own_topics(kafka: KafkaSettings, unique: str) -> TopicSettings:
         partitions=TEST_PARTITIONS,
     )
     ensure_all_topics(kafka, names)
-    return names
+    try:
+        yield names
+    finally:
+        delete_topics(kafka, list(names.all_topics()))
+
+
+def delete_topics(kafka: KafkaSettings, topics: list[str], timeout_s: float = 30.0) -> None:
+    """Delete `topics`, best effort: a leftover has a unique name and only costs the broker."""
+    admin = AdminClient(dict(kafka.as_librdkafka_dict()))
+    for future in admin.delete_topics(topics, operation_timeout=timeout_s).values():
+        with suppress(KafkaException):
+            future.result()
 
 
 @contextmanager

@@ -61,8 +61,11 @@ def _answers(url: str) -> bool:
 def running(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     unique = uuid.uuid4().hex[:10]
     kafka = kafka_for_tests(stack_env)
-    topics = own_topics(kafka, unique)
-    with own_redis(stack_env, unique) as redis_settings, own_postgres(stack_env, unique) as postgres:
+    with (
+        own_topics(kafka, unique) as topics,
+        own_redis(stack_env, unique) as redis_settings,
+        own_postgres(stack_env, unique) as postgres,
+    ):
         api_port, auth_api_port, web_port, auth_web_port = (free_port() for _ in range(4))
         env = service_env(
             kafka,
