@@ -328,14 +328,30 @@ class WsClient(asyncio.Protocol):
         if published:
             self.stats.update(published, now, len(payload))
 
+    def _count_each(self, payload: bytes, now: int) -> None:
+        """A frame holding several updates: each stamp is one update, sharing the frame's size."""
+        stamps = []
+        end = 0
+        while True:
+            published, end = publish_stamp(payload, end)
+            if end < 0:
+                break
+            if published:
+                stamps.append(published)
+        for published in stamps:
+            self.stats.update(published, now, len(payload) // len(stamps))
+
 
 class TapewireClient(WsClient):
-    """docs/websocket.md: welcome, subscribe, snapshot, then updates (JSON encoding)."""
+    """docs/websocket.md: welcome, subscribe, snapshot, then updates (JSON encoding), several per
+    frame when they queue up (`batch=true`, as the dashboard connects)."""
 
-    PATH = "/ws?encoding=json"
+    PATH = "/ws?encoding=json&batch=true"
 
     def on_message(self, payload: bytes, now: int) -> None:
-        if payload.startswith(b'{"type":"update"'):
+        if payload.startswith(b'{"type":"updates"'):
+            self._count_each(payload, now)
+        elif payload.startswith(b'{"type":"update"'):
             self._count(payload, now)
         elif payload.startswith(b'{"type":"welcome"'):
             self.send_text(json.dumps({"type": "subscribe", "id": "s", "instruments": self.instruments}))

@@ -168,6 +168,8 @@ export class Feed {
     if (this.stopped) return;
     const url = new URL(this.options.url);
     if (this.options.token) url.searchParams.set("token", this.options.token);
+    // Several updates per frame when they queue up (docs/websocket.md): fewer frames to parse.
+    url.searchParams.set("batch", "true");
     const socket = new WebSocket(url.toString(), ["tapewire.v1.json"]);
     this.socket = socket;
     socket.onmessage = (event) => this.onFrame(event.data);
@@ -212,6 +214,9 @@ export class Feed {
         return;
       case "update":
         this.onUpdate(message.state);
+        return;
+      case "updates":
+        for (const update of message.updates) this.onUpdate(update.state);
         return;
       case "conflated":
         this.book.markConflated(message.instruments);

@@ -115,6 +115,7 @@ export type ServerMessage =
   | Welcome
   | Snapshot
   | Update
+  | { type: "updates"; updates: Update[] }
   | Conflated
   | ServerError
   | AlertEvent

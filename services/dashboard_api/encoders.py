@@ -2,7 +2,9 @@
 its protobuf bytes (binary frames, gRPC) or as the JSON of docs/websocket.md (text frames).
 
 Updates are the hot path: one `Delta` is shared by every connection watching the instrument,
-and renders each encoding at most once, on first use.
+and renders each encoding at most once, on first use. A batch of updates (`Updates`, for clients
+that asked for them) is put together from those renderings without encoding anything again:
+for protobuf by writing the few bytes of framing around each cached `Update` by hand.
 """
 
 from __future__ import annotations
@@ -17,10 +19,31 @@ from . import views
 _JSON_TYPES = {"alert_accepted": "alert.accepted", "alert_list": "alert.list"}
 
 
+# Protobuf tags (field number << 3 | 2, length-delimited), each one byte.
+_STATE_IN_UPDATE = b"\x0a"  # Update.state = 1
+_UPDATE_IN_MESSAGE = b"\x1a"  # ServerMessage.update = 3
+_UPDATE_IN_UPDATES = b"\x0a"  # Updates.updates = 1
+_UPDATES_IN_MESSAGE = b"\x62"  # ServerMessage.updates = 12
+
+
+def varint(value: int) -> bytes:
+    """`value` (>= 0) as a protobuf base-128 varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _length_delimited(tag: bytes, body: bytes) -> bytes:
+    return tag + varint(len(body)) + body
+
+
 class Delta:
     """One update of one instrument, stamped with the time the relay sent it on its way."""
 
-    __slots__ = ("_json", "_proto", "instrument", "state", "version")
+    __slots__ = ("_json", "_proto", "_update", "instrument", "state", "version")
 
     def __init__(self, state: market_pb2.InstrumentState, sent_ns: int) -> None:
         state.times.sent_ns = sent_ns
@@ -29,6 +52,7 @@ class Delta:
         self.version = state.version
         self._json: str | None = None
         self._proto: bytes | None = None
+        self._update: bytes | None = None
 
     def json(self) -> str:
         if self._json is None:
@@ -42,11 +66,16 @@ class Delta:
             )
         return self._json
 
+    def update_bytes(self) -> bytes:
+        """The serialized `Update` message."""
+        if self._update is None:
+            self._update = _length_delimited(_STATE_IN_UPDATE, self.state.SerializeToString())
+        return self._update
+
     def proto(self) -> bytes:
+        """The serialized `ServerMessage` holding this update."""
         if self._proto is None:
-            message = stream_pb2.ServerMessage()
-            message.update.state.CopyFrom(self.state)
-            self._proto = message.SerializeToString()
+            self._proto = _length_delimited(_UPDATE_IN_MESSAGE, self.update_bytes())
         return self._proto
 
 
@@ -58,6 +87,10 @@ class Encoder(Protocol):
 
     def update(self, delta: Delta) -> Frame: ...
 
+    def updates(self, deltas: list[Delta]) -> Frame:
+        """Several updates in one frame (an `Updates` message), in order."""
+        ...
+
     def message(self, message: stream_pb2.ServerMessage) -> Frame: ...
 
 
@@ -66,6 +99,10 @@ class ProtobufEncoder:
 
     def update(self, delta: Delta) -> Frame:
         return delta.proto()
+
+    def updates(self, deltas: list[Delta]) -> Frame:
+        body = b"".join([_length_delimited(_UPDATE_IN_UPDATES, delta.update_bytes()) for delta in deltas])
+        return _length_delimited(_UPDATES_IN_MESSAGE, body)
 
     def message(self, message: stream_pb2.ServerMessage) -> Frame:
         return message.SerializeToString()
@@ -76,6 +113,10 @@ class JsonEncoder:
 
     def update(self, delta: Delta) -> Frame:
         return delta.json()
+
+    def updates(self, deltas: list[Delta]) -> Frame:
+        # Each element is the update's own cached JSON, "type" included (see _updates).
+        return '{"type":"updates","updates":[' + ",".join([delta.json() for delta in deltas]) + "]}"
 
     def message(self, message: stream_pb2.ServerMessage) -> Frame:
         return views.dumps(message_to_json(message))
@@ -105,6 +146,7 @@ def _welcome(m: stream_pb2.Welcome) -> dict[str, Any]:
         "heartbeat_s": m.heartbeat_s,
         "idle_timeout_s": m.idle_timeout_s,
         "encoding": m.encoding,
+        "max_batch": m.max_batch,
         "limits": {
             "max_subscriptions": limits.max_subscriptions,
             "max_message_bytes": limits.max_message_bytes,
@@ -133,6 +175,10 @@ def _update(m: market_pb2.Update) -> dict[str, Any]:
         "version": m.state.version,
         "state": views.state_to_json(m.state),
     }
+
+
+def _updates(m: stream_pb2.Updates) -> dict[str, Any]:
+    return {"updates": [{"type": "update", **_update(update)} for update in m.updates]}
 
 
 def _unsubscribed(m: stream_pb2.Unsubscribed) -> dict[str, Any]:
@@ -203,4 +249,5 @@ _RENDER: dict[str, Any] = {
     "alert_accepted": _alert_accepted,
     "alert_list": _alert_list,
     "alert": _alert,
+    "updates": _updates,
 }

@@ -26,6 +26,8 @@ class DashboardApiSettings(BaseSettings):
     # conflate, then resync after conflation_timeout_s, then close (4008) after resync_timeout_s.
     max_subscriptions_per_connection: int = Field(default=1000, ge=1, le=1_000_000)
     send_queue_size: int = Field(default=2048, ge=1, le=1_000_000)
+    # Updates per frame at most, for clients that connect with `batch=true` (docs/websocket.md).
+    max_batch: int = Field(default=64, ge=1, le=4096)
     conflation_timeout_s: float = Field(default=5.0, gt=0, le=3600)
     resync_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     max_client_message_bytes: int = Field(default=65_536, ge=256, le=16 * 1024 * 1024)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -19,7 +20,7 @@ from tapewire.v1 import stream_pb2
 
 from . import protocol
 from .deps import Services, ServicesDep
-from .encoders import ENCODERS, Encoder, Frame
+from .encoders import ENCODERS, Frame
 from .limits import ErrorBudget, TokenBucket
 from .session import (
     CLOSE_IDLE,
@@ -51,15 +52,28 @@ class WebSocketTransport:
             await self._ws.send_bytes(frame)
 
 
-def negotiate(websocket: WebSocket) -> tuple[str, str | None] | str:
-    """(encoding, subprotocol to echo), or the reason the request cannot be served."""
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    encoding: str
+    subprotocol: str | None  # the one to echo
+    batch: bool  # the client takes several updates per frame (`Updates`)
+
+
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def negotiate(websocket: WebSocket) -> Negotiated | str:
+    """What the client asked for, or the reason the request cannot be served."""
     offered = [name for name in websocket.scope.get("subprotocols", []) if name in SUBPROTOCOLS]
     asked = websocket.query_params.get("encoding")
     if asked is not None and asked not in ENCODERS:
         return f"unknown encoding {asked[:20]!r}: use json or protobuf"
+    batch = _FLAGS.get(websocket.query_params.get("batch", "false"))
+    if batch is None:
+        return "batch must be true or false"
     if offered:
-        return SUBPROTOCOLS[offered[0]], offered[0]
-    return asked or "json", None
+        return Negotiated(SUBPROTOCOLS[offered[0]], offered[0], batch)
+    return Negotiated(asked or "json", None, batch)
 
 
 def authenticate(websocket: WebSocket, services: Services) -> Principal:
@@ -79,8 +93,7 @@ def authenticate(websocket: WebSocket, services: Services) -> Principal:
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket, services: ServicesDep) -> None:
     negotiated = negotiate(websocket)
-    subprotocol = negotiated[1] if isinstance(negotiated, tuple) else None
-    await websocket.accept(subprotocol=subprotocol)
+    await websocket.accept(subprotocol=negotiated.subprotocol if isinstance(negotiated, Negotiated) else None)
     if isinstance(negotiated, str):
         await _refuse(websocket, services, CLOSE_POLICY_VIOLATION, negotiated)
         return
@@ -93,8 +106,7 @@ async def websocket_endpoint(websocket: WebSocket, services: ServicesDep) -> Non
         services.metrics.auth_failures.labels("ws").inc()
         await _refuse(websocket, services, CLOSE_UNAUTHORIZED, f"unauthorized: {exc.reason}")
         return
-    encoding = negotiated[0]
-    await Connection(websocket, services, principal, ENCODERS[encoding]).run()
+    await Connection(websocket, services, principal, negotiated).run()
 
 
 async def _refuse(websocket: WebSocket, services: Services, code: int, reason: str) -> None:
@@ -102,7 +114,8 @@ async def _refuse(websocket: WebSocket, services: Services, code: int, reason: s
     await websocket.close(code, reason[:120])
 
 
-def session_limits(services: Services) -> SessionLimits:
+def session_limits(services: Services, batch: bool = False) -> SessionLimits:
+    """The limits of one session; `batch`: the client takes `Updates` frames."""
     settings = services.settings
     return SessionLimits(
         send_queue_size=settings.send_queue_size,
@@ -112,6 +125,7 @@ def session_limits(services: Services) -> SessionLimits:
         heartbeat_s=settings.heartbeat_s,
         max_replay_updates=settings.max_replay_updates,
         subscribe_timeout_s=settings.subscribe_timeout_s,
+        max_batch=settings.max_batch if batch else 1,
     )
 
 
@@ -119,9 +133,10 @@ class Connection:
     """One WebSocket client: its session, its receive loop and the socket's close."""
 
     def __init__(
-        self, websocket: WebSocket, services: Services, principal: Principal, encoder: Encoder
+        self, websocket: WebSocket, services: Services, principal: Principal, negotiated: Negotiated
     ) -> None:
         settings = services.settings
+        encoder = ENCODERS[negotiated.encoding]
         self._ws = websocket
         self._services = services
         client = websocket.client
@@ -139,7 +154,7 @@ class Connection:
             services.relay,
             services.states,
             services.metrics,
-            session_limits(services),
+            session_limits(services, negotiated.batch),
             services.alerts,
         )
         self._frames = protocol.Limits(
@@ -192,6 +207,7 @@ class Connection:
         welcome.heartbeat_s = settings.heartbeat_s
         welcome.idle_timeout_s = settings.idle_timeout_s
         welcome.encoding = self._session.info.encoding
+        welcome.max_batch = self._session.max_batch
         welcome.limits.max_subscriptions = settings.max_subscriptions_per_connection
         welcome.limits.max_message_bytes = settings.max_client_message_bytes
         welcome.limits.max_messages_per_second = settings.max_messages_per_second

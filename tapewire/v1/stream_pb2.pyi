@@ -96,7 +96,7 @@ class ConnectionLimits(_message.Message):
     def __init__(self, max_subscriptions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_messages_per_second: _Optional[float] = ..., send_queue_size: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("protocol", "connection_id", "user_id", "heartbeat_s", "idle_timeout_s", "limits", "encoding")
+    __slots__ = ("protocol", "connection_id", "user_id", "heartbeat_s", "idle_timeout_s", "limits", "encoding", "max_batch")
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class Welcome(_message.Message):
     IDLE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     protocol: int
     connection_id: str
     user_id: str
@@ -111,7 +112,8 @@ class Welcome(_message.Message):
     idle_timeout_s: float
     limits: ConnectionLimits
     encoding: str
-    def __init__(self, protocol: _Optional[int] = ..., connection_id: _Optional[str] = ..., user_id: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., idle_timeout_s: _Optional[float] = ..., limits: _Optional[_Union[ConnectionLimits, _Mapping]] = ..., encoding: _Optional[str] = ...) -> None: ...
+    max_batch: int
+    def __init__(self, protocol: _Optional[int] = ..., connection_id: _Optional[str] = ..., user_id: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., idle_timeout_s: _Optional[float] = ..., limits: _Optional[_Union[ConnectionLimits, _Mapping]] = ..., encoding: _Optional[str] = ..., max_batch: _Optional[int] = ...) -> None: ...
 
 class VersionRange(_message.Message):
     __slots__ = ("from_version", "to_version")
@@ -200,8 +202,14 @@ class AlertList(_message.Message):
     alerts: _containers.RepeatedCompositeFieldContainer[_alerts_pb2.AlertEvent]
     def __init__(self, request_id: _Optional[str] = ..., alerts: _Optional[_Iterable[_Union[_alerts_pb2.AlertEvent, _Mapping]]] = ...) -> None: ...
 
+class Updates(_message.Message):
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[_market_pb2.Update]
+    def __init__(self, updates: _Optional[_Iterable[_Union[_market_pb2.Update, _Mapping]]] = ...) -> None: ...
+
 class ServerMessage(_message.Message):
-    __slots__ = ("welcome", "snapshot", "update", "unsubscribed", "error", "pong", "heartbeat", "conflated", "alert_accepted", "alert_list", "alert")
+    __slots__ = ("welcome", "snapshot", "update", "unsubscribed", "error", "pong", "heartbeat", "conflated", "alert_accepted", "alert_list", "alert", "updates")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +221,7 @@ class ServerMessage(_message.Message):
     ALERT_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     ALERT_LIST_FIELD_NUMBER: _ClassVar[int]
     ALERT_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     snapshot: Snapshot
     update: _market_pb2.Update
@@ -224,4 +233,5 @@ class ServerMessage(_message.Message):
     alert_accepted: AlertAccepted
     alert_list: AlertList
     alert: _alerts_pb2.AlertEvent
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., update: _Optional[_Union[_market_pb2.Update, _Mapping]] = ..., unsubscribed: _Optional[_Union[Unsubscribed, _Mapping]] = ..., error: _Optional[_Union[ServerError, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., conflated: _Optional[_Union[Conflated, _Mapping]] = ..., alert_accepted: _Optional[_Union[AlertAccepted, _Mapping]] = ..., alert_list: _Optional[_Union[AlertList, _Mapping]] = ..., alert: _Optional[_Union[_alerts_pb2.AlertEvent, _Mapping]] = ...) -> None: ...
+    updates: Updates
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., update: _Optional[_Union[_market_pb2.Update, _Mapping]] = ..., unsubscribed: _Optional[_Union[Unsubscribed, _Mapping]] = ..., error: _Optional[_Union[ServerError, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., conflated: _Optional[_Union[Conflated, _Mapping]] = ..., alert_accepted: _Optional[_Union[AlertAccepted, _Mapping]] = ..., alert_list: _Optional[_Union[AlertList, _Mapping]] = ..., alert: _Optional[_Union[_alerts_pb2.AlertEvent, _Mapping]] = ..., updates: _Optional[_Union[Updates, _Mapping]] = ...) -> None: ...

@@ -14,6 +14,7 @@ from services.dashboard_api.encoders import (
     ProtobufEncoder,
     alert_event_to_json,
     message_to_json,
+    varint,
 )
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
@@ -101,6 +102,45 @@ def test_delta_proto_reads_back_and_matches_the_json() -> None:
     assert message_to_json(message) == json.loads(delta.json())
 
 
+def test_varint() -> None:
+    assert [varint(n) for n in (0, 1, 127, 128, 300, 2**32)] == [
+        b"\x00",
+        b"\x01",
+        b"\x7f",
+        b"\x80\x01",
+        b"\xac\x02",
+        b"\x80\x80\x80\x80\x10",
+    ]
+
+
+def batch() -> list[Delta]:
+    # States of different sizes, one well over 127 bytes, so that lengths take two varint bytes.
+    big = state("BIG", 7)
+    big.venue = "X" * 200
+    return [Delta(state("AAPL", 1214), T0), Delta(state("MSFT", 88), T0 + 1), Delta(big, T0 + 2)]
+
+
+def test_updates_proto_is_a_server_message_of_those_updates_in_order() -> None:
+    deltas = batch()
+    frame = ProtobufEncoder().updates(deltas)
+    assert isinstance(frame, bytes)
+    message = spb.ServerMessage.FromString(frame)
+    assert message.WhichOneof("kind") == "updates"
+    assert [update.state for update in message.updates.updates] == [delta.state for delta in deltas]
+    # The hand-framed bytes are exactly what protobuf itself writes.
+    expected = spb.ServerMessage(updates=spb.Updates(updates=[pb.Update(state=d.state) for d in deltas]))
+    assert frame == expected.SerializeToString()
+
+
+def test_updates_json_holds_each_update_as_sent_alone() -> None:
+    deltas = batch()
+    frame = JsonEncoder().updates(deltas)
+    assert isinstance(frame, str)
+    assert json.loads(frame) == {"type": "updates", "updates": [json.loads(d.json()) for d in deltas]}
+    message = spb.ServerMessage.FromString(ProtobufEncoder().updates(deltas))
+    assert message_to_json(message) == json.loads(frame)
+
+
 # -- every message's JSON --------------------------------------------------------------------
 
 
@@ -113,6 +153,7 @@ def test_welcome() -> None:
             heartbeat_s=15.0,
             idle_timeout_s=120.0,
             encoding="json",
+            max_batch=64,
             limits=spb.ConnectionLimits(
                 max_subscriptions=1000,
                 max_message_bytes=65536,
@@ -132,6 +173,7 @@ def test_welcome() -> None:
         "heartbeat_s": 15.0,
         "idle_timeout_s": 120.0,
         "encoding": "json",
+        "max_batch": 64,
         "limits": {
             "max_subscriptions": 1000,
             "max_message_bytes": 65536,
@@ -300,6 +342,9 @@ def every_message() -> list[spb.ServerMessage]:
         spb.ServerMessage(alert_accepted=spb.AlertAccepted(request_id="a", alert_id=ALERT_ID)),
         spb.ServerMessage(alert_list=spb.AlertList(request_id="l", alerts=[alert_event()])),
         spb.ServerMessage(alert=alert_event()),
+        spb.ServerMessage(
+            updates=spb.Updates(updates=[pb.Update(state=state()), pb.Update(state=state("B"))])
+        ),
     ]
 
 

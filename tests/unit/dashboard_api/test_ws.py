@@ -14,6 +14,7 @@ from fastapi import WebSocket
 from redis.asyncio import Redis
 from starlette.websockets import WebSocketDisconnect
 
+from services.dashboard_api import protocol
 from services.dashboard_api.bars import BarStore
 from services.dashboard_api.deps import Services
 from services.dashboard_api.fanout import Relay
@@ -179,6 +180,7 @@ def test_welcome_then_subscribe_then_a_clean_goodbye() -> None:
             "heartbeat_s": 60.0,
             "idle_timeout_s": 0.0,
             "encoding": "json",
+            "max_batch": 1,
             "limits": {
                 "max_subscriptions": 7,
                 "max_message_bytes": 256,
@@ -248,6 +250,90 @@ def test_an_unknown_encoding_is_refused_with_1008() -> None:
         assert ws.closed == (1008, "unknown encoding 'xml': use json or protobuf")
         assert ws.sent == []
         assert sample(services, "dashboard_api_session_closes_total", {"code": "1008"}) == 1
+
+    run(scenario)
+
+
+def publish(services: Services, instrument: str, version: int) -> None:
+    state = pb.InstrumentState(instrument=instrument, version=version)
+    services.relay.handle(f"chan:{instrument}", pb.Update(state=state).SerializeToString())
+
+
+async def subscribed_to_a(ws: FakeWebSocket, services: Services) -> asyncio.Task[None]:
+    """Connected, subscribed to A (at version 3) and its snapshot received."""
+    task = await connected(ws, services)
+    ws.client_sends({"type": "subscribe", "id": "s", "instruments": ["A"]})
+    await ws.until(lambda: len(ws.sent) == 2)
+    return task
+
+
+def test_with_batch_the_updates_waiting_go_out_together_and_a_lone_one_alone() -> None:
+    async def scenario() -> None:
+        services = make_services(max_batch=3)
+        ws = FakeWebSocket(query={"batch": "true"})
+        task = await subscribed_to_a(ws, services)
+        assert ws.messages[0]["max_batch"] == 3
+        # Five updates arrive before the sender runs: frames of at most max_batch, in order.
+        for version in range(4, 9):
+            publish(services, "A", version)
+        await ws.until(lambda: len(ws.sent) == 4)
+        first, second = ws.messages[2:4]
+        assert first["type"] == "updates"
+        assert [update["version"] for update in first["updates"]] == [4, 5, 6]
+        assert {update["type"] for update in first["updates"]} == {"update"}
+        assert [update["version"] for update in second["updates"]] == [7, 8]
+        # Nothing waits for company: one update on its own is a plain update, at once.
+        publish(services, "A", 9)
+        await ws.until(lambda: len(ws.sent) == 5)
+        assert (ws.messages[4]["type"], ws.messages[4]["version"]) == ("update", 9)
+        assert sample(services, "dashboard_api_ws_messages_sent_total", {"type": "update"}) == 6
+        ws.client_leaves()
+        await asyncio.wait_for(task, WAIT_S)
+
+    run(scenario)
+
+
+def test_a_reply_queued_between_updates_keeps_its_place() -> None:
+    async def scenario() -> None:
+        services = make_services(max_batch=64)
+        ws = FakeWebSocket(query={"batch": "1", "encoding": "protobuf"})
+        task = await subscribed_to_a(ws, services)
+        publish(services, "A", 4)
+        publish(services, "A", 5)
+        await services.sessions.all()[0].handle(protocol.Ping("p"))
+        publish(services, "A", 6)
+        await ws.until(lambda: len(ws.sent) == 5)
+        frames = [spb.ServerMessage.FromString(cast(bytes, frame)) for frame in ws.sent[2:]]
+        assert [frame.WhichOneof("kind") for frame in frames] == ["updates", "pong", "update"]
+        assert [u.state.version for u in frames[0].updates.updates] == [4, 5]
+        assert frames[2].update.state.version == 6
+        ws.client_leaves()
+        await asyncio.wait_for(task, WAIT_S)
+
+    run(scenario)
+
+
+def test_without_batch_every_update_is_a_frame_of_its_own() -> None:
+    async def scenario() -> None:
+        services = make_services(max_batch=64)
+        ws = FakeWebSocket()
+        task = await subscribed_to_a(ws, services)
+        for version in (4, 5, 6):
+            publish(services, "A", version)
+        await ws.until(lambda: len(ws.sent) == 5)
+        assert [(m["type"], m["version"]) for m in ws.messages[2:]] == [("update", v) for v in (4, 5, 6)]
+        ws.client_leaves()
+        await asyncio.wait_for(task, WAIT_S)
+
+    run(scenario)
+
+
+def test_a_bad_batch_flag_is_refused_with_1008() -> None:
+    async def scenario() -> None:
+        services = make_services()
+        ws = FakeWebSocket(query={"batch": "yes please"})
+        await asyncio.wait_for(websocket_endpoint(cast(WebSocket, ws), services), WAIT_S)
+        assert ws.closed == (1008, "batch must be true or false")
 
     run(scenario)
 
