@@ -4,6 +4,7 @@ generator stands in for the feed and the ingester), and the consumer lag of its 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -92,9 +94,28 @@ class RunningStack:
                 time.sleep(0.5)
                 continue
             if backlog["processor"] == 0 and backlog["cache_updater"] <= self.topics.partitions:
-                return True
+                return self._relay_settled(deadline)
             time.sleep(0.5)
         return False
+
+    def _relay_settled(self, deadline: float) -> bool:
+        """Kafka is drained, but dashboard_api may still be reading what cache_updater published
+        (a saturated run leaves seconds of it in Redis's buffer for its subscription): wait until
+        its count of updates received stops moving, so the next run does not start behind."""
+        last = -1.0
+        while time.monotonic() < deadline:
+            received = self.relay_received()
+            if received == last:
+                return True
+            last = received
+            time.sleep(0.5)
+        return False
+
+    def relay_received(self) -> float:
+        """dashboard_api's updates received from Redis so far (its /metrics)."""
+        text = httpx.get(f"http://127.0.0.1:{self.api_port}/metrics", timeout=5).text
+        match = re.search(r"^dashboard_api_updates_received_total (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
 
 
 @contextmanager

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import socket
 import time
 from array import array
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from urllib.parse import urlsplit
 
 import websockets
 
@@ -52,6 +54,22 @@ def _subscription(index: int, spec: ClientSpec) -> list[str]:
     return [spec.instruments[(index * spec.per_client + j) % count] for j in range(spec.per_client)]
 
 
+# A client that never reads should push back on the server within seconds, as a stalled phone
+# would, not after the kernel has buffered megabytes for it on loopback.
+SILENT_RECEIVE_BUFFER = 8192
+
+
+def _small_window_socket(url: str) -> socket.socket:
+    """A socket connected to `url`'s host and port with a small receive buffer (set before
+    connecting, so that the TCP window it advertises stays small)."""
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SILENT_RECEIVE_BUFFER)
+    sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+    sock.setblocking(False)
+    return sock
+
+
 async def _client(index: int, spec: ClientSpec, record: Recorded, until: float) -> None:
     subscribe = stream_pb2.ClientMessage()
     subscribe.subscribe.instruments.extend(_subscription(index, spec))
@@ -63,6 +81,7 @@ async def _client(index: int, spec: ClientSpec, record: Recorded, until: float) 
             max_queue=4 if spec.silent else 1024,
             open_timeout=30,
             ping_interval=None,
+            **({"sock": _small_window_socket(spec.url)} if spec.silent else {}),
         ) as ws:
             await ws.send(subscribe.SerializeToString())
             record.connected += 1

@@ -22,10 +22,25 @@ class DashboardServer(uvicorn.Server):
     the app could never say goodbye itself: close them here first, then let uvicorn go on.
     """
 
-    def __init__(self, config: uvicorn.Config, sessions: Sessions, grace_s: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, sessions: Sessions, grace_s: float, send_buffer_bytes: int = 0
+    ) -> None:
         super().__init__(config)
         self._sessions = sessions
         self._grace_s = grace_s
+        self._send_buffer_bytes = send_buffer_bytes
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is None:
+            sockets = [self.config.bind_socket()]
+        if self._send_buffer_bytes:
+            # Connections accepted from a listening socket inherit its buffer sizes (Linux). A
+            # client that stops reading then fills this much of the kernel's memory, not the
+            # megabytes autotuning would grow to, and its send queue backs up soon after: the
+            # slow-client ladder (docs/websocket.md) bounds the rest.
+            for listener in sockets:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_bytes)
+        await super().serve(sockets=sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -57,4 +72,6 @@ def build_server(settings: DashboardApiSettings) -> DashboardServer:
     metrics = DashboardApiMetrics()
     sessions = Sessions(metrics)
     app = create_app(settings, metrics, sessions)
-    return DashboardServer(uvicorn_config(app, settings), sessions, settings.shutdown_grace_s)
+    return DashboardServer(
+        uvicorn_config(app, settings), sessions, settings.shutdown_grace_s, settings.socket_send_buffer_bytes
+    )

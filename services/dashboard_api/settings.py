@@ -57,6 +57,9 @@ class DashboardApiSettings(BaseSettings):
     # permessage-deflate compresses every message once per connection, which undoes the
     # render-once fan-out; leave it off unless bandwidth costs more than CPU.
     ws_per_message_deflate: bool = False
+    # Kernel send buffer of each client's socket (0: the kernel's autotuning, up to megabytes per
+    # connection). Small enough that a client that stops reading is noticed within seconds.
+    socket_send_buffer_bytes: int = Field(default=262_144, ge=0, le=64 * 1024 * 1024)
     # How long a close frame may wait for a client's socket to drain before giving up on it.
     close_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # On SIGTERM: time for WebSockets to close (1001) and requests to finish.

@@ -53,6 +53,7 @@ class App:
     port: int
     grpc_port: int | None
     stop: Callable[[], Awaitable[None]]
+    listener: socket.socket
 
     async def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         response = await self.http.get("/metrics")
@@ -98,7 +99,7 @@ async def serving(settings: DashboardApiSettings, wait_ready: bool = True) -> As
             await eventually(lambda: _started(server, task), "uvicorn to start")
             if wait_ready:
                 await eventually(lambda: _ready(http), "/readyz to answer 200")
-            yield App(http, port, settings.grpc_port if settings.grpc_enabled else None, stop)
+            yield App(http, port, settings.grpc_port if settings.grpc_enabled else None, stop, listener)
     finally:
         await stop()
         listener.close()

@@ -210,6 +210,21 @@ def test_health_ready_and_metrics(dashboard_settings: DashboardApiSettings) -> N
     run(scenario())
 
 
+def test_client_sockets_get_the_configured_send_buffer(dashboard_settings: DashboardApiSettings) -> None:
+    settings = dashboard_settings.model_copy(update={"socket_send_buffer_bytes": 65_536})
+
+    async def scenario() -> None:
+        async with serving(settings) as app:
+            # Accepted connections inherit the listener's buffer sizes; Linux reports twice the
+            # value set (its bookkeeping overhead).
+            assert app.listener.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 65_536
+            async with app.ws() as ws:
+                await ws.send(json.dumps({"type": "ping", "id": "p"}))
+                assert (await receive(ws))["type"] == "pong"
+
+    run(scenario())
+
+
 def test_starts_and_reports_when_the_stores_are_down(unique: str) -> None:
     # Bound but not listening: connections are refused at once.
     with socket.socket() as closed_port:
