@@ -27,7 +27,8 @@ For each contender and connection count, one trial:
 The clients are a minimal WebSocket client on asyncio Protocols (uvloop): frames are parsed
 from the byte stream and the publish stamp is read from the text without decoding the JSON, so
 that a Python client costs a few microseconds per update. Each contender's client speaks its
-real protocol: tapewire's protocol v1 (JSON encoding), Socket.IO 5 over Engine.IO 4 (WebSocket
+real protocol: tapewire's protocol v1 (JSON encoding, `batch=true`: several updates may share a
+frame, as several Centrifugo replies may), Socket.IO 5 over Engine.IO 4 (WebSocket
 transport, no polling), Centrifugo's JSON protocol (several replies may share one frame,
 newline-separated, and each counts). The three servers on one machine share its cores with
 the clients, the publisher and Redis: the result says when the clients or the machine were
