@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -20,8 +19,6 @@ import time
 from array import array
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from tests.support import free_port
 
@@ -223,9 +220,6 @@ def step_search(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]:
     }
 
 
-_SLOW_STEP = re.compile(r'^dashboard_api_slow_client_steps_total\{step="(\w+)"\} ([0-9.e+]+)$', re.M)
-
-
 def silent_clients(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]:
     """dashboard_api's memory while `silent_clients` connections subscribe and never read."""
     names = instrument_names(settings.instruments)
@@ -265,8 +259,8 @@ def silent_clients(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]
     load.result(timeout_s=60)
     usage = sampler.stop()["dashboard_api"]
     collected = fleet.collect(timeout_s=60)
-    metrics = httpx.get(f"http://127.0.0.1:{stack.api_port}/metrics", timeout=5).text
-    steps = {step: float(value) for step, value in _SLOW_STEP.findall(metrics)}
+    steps_taken = stack.api_samples("dashboard_api_slow_client_steps_total")
+    steps = {labels["step"]: value for labels, value in steps_taken}
     stack.drain(timeout_s=60)
     return {
         "clients": settings.silent_clients,

@@ -325,12 +325,7 @@ class WsClient(asyncio.Protocol):
         """Something the server counts as activity (for idle timeouts); most need nothing."""
 
     def _count(self, payload: bytes, now: int) -> None:
-        published, _ = publish_stamp(payload)
-        if published:
-            self.stats.update(published, now, len(payload))
-
-    def _count_each(self, payload: bytes, now: int) -> None:
-        """A frame holding several updates: each stamp is one update, sharing the frame's size."""
+        """Each stamp in `payload` is one update (a frame may hold several), sharing its size."""
         stamps = []
         end = 0
         while True:
@@ -350,9 +345,7 @@ class TapewireClient(WsClient):
     PATH = "/ws?encoding=json&batch=true"
 
     def on_message(self, payload: bytes, now: int) -> None:
-        if payload.startswith(b'{"type":"updates"'):
-            self._count_each(payload, now)
-        elif payload.startswith(b'{"type":"update"'):
+        if payload.startswith(b'{"type":"update'):  # an update, or an `updates` frame of several
             self._count(payload, now)
         elif payload.startswith(b'{"type":"welcome"'):
             self.send_text(json.dumps({"type": "subscribe", "id": "s", "instruments": self.instruments}))

@@ -82,6 +82,7 @@ from services.ingester.sources.simulator import Market
 from tapewire.kafka import ensure_topics
 from tapewire.settings import KafkaSettings
 from tapewire.ticks import to_proto
+from tests.support import delete_topics
 from tools.suite import Suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -504,9 +505,8 @@ def _delete_kafka_objects(bootstrap: str, run_id: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
     mark = f"b{run_id}"
     topics = [name for name in admin.list_topics(timeout=10).topics if mark in name]
-    for future in admin.delete_topics(topics, operation_timeout=30).values() if topics else []:
-        with suppress(KafkaException):  # best effort: a leftover has a unique name and is harmless
-            future.result()
+    if topics:
+        delete_topics(KafkaSettings(bootstrap_servers=bootstrap), topics)
     groups = [g.group_id for g in admin.list_consumer_groups().result(timeout=10).valid if mark in g.group_id]
     for future in admin.delete_consumer_groups(groups).values() if groups else []:
         with suppress(KafkaException):

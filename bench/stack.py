@@ -4,20 +4,20 @@ generator stands in for the feed and the ingester), and the consumer lag of its 
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tapewire.settings import TopicSettings
-from tests.support import free_port, kafka_for_tests, own_postgres, own_redis, own_topics, service_env
+from tests.support import free_port, own_service_env
 from tools.suite import Suite, prepare
 
 from .ready import wait_http_ok
@@ -112,10 +112,18 @@ class RunningStack:
         return False
 
     def relay_received(self) -> float:
-        """dashboard_api's updates received from Redis so far (its /metrics)."""
+        """dashboard_api's updates received from Redis so far."""
+        return sum(value for _, value in self.api_samples("dashboard_api_updates_received_total"))
+
+    def api_samples(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """The labels and value of each sample `name` on dashboard_api's /metrics."""
         text = httpx.get(f"http://127.0.0.1:{self.api_port}/metrics", timeout=5).text
-        match = re.search(r"^dashboard_api_updates_received_total (\S+)$", text, re.MULTILINE)
-        return float(match.group(1)) if match else 0.0
+        return [
+            (sample.labels, sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        ]
 
 
 @contextmanager
@@ -123,22 +131,14 @@ def running_stack(
     stack_env: dict[str, str], log_dir: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[RunningStack]:
     unique = f"bench{uuid.uuid4().hex[:8]}"
-    kafka = kafka_for_tests(stack_env)
-    with ExitStack() as stack:
-        topics = stack.enter_context(own_topics(kafka, unique))
-        redis_settings = stack.enter_context(own_redis(stack_env, unique))
-        postgres = stack.enter_context(own_postgres(stack_env, unique))
-        api_port = free_port()
-        env = service_env(
-            kafka,
-            topics,
-            redis_settings,
-            postgres,
-            unique,
-            DASHBOARD_API_PORT=str(api_port),
-            TAPEWIRE_LOG_LEVEL="WARNING",
-            **(extra_env or {}),
-        )
+    api_port = free_port()
+    with own_service_env(
+        stack_env,
+        unique,
+        DASHBOARD_API_PORT=str(api_port),
+        TAPEWIRE_LOG_LEVEL="WARNING",
+        **(extra_env or {}),
+    ) as (env, topics):
         prepare(env)
         suite = Suite(env=env, log_dir=log_dir, services=STAGES).start()
         try:
@@ -146,9 +146,10 @@ def running_stack(
             wait_http_ok(
                 f"http://127.0.0.1:{api_port}/readyz", 60, lambda: api.poll() is None, "dashboard_api"
             )
-            probe = LagProbe(kafka.bootstrap_servers)
+            bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+            probe = LagProbe(bootstrap)
             try:
-                yield RunningStack(suite, env, topics, kafka.bootstrap_servers, api_port, probe)
+                yield RunningStack(suite, env, topics, bootstrap, api_port, probe)
             finally:
                 probe.close()
         finally:

@@ -59,14 +59,14 @@ def _subscription(index: int, spec: ClientSpec) -> list[str]:
 SILENT_RECEIVE_BUFFER = 8192
 
 
-def _small_window_socket(url: str) -> socket.socket:
+async def _small_window_socket(url: str) -> socket.socket:
     """A socket connected to `url`'s host and port with a small receive buffer (set before
     connecting, so that the TCP window it advertises stays small)."""
     parts = urlsplit(url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SILENT_RECEIVE_BUFFER)
-    sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
     sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (parts.hostname or "127.0.0.1", parts.port or 80))
     return sock
 
 
@@ -81,7 +81,7 @@ async def _client(index: int, spec: ClientSpec, record: Recorded, until: float) 
             max_queue=4 if spec.silent else 1024,
             open_timeout=30,
             ping_interval=None,
-            **({"sock": _small_window_socket(spec.url)} if spec.silent else {}),
+            **({"sock": await _small_window_socket(spec.url)} if spec.silent else {}),
         ) as ws:
             await ws.send(subscribe.SerializeToString())
             record.connected += 1

@@ -143,6 +143,21 @@ def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, int
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
+@contextmanager
+def own_service_env(
+    stack_env: dict[str, str], unique: str, **extra: str
+) -> Iterator[tuple[dict[str, str], TopicSettings]]:
+    """Topics, a Redis prefix and a PostgreSQL schema of `unique`'s own (each removed
+    afterwards), and the services' environment pointing at them (`service_env`)."""
+    kafka = kafka_for_tests(stack_env)
+    with (
+        own_topics(kafka, unique) as topics,
+        own_redis(stack_env, unique) as redis_settings,
+        own_postgres(stack_env, unique) as postgres,
+    ):
+        yield service_env(kafka, topics, redis_settings, postgres, unique, **extra), topics
+
+
 def service_env(
     kafka: KafkaSettings,
     topics: TopicSettings,

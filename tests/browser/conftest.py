@@ -16,15 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from tests.support import (
-    free_port,
-    kafka_for_tests,
-    own_postgres,
-    own_redis,
-    own_topics,
-    service_env,
-    wait_for,
-)
+from tests.support import free_port, own_service_env, wait_for
 from tools.devstack import ensure_chromium
 from tools.suite import ROOT, Suite, prepare
 
@@ -60,26 +52,17 @@ def _answers(url: str) -> bool:
 @pytest.fixture(scope="package")
 def running(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     unique = uuid.uuid4().hex[:10]
-    kafka = kafka_for_tests(stack_env)
-    with (
-        own_topics(kafka, unique) as topics,
-        own_redis(stack_env, unique) as redis_settings,
-        own_postgres(stack_env, unique) as postgres,
-    ):
-        api_port, auth_api_port, web_port, auth_web_port = (free_port() for _ in range(4))
-        env = service_env(
-            kafka,
-            topics,
-            redis_settings,
-            postgres,
-            unique,
-            DASHBOARD_API_PORT=str(api_port),
-            # Few instruments at a modest rate: every one trades a few times a second.
-            INGESTER_INSTRUMENTS="6",
-            INGESTER_RATE="30",
-            INGESTER_TRADE_RATIO="0.5",
-            INGESTER_SEED="7",
-        )
+    api_port, auth_api_port, web_port, auth_web_port = (free_port() for _ in range(4))
+    with own_service_env(
+        stack_env,
+        unique,
+        DASHBOARD_API_PORT=str(api_port),
+        # Few instruments at a modest rate: every one trades a few times a second.
+        INGESTER_INSTRUMENTS="6",
+        INGESTER_RATE="30",
+        INGESTER_TRADE_RATIO="0.5",
+        INGESTER_SEED="7",
+    ) as (env, _topics):
         prepare(env)
         suite = Suite(env=env, log_dir=tmp_path_factory.mktemp("logs")).start()
         suite.start_service(
