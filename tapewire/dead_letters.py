@@ -22,7 +22,12 @@ HEADER_FAILED_AT = "tapewire-failed-at-ns"
 # Added by the DLQ tool to a record it republishes: <dlq topic>:<partition>:<offset>.
 HEADER_REPLAYED_FROM = "tapewire-replayed-from"
 
-CODES = ("empty", "too_large", "undecodable", "invalid")
+# `key_mismatch`: the tick's instrument is not its record key. Keys place an instrument on one
+# partition, which is what orders its ticks and makes each one count once; a tick under another
+# key would be applied from another partition, out of order with the rest.
+# `processing_failed`: the tick was valid but applying it raised (a bug, not a bad feed): it is
+# set aside with the exception as the reason so that the partition keeps flowing.
+CODES = ("empty", "too_large", "undecodable", "invalid", "key_mismatch", "processing_failed")
 
 
 class Refused(TapewireError):
@@ -33,8 +38,14 @@ class Refused(TapewireError):
         self.code = code
 
 
-def decode_raw_tick(value: bytes | None, now_ns: int, max_record_bytes: int) -> RawTick:
-    """A raw record's value as a validated tick, or `Refused` with the first rule it breaks."""
+def decode_raw_tick(
+    value: bytes | None, now_ns: int, max_record_bytes: int, key: bytes | None = None
+) -> RawTick:
+    """A raw record's value as a validated tick, or `Refused` with the first rule it breaks.
+
+    `now_ns` bounds the exchange time (at most a day ahead of it): the processor passes the
+    record's own timestamp, so that a record is judged the same on every attempt. `key`, when
+    given, must be the tick's instrument."""
     if value is None:
         raise Refused("empty", "record has no value")
     if len(value) > max_record_bytes:
@@ -44,9 +55,18 @@ def decode_raw_tick(value: bytes | None, now_ns: int, max_record_bytes: int) -> 
     except DecodeError as exc:
         raise Refused("undecodable", f"not a tapewire.v1.Tick: {exc}") from exc
     try:
-        return from_proto(wire, now_ns)
+        tick = from_proto(wire, now_ns)
     except InvalidTick as exc:
         raise Refused("invalid", str(exc)) from exc
+    if key is not None and key != tick.instrument.encode():
+        shown = key[:40].decode(errors="replace")
+        raise Refused("key_mismatch", f"instrument {tick.instrument!r} under the record key {shown!r}")
+    return tick
+
+
+def processing_failed(error: Exception) -> Refused:
+    """The refusal of a valid tick whose processing raised: the exception is the reason."""
+    return Refused("processing_failed", f"{type(error).__name__}: {str(error)[:200]}")
 
 
 def headers(

@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -279,3 +280,12 @@ def record_position(message: Message) -> tuple[str, int, int] | None:
     if topic is None or partition is None or offset is None or offset < 0:
         return None
     return topic, partition, offset
+
+
+def record_time_ns(message: Message) -> int | None:
+    """The record's timestamp (the producer's create time or the broker's append time) in Unix ns;
+    None when it has none (only records of the pre-0.10 message format)."""
+    kind, ms = message.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE or ms is None or ms < 0:
+        return None
+    return int(ms) * 1_000_000

@@ -3,6 +3,8 @@
 `from_proto` turns a wire `Tick` into a `Trade` or `Quote` or raises `InvalidTick` with the
 rule it broke. The ingester checks every tick with it before publishing and the processor
 checks again on consumption (anything can write to a topic), sending failures to the DLQ.
+Prices and sizes must be in the contract's decimal grammar with its bounds
+(`tapewire.decimals.GRAMMAR`): within them every rule of the processor is total.
 """
 
 from __future__ import annotations
@@ -116,18 +118,18 @@ def _check_time(exchange_time_ns: int, now_ns: int) -> None:
 
 
 def _positive(field: str, text: str) -> Decimal:
-    value = decimals.parse(text)
-    if value is None:
-        raise InvalidTick(f"{field} {text[:40]!r} is not a finite decimal")
+    value = _amount(field, text)
     if value <= 0:
         raise InvalidTick(f"{field} must be > 0, got {text[:40]}")
     return value
 
 
 def _non_negative(field: str, text: str) -> Decimal:
-    value = decimals.parse(text)
+    return _amount(field, text)  # the grammar has no sign: never below zero
+
+
+def _amount(field: str, text: str) -> Decimal:
+    value = decimals.parse_amount(text)
     if value is None:
-        raise InvalidTick(f"{field} {text[:40]!r} is not a finite decimal")
-    if value < 0:
-        raise InvalidTick(f"{field} must be >= 0, got {text[:40]}")
+        raise InvalidTick(f"{field} {text[:40]!r} is not a decimal of the contract: {decimals.GRAMMAR}")
     return value

@@ -30,9 +30,10 @@ from tapewire.ops import serve_ops
 from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.shutdown import install_stop_event
 
+from .enrich import apply
 from .history import run_history
 from .metrics import ProcessorMetrics
-from .run import CO_PARTITIONING_ASSIGNOR, run
+from .run import CO_PARTITIONING_ASSIGNOR, ApplyTick, run
 from .settings import ProcessorSettings
 from .store import StateStore
 
@@ -46,8 +47,14 @@ def main() -> None:
     log.info("processor stopped")
 
 
-def serve(settings: ProcessorSettings, stop: threading.Event, registry: CollectorRegistry) -> None:
-    """Run the processor until `stop` is set: the whole service, minus signals and logging."""
+def serve(
+    settings: ProcessorSettings,
+    stop: threading.Event,
+    registry: CollectorRegistry,
+    apply_tick: ApplyTick = apply,
+) -> None:
+    """Run the processor until `stop` is set: the whole service, minus signals and logging.
+    `apply_tick` is the business rule (tests pass one that fails on purpose)."""
     topics = settings.topics
     ensure_all_topics(settings.kafka, topics)
     check_partitioning(settings.kafka, topics)
@@ -79,7 +86,7 @@ def serve(settings: ProcessorSettings, stop: threading.Event, registry: Collecto
         extra={"group": settings.group_id, "topic": topics.raw, "commands_topic": topics.commands},
     )
     try:
-        run(settings, consumer, producer, restore, metrics, stop)
+        run(settings, consumer, producer, restore, metrics, stop, apply_tick)
     finally:
         stop.set()
         if history:

@@ -29,6 +29,14 @@ evaluated only on a tick its state applies, so triggers need no guard of their o
 are guarded per partition by the `#commands` position record in the alerts changelog (see
 alert_codec.py), written in the same transaction as the books it accounts for.
 
+Poison isolation: a record is dead-lettered (in the same transaction) when it is not a valid
+`Tick` (tapewire.dead_letters: undecodable, oversized, breaking a rule, or under a key that is
+not its instrument) and also when applying a valid tick raises (`processing_failed`, the
+exception as the reason): nothing of it reaches the states, and the partition moves on. Only a
+transient error (Kafka, a store) fails the batch to be retried. Every check depends on the record
+alone (its exchange time is bounded by the record's own timestamp, not the clock), so a batch
+retried after an abort sets aside exactly the same records and computes exactly the same states.
+
 A command that addresses no alert (undecodable, neither create nor cancel, no alert or user id)
 is logged, counted (processor_alert_commands_total{outcome="malformed"}) and skipped: the raw
 DLQ and `tools.dlq` speak ticks, and a command is a user's request of the moment, not market
@@ -42,7 +50,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,10 +58,10 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from tapewire import dead_letters
 from tapewire.consume_loop import next_offsets, run_batches
-from tapewire.dead_letters import Refused, decode_raw_tick
+from tapewire.dead_letters import Refused, decode_raw_tick, processing_failed
 from tapewire.errors import KafkaFailure, TapewireError
-from tapewire.kafka import record_position
-from tapewire.ticks import Trade
+from tapewire.kafka import record_position, record_time_ns
+from tapewire.ticks import RawTick, Trade
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 
@@ -82,10 +90,22 @@ Restore = Callable[[str, list[int]], dict[int, dict[bytes, bytes]]]
 CO_PARTITIONING_ASSIGNOR = "range"
 # librdkafka's "unassigned" partition: the producer's partitioner picks one from the key.
 BY_KEY = -1
+# What applying one valid tick may raise without the batch being at fault. MemoryError is left
+# out: it says nothing about the tick, and the process had better stop.
+_POISON = (ArithmeticError, ValueError, TypeError, LookupError, AttributeError, AssertionError, RuntimeError)
+ApplyTick = Callable[[State | None, RawTick, Position], State]
 
 
 class ProducerFenced(TapewireError):
     """The transactional producer hit a fatal error (e.g. a newer instance fenced it): exit."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A new state and its wire form (`tapewire.v1.InstrumentState`), encoded once."""
+
+    state: State
+    value: bytes
 
 
 @dataclass
@@ -93,7 +113,8 @@ class _Batch:
     """What one batch changes; merged into the processor only once its transaction committed."""
 
     states: dict[str, State] = field(default_factory=dict)  # the latest per instrument
-    changed: list[State] = field(default_factory=list)  # every new state, in order
+    changed: list[_Encoded] = field(default_factory=list)  # every new state, in order
+    encoded: dict[str, _Encoded] = field(default_factory=dict)  # the latest per instrument
     dead: list[tuple[Message, Refused]] = field(default_factory=list)
     books: dict[str, Book] = field(default_factory=dict)  # the latest of each changed book
     events: list[Event] = field(default_factory=list)
@@ -112,8 +133,10 @@ class Processor:
         restore: Restore,
         metrics: ProcessorMetrics,
         clock: Callable[[], int] = time.time_ns,
+        apply_tick: ApplyTick = apply,
     ) -> None:
         self._settings = settings
+        self._apply = apply_tick
         self._topics = settings.topics
         self._consumer = consumer
         self._producer = producer
@@ -174,7 +197,12 @@ class Processor:
 
     def _tick(self, message: Message, position: Position, work: _Batch, now_ns: int) -> None:
         try:
-            tick = decode_raw_tick(message.value(), now_ns, self._settings.max_record_bytes)
+            tick = decode_raw_tick(
+                message.value(),
+                record_time_ns(message) or now_ns,
+                self._settings.max_record_bytes,
+                key=message.key(),
+            )
         except Refused as reason:
             work.dead.append((message, reason))
             return
@@ -182,16 +210,35 @@ class Processor:
         if _already_applied(previous, position):
             self._metrics.ticks.labels("duplicate").inc()
             return
-        state = apply(previous, tick, position)
+        try:
+            state, encoded, alerted = self._enrich(previous, tick, position, work, now_ns)
+        except _POISON as exc:
+            # A valid tick that the rules cannot apply is a bug, not a reason to stop the
+            # partition: it is set aside like an invalid one, with the exception as the reason.
+            # Nothing of it reached `work`, so the states stay as they were.
+            log.exception("applying a tick failed", extra={"offset": position.offset})
+            work.dead.append((message, processing_failed(exc)))
+            return
         work.states[tick.instrument] = state
-        work.changed.append(state)
-        if isinstance(tick, Trade):
-            book = self._book(tick.instrument, work)
-            if book is not None:
-                book, triggered = alerts.on_trade(book, tick.price, state)
-                if triggered:
-                    work.books[tick.instrument] = book
-                    work.events.extend(triggered)
+        work.changed.append(encoded)
+        work.encoded[tick.instrument] = encoded
+        if alerted is not None:
+            work.books[tick.instrument], triggered = alerted
+            work.events.extend(triggered)
+
+    def _enrich(
+        self, previous: State | None, tick: RawTick, position: Position, work: _Batch, processed_ns: int
+    ) -> tuple[State, _Encoded, tuple[Book, Sequence[Event]] | None]:
+        """The new state, its wire form and, when the tick triggers alerts, the book and events."""
+        state = self._apply(previous, tick, position)
+        encoded = _Encoded(state, state_to_proto(state, processed_ns).SerializeToString())
+        if not isinstance(tick, Trade):
+            return state, encoded, None
+        book = self._book(tick.instrument, work)
+        if book is None:
+            return state, encoded, None
+        book, triggered = alerts.on_trade(book, tick.price, state)
+        return state, encoded, ((book, triggered) if triggered else None)
 
     def _command(self, message: Message, position: Position, work: _Batch) -> None:
         partition = position.partition
@@ -251,13 +298,16 @@ class Processor:
         processed_ns = self._clock()
         try:
             self._producer.begin_transaction()
-            for state in work.changed:
-                value = state_to_proto(state, processed_ns).SerializeToString()
-                self._produce(topics.processed, state.source.partition, state.instrument.encode(), value)
-            for state in work.states.values():
-                value = state_to_proto(state, processed_ns).SerializeToString()
+            for encoded in work.changed:
+                state = encoded.state
                 self._produce(
-                    topics.processor_state, state.source.partition, state.instrument.encode(), value
+                    topics.processed, state.source.partition, state.instrument.encode(), encoded.value
+                )
+            # The changelog holds the latest state of each instrument: the very bytes just published.
+            for encoded in work.encoded.values():
+                state = encoded.state
+                self._produce(
+                    topics.processor_state, state.source.partition, state.instrument.encode(), encoded.value
                 )
             self._produce_alerts(work, processed_ns)
             for message, reason in work.dead:
@@ -269,9 +319,11 @@ class Processor:
         except KafkaException as exc:
             self._abort(exc)
         self._metrics.transactions.labels("committed").inc()
-        for state in work.changed:
-            if state.ingest_ns:
-                self._metrics.ingest_to_processed.observe(max(0, processed_ns - state.ingest_ns) / 1e9)
+        for encoded in work.changed:
+            if encoded.state.ingest_ns:
+                self._metrics.ingest_to_processed.observe(
+                    max(0, processed_ns - encoded.state.ingest_ns) / 1e9
+                )
 
     def _produce_alerts(self, work: _Batch, processed_ns: int) -> None:
         """Alert events (partitioned by user id), changed books (an empty one as a tombstone) and
@@ -419,11 +471,12 @@ def run(
     restore: Restore,
     metrics: ProcessorMetrics,
     stop: threading.Event,
+    apply_tick: ApplyTick = apply,
 ) -> None:
     """Consume until `stop` is set, then leave the group cleanly. `producer` is transactional and
     `consumer` must use CO_PARTITIONING_ASSIGNOR."""
     producer.init_transactions(settings.flush_timeout_s)
-    processor = Processor(settings, consumer, producer, restore, metrics)
+    processor = Processor(settings, consumer, producer, restore, metrics, apply_tick=apply_tick)
     consumer.subscribe(
         [settings.topics.raw, settings.topics.commands],
         on_assign=processor.on_assign,

@@ -14,16 +14,20 @@ from services.cache_updater.metrics import CacheUpdaterMetrics
 from services.cache_updater.run import run as run_cache_updater
 from services.cache_updater.settings import CacheUpdaterSettings
 from services.processor.__main__ import serve
+from services.processor.enrich import apply
+from services.processor.run import ApplyTick
 from services.processor.settings import ProcessorSettings
 from tapewire.kafka import consumer_config, read_latest_per_key
 
 
 @contextmanager
-def running_processor(settings: ProcessorSettings) -> Iterator[CollectorRegistry]:
+def running_processor(
+    settings: ProcessorSettings, apply_tick: ApplyTick = apply
+) -> Iterator[CollectorRegistry]:
     """The whole service (transactional loop and, when enabled, the history writer)."""
     stop = threading.Event()
     registry = CollectorRegistry()
-    thread = threading.Thread(target=serve, args=(settings, stop, registry), daemon=True)
+    thread = threading.Thread(target=serve, args=(settings, stop, registry, apply_tick), daemon=True)
     thread.start()
     try:
         yield registry

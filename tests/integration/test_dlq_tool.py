@@ -24,7 +24,7 @@ FAILED_AT = T0 + 5 * 10**9
 
 UNDECODABLE = b"\xff\xfe not protobuf"
 NEGATIVE_PRICE = pb.Tick(
-    instrument="AAPL", venue="XNAS", kind=pb.TICK_KIND_TRADE, price="-1", size="1", exchange_time_ns=T0
+    instrument="AAPL", venue="XNAS", kind=pb.TICK_KIND_TRADE, price="0", size="1", exchange_time_ns=T0
 ).SerializeToString()
 # Dead-lettered under a rule since relaxed: valid for today's processor.
 VALID_NOW = pb.Tick(
@@ -194,7 +194,7 @@ def test_replay_publishes_only_what_is_valid_now(
 
     assert code == 0, out
     assert out.splitlines()[-1] == "chosen 3, replayed 1, still invalid 2 (skipped 2), failed 0"
-    assert "still invalid: price must be > 0, got -1" in out
+    assert "still invalid: price must be > 0, got 0" in out
     [message] = consume_all(kafka_settings, settings.topics.raw, expected=1, timeout_s=15)
     assert record_count(kafka_settings, settings.topics.raw) == 1
     sent = dlq["valid now"]

@@ -114,6 +114,10 @@ class LineParser:
         return ParsedLine(valid, timed=exchange_time_ns is not None)
 
 
+# Beyond this no number is within the contract's bounds (tapewire.decimals): refused unwritten.
+_MAX_WRITTEN_EXPONENT = 40
+
+
 def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -164,8 +168,18 @@ def _amounts(fields: dict[str, object], names: tuple[tuple[str, str], ...]) -> l
             raise BadRecord(MISSING_FIELD, f'"{json_name}" is required')
         if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
             raise BadRecord(BAD_FIELD, f'"{json_name}" must be a decimal string or a number')
-        amounts.append((proto_name, str(value)))
+        amounts.append((proto_name, value if isinstance(value, str) else _plain(json_name, value)))
     return amounts
+
+
+def _plain(json_name: str, number: int | Decimal) -> str:
+    """A JSON number in the contract's notation (1.5e2 -> "150"); a string must already be in it.
+
+    The magnitude is checked first: writing out 1e999999999 would take a gigabyte."""
+    value = Decimal(number)
+    if value.is_finite() and abs(value.adjusted()) <= _MAX_WRITTEN_EXPONENT:
+        return format(value, "f")
+    raise BadRecord(INVALID_TICK, f'"{json_name}" {str(number)[:40]} is out of range')
 
 
 def _sequence(fields: dict[str, object], default: int) -> int:

@@ -73,13 +73,20 @@ def test_json_numbers_are_exact() -> None:
     assert isinstance(tick, Trade)
     assert tick.price == Decimal("0.1")  # not 0.1000000000000000055...
     assert tick.size == Decimal(3)
-    many_digits = parse(line.replace("0.1", "187.123456789012345678901"))
-    assert many_digits.price == Decimal("187.123456789012345678901")  # type: ignore[union-attr]
+    many_digits = parse(line.replace("0.1", "187.123456789012345"))
+    assert many_digits.price == Decimal("187.123456789012345")  # type: ignore[union-attr]
 
 
-def test_exponent_numbers_are_accepted() -> None:
-    tick = parse('{"instrument":"X","kind":"trade","price":1.5e2,"size":"1E+2"}')
+def test_exponent_numbers_are_written_out_and_exponent_strings_refused() -> None:
+    tick = parse('{"instrument":"X","kind":"trade","price":1.5e2,"size":"100"}')
     assert (tick.price, tick.size) == (Decimal(150), Decimal(100))  # type: ignore[union-attr]
+    for line in (
+        '{"instrument":"X","kind":"trade","price":"1","size":"1E+2"}',
+        '{"instrument":"X","kind":"trade","price":1e999999999,"size":"1"}',
+        '{"instrument":"X","kind":"trade","price":1e30,"size":"1"}',
+    ):
+        with pytest.raises(BadRecord, match="invalid_tick|not a decimal of the contract|out of range"):
+            parse(line)
 
 
 def test_sequence_defaults_to_one_more_than_the_last_per_instrument() -> None:

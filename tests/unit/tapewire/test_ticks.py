@@ -55,11 +55,25 @@ def test_valid_trade_and_quote_round_trip() -> None:
 @pytest.mark.parametrize(
     ("tick", "reason"),
     [
-        (trade(price="-1"), "price must be > 0"),
-        (trade(price="NaN"), "not a finite decimal"),
-        (trade(price="Infinity"), "not a finite decimal"),
-        (trade(price=""), "not a finite decimal"),
-        (trade(price="12,5"), "not a finite decimal"),
+        (trade(price="-1"), "not a decimal of the contract"),
+        (trade(price="0"), "price must be > 0"),
+        (trade(price="NaN"), "not a decimal of the contract"),
+        (trade(price="Infinity"), "not a decimal of the contract"),
+        (trade(price=""), "not a decimal of the contract"),
+        (trade(price="12,5"), "not a decimal of the contract"),
+        # What crashed the processor and the ingester: absurd magnitudes in exponent form.
+        (trade(price="1e30", size="1e30"), "not a decimal of the contract"),
+        (trade(price="1e4000"), "not a decimal of the contract"),
+        (trade(price="1e999999999"), "not a decimal of the contract"),
+        # What Decimal() accepts and the contract does not: spaces, "_", signs, other digits.
+        (trade(price=" 1 "), "not a decimal of the contract"),
+        (trade(price="1_000"), "not a decimal of the contract"),
+        (trade(price="+5"), "not a decimal of the contract"),
+        (trade(price="\uff15"), "not a decimal of the contract"),  # FULLWIDTH DIGIT FIVE
+        (trade(price="1."), "not a decimal of the contract"),
+        (trade(price=".5"), "not a decimal of the contract"),
+        (trade(price="1" * 16), "not a decimal of the contract"),
+        (trade(size="0." + "1" * 16), "not a decimal of the contract"),
         (trade(size="0"), "size must be > 0"),
         (trade(kind=pb.TICK_KIND_UNSPECIFIED), "unknown tick kind"),
         (trade(kind=7), "unknown tick kind"),
@@ -70,7 +84,7 @@ def test_valid_trade_and_quote_round_trip() -> None:
         (trade(exchange_time_ns=0), "exchange_time_ns"),
         (trade(exchange_time_ns=NOW + 2 * 86_400 * 10**9), "exchange_time_ns"),
         (quote(ask_price="187.30"), "crossed quote"),
-        (quote(bid_size="-5"), "bid_size must be >= 0"),
+        (quote(bid_size="-5"), "not a decimal of the contract"),
         (quote(bid_price="0"), "bid_price must be > 0"),
     ],
 )
@@ -80,5 +94,10 @@ def test_invalid_ticks_say_why(tick: pb.Tick, reason: str) -> None:
 
 
 def test_wire_form_is_canonical() -> None:
-    parsed = from_proto(trade(price="187.4200", size="1E+2"), NOW)
+    parsed = from_proto(trade(price="187.4200", size="100.0"), NOW)
     assert (to_proto(parsed).price, to_proto(parsed).size) == ("187.42", "100")
+
+
+def test_the_bounds_themselves_are_valid() -> None:
+    parsed = from_proto(trade(price="9" * 15 + "." + "9" * 15, size="0." + "0" * 14 + "1"), NOW)
+    assert isinstance(parsed, Trade) and parsed.size == D("1e-15")

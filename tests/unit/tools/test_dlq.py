@@ -89,10 +89,10 @@ def test_missing_or_garbled_headers_become_unknown() -> None:
         (b"\xff\xfe not protobuf", "undecodable", "not a tapewire.v1.Tick: "),
         (
             pb.Tick(
-                instrument="AAPL", kind=pb.TICK_KIND_TRADE, price="-1", size="1", exchange_time_ns=NOW
+                instrument="AAPL", kind=pb.TICK_KIND_TRADE, price="0", size="1", exchange_time_ns=NOW
             ).SerializeToString(),
             "invalid",
-            "price must be > 0, got -1",
+            "price must be > 0, got 0",
         ),
     ],
 )
