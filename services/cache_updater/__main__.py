@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 
 import redis
 from confluent_kafka import Consumer
@@ -15,7 +16,7 @@ from tapewire.ops import serve_ops
 from tapewire.shutdown import install_stop_event
 
 from .metrics import CacheUpdaterMetrics
-from .run import run
+from .run import Restore, run
 from .settings import CacheUpdaterSettings
 
 log = logging.getLogger("services.cache_updater")
@@ -24,7 +25,12 @@ log = logging.getLogger("services.cache_updater")
 def main() -> None:
     settings = CacheUpdaterSettings()
     configure_logging("cache_updater", settings.log.log_level)
-    stop = install_stop_event()
+    serve(settings, install_stop_event(), CollectorRegistry())
+    log.info("cache_updater stopped")
+
+
+def serve(settings: CacheUpdaterSettings, stop: threading.Event, registry: CollectorRegistry) -> None:
+    """Run cache_updater until `stop` is set: the whole service, minus signals and logging."""
     topics = settings.topics
     ensure_all_topics(settings.kafka, topics)
     client_id = f"cache-updater-{socket.gethostname()}"
@@ -35,23 +41,34 @@ def main() -> None:
         socket_connect_timeout=5,
         health_check_interval=30,
     )
-    registry = CollectorRegistry()
     metrics = CacheUpdaterMetrics(registry)
-
-    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
-        return read_latest_per_key(settings.kafka, topics.processor_state, partitions)
-
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     log.info(
         "cache_updater starting",
         extra={"group": settings.group_id, "topic": topics.processed, "alerts_topic": topics.alert_events},
     )
     try:
-        run(settings, consumer, client, restore, metrics, stop)
+        run(
+            settings,
+            consumer,
+            client,
+            changelog_reader(settings, topics.processor_state),
+            metrics,
+            stop,
+            restore_alerts=changelog_reader(settings, topics.processor_alerts),
+        )
     finally:
         if ops:
             ops.close()
-    log.info("cache_updater stopped")
+
+
+def changelog_reader(settings: CacheUpdaterSettings, changelog: str) -> Restore:
+    """The latest record per key of `changelog`'s given partitions, read to their end."""
+
+    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return read_latest_per_key(settings.kafka, changelog, partitions)
+
+    return restore
 
 
 if __name__ == "__main__":

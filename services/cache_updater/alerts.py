@@ -21,16 +21,28 @@ Rules, all in one Lua script so that Redis applies them atomically:
 
 The event is stored as the processor wrote it, with one stamp: `times.cached_ns` when it carries
 stage times (TRIGGERED), like the states.
+
+Restore after a Redis loss (run.py): the processor's alert changelog `tt_processor_alerts` holds
+every instrument's *active* alerts as an AlertBook; `restored_events` turns those books into the
+ACTIVE events the processor emitted when it accepted each alert, and they go through the same
+script, so an alert that moved on meanwhile (TRIGGERED or CANCELLED by a live event) stays where
+it is. Terminal alerts are in no book: a user's history of triggered, cancelled and rejected
+alerts does not come back after a loss.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2 as apb
 
 ACTIVE = apb.ALERT_STATUS_ACTIVE
+# The key of the processor's position record in its alert changelog, which is not a book
+# (services/processor/alert_codec.py COMMANDS_POSITION_KEY; services share only tapewire/, so it
+# is repeated here, and a unit test checks the two agree).
+COMMANDS_POSITION_KEY = b"#commands"
 KNOWN_STATUSES = frozenset(
     (
         apb.ALERT_STATUS_ACTIVE,
@@ -176,3 +188,25 @@ def prepare_alert(
             event.event_ns or cached_ns,
         ),
     )
+
+
+def restored_events(records: Mapping[bytes, bytes], event_ns: int) -> list[apb.AlertEvent]:
+    """ACTIVE events for every alert in one partition's latest alert books (key -> AlertBook).
+
+    The position record is not a book and is skipped, as are empty values (a tombstone: the
+    book emptied). `event_ns` is the time of the restore: the event is emitted again now.
+    """
+    return [
+        event
+        for key, value in records.items()
+        if key != COMMANDS_POSITION_KEY and value
+        for event in active_events(apb.AlertBook.FromString(value).alerts, event_ns)
+    ]
+
+
+def active_events(alerts: Iterable[apb.Alert], event_ns: int) -> list[apb.AlertEvent]:
+    """The ACTIVE event of each alert, as the processor emits it when it accepts the alert
+    (services/processor/alert_codec.py event_to_proto: the alert echoed, status, time); an alert
+    without a user or alert id could not be cached and is left out."""
+    events = (apb.AlertEvent(alert=alert, status=ACTIVE, event_ns=event_ns) for alert in alerts)
+    return [event for event in events if invalid_reason(event) is None]

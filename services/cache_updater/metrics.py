@@ -17,8 +17,8 @@ class CacheUpdaterMetrics:
         )
         self.alert_events = Counter(
             "cache_updater_alert_events_total",
-            "Alert events by outcome: applied, stale (the alert's status is already as far),"
-            " undecodable, invalid",
+            "Alert events by outcome (those restored after a Redis loss included): applied, stale"
+            " (the alert's status is already as far), undecodable, invalid",
             ["outcome"],
             registry=registry,
         )

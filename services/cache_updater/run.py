@@ -15,9 +15,16 @@ alongside live updates, and each re-applied state is published, so connected cli
 The changelog can be ahead of this consumer, so versions may jump forward after a rebuild;
 they never go back. A partition the group has never committed needs no rebuild: consuming it
 from the start fills Redis version by version. Markers and rebuilds concern the processed
-topic only: the alert events' partitions are numbered alike but are another topic, and alert
-events have no changelog to rebuild from (a Redis that lost them loses the users' alert
-lists until their alerts change again; the processor's books are unaffected).
+topic only: the alert events' partitions are numbered alike but are another topic.
+
+Alerts are rebuilt with the states: the processor keeps the active alerts of processed
+partition p's instruments in its alert changelog (`tt_processor_alerts`, same partition
+number), so the rebuild of p also re-applies an ACTIVE event for every alert in those books
+(alerts.restored_events), through the alerts' forward-only script: an alert that a live event
+has triggered or cancelled in the meantime stays so, and every restored alert is in its user's
+hash again (alert.list, alert.cancel and the quota see it) and published. Only active alerts
+come back: the users' triggered, cancelled and rejected alerts are in no changelog and are lost
+with Redis.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from .alerts import (
     AlertRetention,
     invalid_reason,
     prepare_alert,
+    restored_events,
 )
 from .apply import APPLY_IF_NEWER, Change, prepare
 from .metrics import CacheUpdaterMetrics
@@ -95,10 +103,12 @@ class CacheUpdater:
         committed: Callable[[list[int]], list[int]],
         restore: Restore,
         interval_s: float,
+        restore_alerts: Restore | None = None,
     ) -> None:
-        """Re-apply the changelog of every owned partition whose marker is gone (see module doc).
+        """Re-apply the changelogs of every owned partition whose marker is gone (see module doc).
 
-        `committed` picks the partitions this group has committed offsets for.
+        `committed` picks the partitions this group has committed offsets for; `restore` reads
+        the states' changelog, `restore_alerts` the alert books' (None: states only).
         """
         now = time.monotonic()
         if not partitions or now - self._last_marker_check < interval_s:
@@ -114,10 +124,10 @@ class CacheUpdater:
             return
         lost = committed(missing)
         if lost:
-            self._rebuild(lost, restore)
+            self._rebuild(lost, restore, restore_alerts)
         self._set_markers(missing)
 
-    def _rebuild(self, partitions: list[int], restore: Restore) -> None:
+    def _rebuild(self, partitions: list[int], restore: Restore, restore_alerts: Restore | None) -> None:
         started = time.monotonic()
         cached_ns = self._clock()
         changes = [
@@ -125,7 +135,8 @@ class CacheUpdater:
             for values in restore(partitions).values()
             for value in values.values()
         ]
-        applied = self._apply(changes)
+        alert_changes = self._restored_alerts(partitions, restore_alerts, cached_ns)
+        applied, alerts_applied = self._apply(changes, alert_changes)
         self._metrics.rebuilds.inc()
         log.warning(
             "cache rebuilt from the changelog",
@@ -133,14 +144,27 @@ class CacheUpdater:
                 "partitions": partitions,
                 "states": len(changes),
                 "applied": applied,
+                "alerts": len(alert_changes),
+                "alerts_applied": alerts_applied,
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
 
-    def _apply(self, changes: list[Change], alert_changes: Sequence[AlertChange] = ()) -> int:
-        """Run every script call in one pipeline; return how many states were applied."""
+    def _restored_alerts(
+        self, partitions: list[int], restore_alerts: Restore | None, cached_ns: int
+    ) -> list[AlertChange]:
+        if restore_alerts is None:
+            return []
+        return [
+            prepare_alert(event, self._keys, cached_ns, self._alert_retention)
+            for records in restore_alerts(partitions).values()
+            for event in restored_events(records, cached_ns)
+        ]
+
+    def _apply(self, changes: list[Change], alert_changes: Sequence[AlertChange] = ()) -> tuple[int, int]:
+        """Run every script call in one pipeline; return how many states and alert events were written."""
         if not changes and not alert_changes:
-            return 0
+            return 0, 0
         try:
             pipe = self._client.pipeline(transaction=False)
             for change in changes:
@@ -153,11 +177,11 @@ class CacheUpdater:
         fresh = sum(1 for result in results[: len(changes)] if result == 1)
         self._metrics.states.labels("applied").inc(fresh)
         self._metrics.states.labels("stale").inc(len(changes) - fresh)
+        written = sum(1 for result in results[len(changes) :] if result == 1)
         if alert_changes:
-            written = sum(1 for result in results[len(changes) :] if result == 1)
             self._metrics.alert_events.labels("applied").inc(written)
             self._metrics.alert_events.labels("stale").inc(len(alert_changes) - written)
-        return fresh
+        return fresh, written
 
     def _set_markers(self, partitions: list[int]) -> None:
         try:
@@ -213,8 +237,10 @@ def run(
     restore: Restore,
     metrics: CacheUpdaterMetrics,
     stop: threading.Event,
+    restore_alerts: Restore | None = None,
 ) -> None:
-    """Consume until `stop` is set, then leave the group cleanly."""
+    """Consume until `stop` is set, then leave the group cleanly. `restore` reads the states'
+    changelog and `restore_alerts` the alert books' for a rebuild (None: states only)."""
     updater = CacheUpdater(
         client,
         RedisKeys.from_settings(settings.redis),
@@ -235,7 +261,7 @@ def run(
     def housekeeping() -> None:
         # Markers are per processed partition; the alert events topic has partitions numbered alike.
         owned = sorted(tp.partition for tp in consumer.assignment() if tp.topic == settings.topics.processed)
-        updater.rebuild_if_missing(owned, committed, restore, settings.cache_check_interval_s)
+        updater.rebuild_if_missing(owned, committed, restore, settings.cache_check_interval_s, restore_alerts)
 
     try:
         run_batches(consumer, updater.handle, stop, settings.loop, metrics.loop, housekeeping)

@@ -10,6 +10,7 @@ import redis
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
+from services.cache_updater.__main__ import changelog_reader
 from services.cache_updater.metrics import CacheUpdaterMetrics
 from services.cache_updater.run import run as run_cache_updater
 from services.cache_updater.settings import CacheUpdaterSettings
@@ -17,7 +18,7 @@ from services.processor.__main__ import serve
 from services.processor.enrich import apply
 from services.processor.run import ApplyTick
 from services.processor.settings import ProcessorSettings
-from tapewire.kafka import consumer_config, read_latest_per_key
+from tapewire.kafka import consumer_config
 
 
 @contextmanager
@@ -44,11 +45,12 @@ def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CacheUpdat
     consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-cache-updater"))
     client = redis.Redis.from_url(settings.redis.url.get_secret_value())
 
-    def restore(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
-        return read_latest_per_key(settings.kafka, settings.topics.processor_state, partitions)
-
+    restore = changelog_reader(settings, settings.topics.processor_state)
+    restore_alerts = changelog_reader(settings, settings.topics.processor_alerts)
     thread = threading.Thread(
-        target=run_cache_updater, args=(settings, consumer, client, restore, metrics, stop), daemon=True
+        target=run_cache_updater,
+        args=(settings, consumer, client, restore, metrics, stop, restore_alerts),
+        daemon=True,
     )
     thread.start()
     try:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
 
+from services.cache_updater.__main__ import serve
 from services.cache_updater.alerts import (
     APPLY_ALERT_EVENT,
+    COMMANDS_POSITION_KEY,
     AlertRetention,
     prepare_alert,
     terminal_alerts_key,
 )
 from services.cache_updater.metrics import CacheUpdaterMetrics
 from services.cache_updater.settings import CacheUpdaterSettings
+from tapewire.kafka import consumer_config
 from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
 from tapewire.v1 import alerts_pb2 as apb
@@ -178,3 +185,131 @@ def test_terminal_alerts_are_trimmed_oldest_first_and_expire_once_none_is_active
     # by its old time; nothing else moves.
     apply(event("ann", "t1", CANCELLED, 31))
     assert set(redis_client.hkeys(keys.alerts("ann"))) == {long_id.encode(), b"t3"}
+
+
+@contextmanager
+def serving(settings: CacheUpdaterSettings) -> Iterator[CollectorRegistry]:
+    """The whole service as `python -m services.cache_updater` wires it, on a thread."""
+    stop = threading.Event()
+    registry = CollectorRegistry()
+    thread = threading.Thread(target=serve, args=(settings, stop, registry), daemon=True)
+    thread.start()
+    try:
+        yield registry
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "cache_updater did not stop within 30 s"
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def book(instrument: str, *alerts: apb.Alert) -> bytes:
+    return apb.AlertBook(instrument=instrument, alerts=alerts).SerializeToString()
+
+
+def test_a_lost_partition_gets_its_active_alerts_back_and_a_moved_on_alert_stays(
+    kafka_settings: KafkaSettings,
+    topics: TopicSettings,
+    redis_settings: RedisSettings,
+    redis_client: redis.Redis,
+    unique: str,
+) -> None:
+    keys = RedisKeys.from_settings(redis_settings)
+    script = redis_client.register_script(APPLY_ALERT_EVENT)
+
+    def apply(message: apb.AlertEvent) -> None:
+        change = prepare_alert(message, keys, cached_ns=1, retention=AlertRetention())
+        script(keys=change.keys, args=change.args)
+
+    a1, a2, b1 = (
+        event(user, alert_id, ACTIVE).alert
+        for user, alert_id in [("ann", "a1"), ("ann", "a2"), ("bob", "b1")]
+    )
+    m1 = apb.Alert(
+        alert_id="m1", user_id="ann", instrument="MSFT", direction=apb.ALERT_DIRECTION_BELOW, price="3"
+    )
+    c1 = apb.Alert(
+        alert_id="c1", user_id="cat", instrument="NVDA", direction=apb.ALERT_DIRECTION_ABOVE, price="9"
+    )
+    # The processor's changelogs: AAPL's book on partition 0 with its position record and a book
+    # that emptied since (a tombstone), MSFT's on 1, NVDA's on 2; a state per partition.
+    producer = Producer(kafka_settings.as_librdkafka_dict())
+    records: list[tuple[str, int, bytes, bytes | None]] = [
+        (topics.processor_alerts, 0, b"AAPL", book("AAPL", a1, a2, b1)),
+        (topics.processor_alerts, 0, COMMANDS_POSITION_KEY, apb.AlertBook().SerializeToString()),
+        (
+            topics.processor_alerts,
+            0,
+            b"TSLA",
+            book("TSLA", apb.Alert(alert_id="t1", user_id="ann", instrument="TSLA")),
+        ),
+        (topics.processor_alerts, 0, b"TSLA", None),
+        (topics.processor_alerts, 1, b"MSFT", book("MSFT", m1)),
+        (topics.processor_alerts, 2, b"NVDA", book("NVDA", c1)),
+    ]
+    for partition, name in enumerate(["AAPL", "MSFT", "NVDA"]):
+        state = pb.InstrumentState(instrument=name, version=5, last_price="1").SerializeToString()
+        records += [
+            (topic, partition, name.encode(), state) for topic in (topics.processed, topics.processor_state)
+        ]
+    for topic, partition, key, value in records:
+        producer.produce(topic, key=key, value=value, partition=partition)
+    assert producer.flush(30) == 0
+
+    # The group had consumed partitions 0 and 1 (so Redis held what they carried); 2 never.
+    group = f"g{unique}"
+    committer = Consumer(consumer_config(kafka_settings, group, "test-committer"))
+    committer.commit(offsets=[TopicPartition(topics.processed, p, 1) for p in (0, 1)], asynchronous=False)
+    committer.close()
+
+    # Redis held the alerts and lost them; then a live event triggered a2 before the rebuild.
+    for message in (a1, a2, b1, m1):
+        apply(apb.AlertEvent(alert=message, status=ACTIVE, event_ns=1))
+    redis_client.delete(*redis_client.scan_iter(match=f"{redis_settings.key_prefix}*"))
+    assert not redis_client.exists(keys.alerts("ann"))
+    apply(event("ann", "a2", TRIGGERED, 5, trigger_price="191", trigger_version=7))
+    triggered = redis_client.hget(keys.alerts("ann"), "a2")
+
+    pubsub = redis_client.pubsub()
+    pubsub.psubscribe(f"{redis_settings.alerts_channel}:*")
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"  # type: ignore[index]
+    settings = CacheUpdaterSettings(
+        kafka=kafka_settings,
+        topics=topics,
+        redis=redis_settings,
+        group_id=group,
+        metrics_port=0,
+        cache_check_interval_s=0.2,
+    )
+    received: list[tuple[str, apb.AlertEvent]] = []
+    with serving(settings) as registry:
+        wait_for(lambda: sample(registry, "cache_updater_rebuilds_total") == 1, 30, "the rebuild")
+        wait_for(lambda: drain(pubsub, received) >= 3, 10, "three publications")
+        assert sample(registry, "cache_updater_alert_events_total", outcome="applied") == 3
+        assert sample(registry, "cache_updater_alert_events_total", outcome="stale") == 1  # a2
+
+    ann = stored(redis_client, keys.alerts("ann"))
+    assert {alert_id: status for alert_id, (status, _) in ann.items()} == {
+        "a1": ACTIVE,
+        "a2": TRIGGERED,
+        "m1": ACTIVE,
+    }
+    assert redis_client.hget(keys.alerts("ann"), "a2") == triggered  # not moved back
+    assert ann["a1"][1].alert == a1 and ann["a1"][1].event_ns > 0
+    assert {
+        alert_id: status for alert_id, (status, _) in stored(redis_client, keys.alerts("bob")).items()
+    } == {"b1": ACTIVE}
+    assert redis_client.ttl(keys.alerts("ann")) == -1  # active alerts: kept
+    assert not redis_client.exists(keys.alerts("cat"))  # never committed: no rebuild (the states' trigger)
+    assert not redis_client.exists(keys.alerts(""))  # the position record is no book
+    drain(pubsub, received)
+    assert sorted((channel, e.alert.alert_id, e.status) for channel, e in received) == [
+        (keys.alert_events("ann"), "a1", ACTIVE),
+        (keys.alert_events("ann"), "m1", ACTIVE),
+        (keys.alert_events("bob"), "b1", ACTIVE),
+    ]
+    assert redis_client.exists(keys.state("AAPL"), keys.state("MSFT")) == 2  # the states came back too
+    pubsub.close()
