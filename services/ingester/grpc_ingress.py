@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from services.ingester.metrics import IngesterMetrics
 from services.ingester.push import GRPC_SOURCE, INGEST_SERVICE, IngestService
 from services.ingester.queue import BoundedQueue
+from services.ingester.records import REASONS, Record
 from services.ingester.settings import IngesterSettings
 from services.ingester.sources.replay import INVALID_TICK
 from tapewire.auth import TokenVerifier
 from tapewire.errors import ConfigurationError
 from tapewire.grpc_server import Service, start_grpc_server
-from tapewire.ticks import RawTick
 from tapewire.v1 import ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -41,16 +41,22 @@ class GrpcIngress:
     def __init__(
         self,
         settings: IngesterSettings,
-        queue: BoundedQueue[RawTick],
+        queue: BoundedQueue[Record],
         metrics: IngesterMetrics,
         verifier: TokenVerifier | None,
     ) -> None:
         self._settings = settings
         self._verifier = verifier
-        metrics.declare_source(GRPC_SOURCE, (INVALID_TICK,))
+        metrics.declare_source(GRPC_SOURCE, (INVALID_TICK, *REASONS))
         # One thread per stream waiting for room in a full queue; never more than the streams.
         self._waiter = ThreadPoolExecutor(settings.grpc_max_streams, thread_name_prefix="ingester-push-wait")
-        self._service = IngestService(queue, metrics, self._waiter)
+        self._service = IngestService(
+            queue,
+            metrics,
+            self._waiter,
+            max_record_bytes=settings.max_record_bytes,
+            ack_timeout_s=settings.push_ack_timeout_s,
+        )
         self._thread = threading.Thread(target=self._run, name="ingester-grpc", daemon=True)
         self._listening = threading.Event()
         self._startup_error: ConfigurationError | None = None

@@ -55,9 +55,11 @@ class IngesterMetrics:
             "ingester_queue_dropped", "Ticks discarded by the drop_oldest policy.", registry=registry
         )
         self.published = Counter("ingester_published", "Ticks the broker acknowledged.", registry=registry)
-        self.delivery_failures = Counter(
+        self._delivery_failures = Counter(
             "ingester_delivery_failures",
-            "Ticks the broker did not acknowledge after librdkafka's retries.",
+            "Accepted ticks that were not published, by reason (mostly: the broker did not "
+            "acknowledge them after librdkafka's retries).",
+            ["reason"],
             registry=registry,
         )
         self.ack_latency = Histogram(
@@ -82,6 +84,13 @@ class IngesterMetrics:
 
     def invalid(self, reason: str, source: str | None = None) -> None:
         self._invalid.labels(source or self.source, reason).inc()
+
+    def declare_delivery_failures(self, reasons: Iterable[str]) -> None:
+        for reason in reasons:
+            self._delivery_failures.labels(reason)
+
+    def delivery_failed(self, reason: str) -> None:
+        self._delivery_failures.labels(reason).inc()
 
     def track_queue_depth(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)

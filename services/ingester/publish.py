@@ -8,6 +8,12 @@ retries failed sends itself until `delivery.timeout.ms`; only then is a record r
 Delivery reports are served by a dedicated thread blocked in `poll()`, which returns as soon as
 an acknowledgement arrives: the ack latency histogram measures the broker, not how often a busy
 loop remembers to poll, and the callbacks only ever run on one thread at a time.
+
+No record can stop either thread. The records were encoded and size-checked at acceptance
+(records.py), and whatever still goes wrong with one of them (a produce that raises, a failed
+delivery) is counted as that record's failure, with a reason, and reported to its push stream's
+receipt; then the next one goes. Only a fatal producer error (fencing, an idempotence violation)
+stops the publisher, since every later produce would fail the same way.
 """
 
 from __future__ import annotations
@@ -23,11 +29,18 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from services.ingester.metrics import IngesterMetrics
 from services.ingester.queue import BoundedQueue
-from tapewire.ticks import RawTick, to_proto
+from services.ingester.records import Record
 
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+# Why a record accepted into the queue was not published; label values of
+# ingester_delivery_failures_total and the `code` of a stream's failures in its PushSummary.
+DELIVERY_FAILED = "delivery_failed"  # the broker did not acknowledge it after librdkafka's retries
+PRODUCE_FAILED = "produce_failed"  # librdkafka refused it (a non-fatal KafkaException)
+PRODUCE_ERROR = "produce_error"  # anything else produce() raised
+FAILURE_REASONS = (DELIVERY_FAILED, PRODUCE_FAILED, PRODUCE_ERROR)
 
 
 class ProducerLike(Protocol):
@@ -41,13 +54,13 @@ class ProducerLike(Protocol):
 
 
 class Publisher:
-    """Produces the queue's ticks, keyed by instrument, until the queue is closed and empty."""
+    """Produces the queue's records, keyed by instrument, until the queue is closed and empty."""
 
     def __init__(
         self,
         producer: ProducerLike,
         topic: str,
-        queue: BoundedQueue[RawTick],
+        queue: BoundedQueue[Record],
         metrics: IngesterMetrics,
         batch_size: int = 1_000,
         idle_wait_s: float = 0.1,
@@ -58,6 +71,7 @@ class Publisher:
         self._topic = topic
         self._queue = queue
         self._metrics = metrics
+        metrics.declare_delivery_failures(FAILURE_REASONS)
         self._batch_size = batch_size
         self._idle_wait_s = idle_wait_s
         self._buffer_full_wait_s = buffer_full_wait_s
@@ -67,8 +81,8 @@ class Publisher:
         # publisher retries as soon as there is room instead of after a fixed pause.
         self._room = threading.Event()
         self._waiting_for_room = False
-        self._failure_log = _Throttled(log, interval_s=1.0)
-        self._failure_lock = threading.Lock()  # failures are counted from both threads
+        self._failure_log = Throttled(log, interval_s=1.0)
+        self._failure_lock = threading.Lock()
         self.produced = 0
         self.acknowledged = 0
         self.failed = 0
@@ -87,8 +101,8 @@ class Publisher:
             batch = self._queue.get_batch(self._batch_size, self._idle_wait_s)
             if batch is None:
                 return
-            for index, tick in enumerate(batch):
-                if not self._produce(tick):
+            for index, record in enumerate(batch):
+                if not self._produce(record):
                     self.unsent += len(batch) - index
                     return
 
@@ -97,13 +111,20 @@ class Publisher:
         self._abandoned = True
         self._room.set()
 
-    def _produce(self, tick: RawTick) -> bool:
-        value = to_proto(tick).SerializeToString()
-        on_delivery = partial(self._delivered, tick.ingest_time_ns)
+    def _produce(self, record: Record) -> bool:
+        """Hand `record` to librdkafka; False when the publisher must stop (abandoned, fatal error)."""
+        try:
+            return self._produce_until_buffered(record)
+        except Exception as exc:  # one record's trouble, whatever it is, must not stop the rest
+            self._fail(record, PRODUCE_ERROR, f"{type(exc).__name__}: {exc}")
+            return True
+
+    def _produce_until_buffered(self, record: Record) -> bool:
+        on_delivery = partial(self._delivered, record)
         while True:
             try:
                 self._producer.produce(
-                    self._topic, value=value, key=tick.instrument.encode(), on_delivery=on_delivery
+                    self._topic, value=record.value(), key=record.key, on_delivery=on_delivery
                 )
                 self.produced += 1
                 return True
@@ -116,7 +137,7 @@ class Publisher:
                     self.error = exc
                     log.error("kafka producer failed fatally", extra={"error": str(exc)})
                     return False
-                self._count_failure(exc.args[0])
+                self._fail(record, PRODUCE_FAILED, str(exc.args[0]))
                 return True
 
     def _wait_for_room(self) -> bool:
@@ -130,30 +151,42 @@ class Publisher:
             self._waiting_for_room = False
         return not self._abandoned
 
-    def _delivered(self, ingest_time_ns: int, error: KafkaError | None, _message: Message) -> None:
+    def _delivered(self, record: Record, error: KafkaError | None, _message: Message) -> None:
         if self._waiting_for_room:
             self._room.set()
         if error is not None:
-            self._count_failure(error)
+            self._fail(record, DELIVERY_FAILED, str(error))
             return
         self.acknowledged += 1
         self._metrics.published.inc()
-        self._metrics.ack_latency.observe(max(0, self._wall_clock_ns() - ingest_time_ns) / 1e9)
+        self._metrics.ack_latency.observe(max(0, self._wall_clock_ns() - record.ingest_time_ns) / 1e9)
+        if record.receipt is not None:
+            record.receipt.published()
 
-    def _count_failure(self, error: KafkaError) -> None:
-        with self._failure_lock:
+    def _fail(self, record: Record, code: str, reason: str) -> None:
+        with self._failure_lock:  # failures are reported from both threads
             self.failed += 1
-            self._failure_log.warning("delivery failed", {"error": str(error), "topic": self._topic})
-        self._metrics.delivery_failures.inc()
+            self._failure_log.warning(
+                "delivery failed", {"code": code, "error": reason, "topic": self._topic}
+            )
+        self._metrics.delivery_failed(code)
+        if record.receipt is not None:
+            record.receipt.failed(record.index, code, reason)
 
 
 def serve_delivery_reports(producer: ProducerLike, done: threading.Event, timeout_s: float = 0.1) -> None:
     """Serve delivery reports (and librdkafka's error and log events) until `done` is set."""
+    trouble = Throttled(log, interval_s=1.0)
     while not done.is_set():
-        producer.poll(timeout_s)
+        try:
+            producer.poll(timeout_s)
+        except Exception as exc:
+            # poll() re-raises what a callback raised; the reports of every later record still
+            # have to be served, or each of their streams would wait for nothing.
+            trouble.warning("serving delivery reports failed", {"error": f"{type(exc).__name__}: {exc}"})
 
 
-class _Throttled:
+class Throttled:
     """Logs at most once per interval, saying how many occurrences it held back."""
 
     def __init__(self, logger: logging.Logger, interval_s: float) -> None:

@@ -1,10 +1,18 @@
 """gRPC `tapewire.v1.Ingest/Push`: internal services push their own ticks into the ingester's queue.
 
-Each tick is checked with `tapewire.ticks.from_proto`, the check every source's ticks pass (and
-the processor's), then queued under the same policy as the built-in source's ticks. The queue
+"Accepted" means "will be published or reported failed". Each tick is checked with
+`tapewire.ticks.from_proto`, the check every source's ticks pass (and the processor's), and
+encoded once, here, into the record the publisher will produce (records.py): a tick that breaks
+a rule, cannot be encoded or would make too large a record is rejected with a code, and only
+then is the record queued, under the same policy as the built-in source's ticks. The queue
 stamps `ingest_time_ns` when it accepts a tick; a client's own value is ignored. A rejected tick
 does not end the stream: it is counted, and the first `MAX_REJECTIONS` are described in the
 `PushSummary` the client gets when it closes its side.
+
+Each stream's records carry its `StreamReceipt`, on which the publisher reports every record's
+outcome. When the client closes its side, the stream waits (at most `ack_timeout_s`) until all
+of its accepted ticks are published, failed or dropped (`drop_oldest`), so that the summary says
+which; what has no verdict by then is reported as unconfirmed.
 
 Backpressure: when the queue is full under `block`, the put waits in a worker thread and the
 stream awaits it, so the event loop keeps serving every other stream while this one stops reading
@@ -16,6 +24,7 @@ Under `drop_oldest` a put never waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,10 +36,12 @@ import grpc.aio
 
 from services.ingester.metrics import IngesterMetrics
 from services.ingester.queue import BoundedQueue, QueueClosed, QueueFull
+from services.ingester.receipts import StreamReceipt
+from services.ingester.records import Record, Unpublishable, encode, report_dropped
 from services.ingester.sources.replay import INVALID_TICK
 from tapewire.errors import InvalidTick
 from tapewire.grpc_server import current_principal
-from tapewire.ticks import RawTick, from_proto
+from tapewire.ticks import from_proto
 from tapewire.v1 import ingest_pb2, ingest_pb2_grpc, market_pb2
 
 log = logging.getLogger(__name__)
@@ -43,25 +54,42 @@ PushContext = grpc.aio.ServicerContext[market_pb2.Tick, ingest_pb2.PushSummary]
 
 
 class PushTally:
-    """What one stream's ticks came to: the counts and the first rejections."""
+    """What one stream's ticks came to: the counts, the first rejections, and the receipt that
+    the publisher reports the accepted ones' outcomes on."""
 
     def __init__(self) -> None:
         self.accepted = 0
         self.rejected = 0
         self._rejections: list[ingest_pb2.Rejection] = []
+        self.receipt = StreamReceipt()
+
+    @property
+    def position(self) -> int:
+        """The index in the stream, from 0, of the tick being taken."""
+        return self.accepted + self.rejected
 
     def accept(self) -> None:
         self.accepted += 1
 
     def reject(self, code: str, reason: str) -> None:
         if len(self._rejections) < MAX_REJECTIONS:
-            index = self.accepted + self.rejected  # the tick's position in the stream, from 0
-            self._rejections.append(ingest_pb2.Rejection(index=index, code=code, reason=reason))
+            self._rejections.append(ingest_pb2.Rejection(index=self.position, code=code, reason=reason))
         self.rejected += 1
 
     def summary(self) -> ingest_pb2.PushSummary:
+        outcomes = self.receipt.outcomes()
         return ingest_pb2.PushSummary(
-            accepted=self.accepted, rejected=self.rejected, rejections=self._rejections
+            accepted=self.accepted,
+            rejected=self.rejected,
+            rejections=self._rejections,
+            published=outcomes.published,
+            failed=outcomes.failed,
+            dropped=outcomes.dropped,
+            # Never negative: a verdict can arrive between reading the counts and `accepted`.
+            unconfirmed=max(0, self.accepted - outcomes.published - outcomes.failed - outcomes.dropped),
+            failures=[
+                ingest_pb2.Rejection(index=f.index, code=f.code, reason=f.reason) for f in outcomes.failures
+            ],
         )
 
 
@@ -70,9 +98,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
 
     def __init__(
         self,
-        queue: BoundedQueue[RawTick],
+        queue: BoundedQueue[Record],
         metrics: IngesterMetrics,
         waiter: Executor,
+        *,
+        max_record_bytes: int,
+        ack_timeout_s: float,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         wait_slice_s: float = 0.25,
     ) -> None:
@@ -80,6 +111,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._metrics = metrics
         self._accepted_metric = metrics.accepted_from(GRPC_SOURCE)
         self._waiter = waiter
+        self._max_record_bytes = max_record_bytes
+        self._ack_timeout_s = ack_timeout_s
         self._wall_clock_ns = wall_clock_ns
         self._wait_slice_s = wait_slice_s
         self.accepted = 0  # over every stream, for the run's summary
@@ -93,21 +126,19 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         try:
             async for message in request_iterator:
                 await self._take(message, tally, context)
+            await self._await_outcomes(tally)
         finally:
             self._metrics.grpc_streams.dec()
-        self._log_end(tally)
-        return tally.summary()
+        summary = tally.summary()
+        self._log_end(summary)
+        return summary
 
     async def _take(self, message: market_pb2.Tick, tally: PushTally, context: PushContext) -> None:
-        try:
-            tick = from_proto(message, self._wall_clock_ns())
-        except InvalidTick as exc:
-            tally.reject(INVALID_TICK, str(exc))
-            self.rejected += 1
-            self._metrics.invalid(INVALID_TICK, GRPC_SOURCE)
+        record = self._admit(message, tally)
+        if record is None:
             return
         try:
-            displaced = await self._enqueue(tick)
+            displaced = await self._enqueue(record)
         except QueueClosed:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
@@ -119,30 +150,70 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._accepted_metric.inc()
         if displaced is not None:
             self._metrics.queue_dropped.inc()
+            report_dropped(displaced)
 
-    async def _enqueue(self, tick: RawTick) -> RawTick | None:
-        """Put `tick` in the queue (what it displaced, if anything), waiting off the event loop if full."""
+    def _admit(self, message: market_pb2.Tick, tally: PushTally) -> Record | None:
+        """The tick as a record ready to publish, or None when it is rejected (counted and described)."""
         try:
-            return self._queue.put(tick, timeout_s=0)
+            tick = from_proto(message, self._wall_clock_ns())
+            return encode(tick, self._max_record_bytes, tally.receipt, tally.position)
+        except InvalidTick as exc:
+            self._reject(tally, INVALID_TICK, str(exc))
+        except Unpublishable as exc:
+            self._reject(tally, exc.code, str(exc))
+        return None
+
+    def _reject(self, tally: PushTally, code: str, reason: str) -> None:
+        tally.reject(code, reason)
+        self.rejected += 1
+        self._metrics.invalid(code, GRPC_SOURCE)
+
+    async def _enqueue(self, record: Record) -> Record | None:
+        """Put `record` in the queue (what it displaced, if anything), waiting off the event loop if full."""
+        try:
+            return self._queue.put(record, timeout_s=0)
         except QueueFull:
             pass
         loop = asyncio.get_running_loop()
         while True:
             try:
                 return await loop.run_in_executor(
-                    self._waiter, partial(self._queue.put, tick, self._wait_slice_s)
+                    self._waiter, partial(self._queue.put, record, self._wait_slice_s)
                 )
             except QueueFull:
                 continue  # awaiting again is where a cancelled stream stops
 
-    def _log_end(self, tally: PushTally) -> None:
-        fields = {"user": current_principal().user_id, "accepted": tally.accepted, "rejected": tally.rejected}
-        if tally.rejected:
-            first = tally.summary().rejections[0]
+    async def _await_outcomes(self, tally: PushTally) -> None:
+        """Wait until every accepted tick of the stream has an outcome, or `ack_timeout_s` passed."""
+        loop = asyncio.get_running_loop()
+        settled = asyncio.Event()
+
+        def wake() -> None:  # runs on a publisher thread, or here
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
+                loop.call_soon_threadsafe(settled.set)
+
+        tally.receipt.close(tally.accepted, wake)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settled.wait(), self._ack_timeout_s)
+
+    def _log_end(self, summary: ingest_pb2.PushSummary) -> None:
+        fields = {
+            "user": current_principal().user_id,
+            "accepted": summary.accepted,
+            "rejected": summary.rejected,
+            "published": summary.published,
+            "failed": summary.failed,
+            "dropped": summary.dropped,
+            "unconfirmed": summary.unconfirmed,
+        }
+        if summary.rejected:
+            first = summary.rejections[0]
             log.warning(
-                f"push stream ended with {tally.rejected} ticks rejected; first, at {first.index}: "
+                f"push stream ended with {summary.rejected} ticks rejected; first, at {first.index}: "
                 f"{first.reason}",
                 extra=fields,
             )
+        elif summary.failed or summary.unconfirmed:
+            log.warning("push stream ended with ticks not published", extra=fields)
         else:
             log.info("push stream ended", extra=fields)

@@ -28,10 +28,12 @@ from typing import BinaryIO, Protocol
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from services.ingester import records
 from services.ingester.grpc_ingress import GrpcIngress
 from services.ingester.metrics import IngesterMetrics
-from services.ingester.publish import ProducerLike, Publisher, serve_delivery_reports
+from services.ingester.publish import ProducerLike, Publisher, Throttled, serve_delivery_reports
 from services.ingester.queue import BoundedQueue, QueueClosed
+from services.ingester.records import Record, Unpublishable
 from services.ingester.settings import IngesterSettings
 from services.ingester.sources import InvalidRecord, InvalidRecordHandler, TickSource
 from services.ingester.sources.idle import IdleSource
@@ -52,7 +54,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 @dataclass(frozen=True, slots=True)
 class RunResult:
     accepted: int  # from the source and over gRPC
-    invalid: int  # source records skipped and pushed ticks rejected
+    invalid: int  # source records skipped or refused, and pushed ticks rejected
     published: int
     delivery_failures: int
     dropped: int
@@ -98,33 +100,36 @@ class Ingress(Protocol):
 
 
 class _Feeder:
-    """The source thread's job: move ticks from the source into the queue until either ends.
+    """The source thread's job: encode the source's ticks and queue them until either ends.
 
-    `on_end` runs when the source ends, for whatever reason (the pipeline then closes its inputs).
+    A tick that cannot be published (records.py) is counted as invalid and skipped, as an invalid
+    record is. `on_end` runs when the source ends, for whatever reason (the pipeline then closes
+    its inputs).
     """
 
     def __init__(
         self,
         source: TickSource,
-        queue: BoundedQueue[RawTick],
+        queue: BoundedQueue[Record],
         metrics: IngesterMetrics,
+        max_record_bytes: int,
         on_end: Callable[[], None],
     ) -> None:
         self._source = source
         self._queue = queue
         self._metrics = metrics
+        self._max_record_bytes = max_record_bytes
         self._on_end = on_end
+        self._refusals = Throttled(log, interval_s=1.0)
         self.stop = threading.Event()
         self.accepted = 0
+        self.refused = 0
         self.failed = False
 
     def run(self) -> None:
         try:
             for tick in self._source.read(self.stop):
-                if self._queue.put(tick) is not None:
-                    self._metrics.queue_dropped.inc()
-                self.accepted += 1
-                self._metrics.accepted.inc()
+                self._take(tick)
         except QueueClosed:
             pass  # shutting down: the tick in hand was never accepted
         except Exception:
@@ -133,14 +138,35 @@ class _Feeder:
         finally:
             self._on_end()
 
+    def _take(self, tick: RawTick) -> None:
+        try:
+            record = records.encode(tick, self._max_record_bytes)
+        except Unpublishable as exc:
+            self._refuse(exc)
+            return
+        displaced = self._queue.put(record)
+        if displaced is not None:
+            self._metrics.queue_dropped.inc()
+            records.report_dropped(displaced)
+        self.accepted += 1
+        self._metrics.accepted.inc()
 
-def stamp_ingest_time(tick: RawTick) -> RawTick:
-    return dataclasses.replace(tick, ingest_time_ns=time.time_ns())
+    def _refuse(self, exc: Unpublishable) -> None:
+        self.refused += 1
+        self._metrics.invalid(exc.code)
+        self._refusals.warning(
+            "a tick of the source was refused",
+            {"source": self._source.name, "reason": exc.code, "detail": str(exc)},
+        )
 
 
-def new_queue(settings: IngesterSettings) -> BoundedQueue[RawTick]:
+def stamp_ingest_time(record: Record) -> Record:
+    return records.stamped(record, time.time_ns())
+
+
+def new_queue(settings: IngesterSettings) -> BoundedQueue[Record]:
     """The queue between the inputs and the publisher; it stamps `ingest_time_ns` on acceptance."""
-    return BoundedQueue[RawTick](settings.queue_size, settings.queue_policy, stamp=stamp_ingest_time)
+    return BoundedQueue[Record](settings.queue_size, settings.queue_policy, stamp=stamp_ingest_time)
 
 
 class Pipeline:
@@ -156,7 +182,7 @@ class Pipeline:
         producer: ProducerLike,
         metrics: IngesterMetrics,
         invalid_records: InvalidRecords | None = None,
-        queue: BoundedQueue[RawTick] | None = None,
+        queue: BoundedQueue[Record] | None = None,
         ingress: Ingress | None = None,
     ) -> None:
         self._settings = settings
@@ -166,7 +192,9 @@ class Pipeline:
         self._queue = queue if queue is not None else new_queue(settings)
         self._ingress = ingress
         metrics.track_queue_depth(lambda: self._queue.depth)
-        self._feeder = _Feeder(source, self._queue, metrics, on_end=self._close_inputs)
+        self._feeder = _Feeder(
+            source, self._queue, metrics, settings.max_record_bytes, on_end=self._close_inputs
+        )
         self._publisher = Publisher(producer, settings.topics.raw, self._queue, metrics)
         self._reports_done = threading.Event()
         self._threads = {
@@ -208,7 +236,9 @@ class Pipeline:
         grpc_rejected = self._ingress.rejected if self._ingress else 0
         result = RunResult(
             accepted=self._feeder.accepted + grpc_accepted,
-            invalid=(self._invalid_records.count if self._invalid_records else 0) + grpc_rejected,
+            invalid=(self._invalid_records.count if self._invalid_records else 0)
+            + self._feeder.refused
+            + grpc_rejected,
             published=self._publisher.acknowledged,
             delivery_failures=self._publisher.failed,
             dropped=self._queue.dropped,
@@ -276,7 +306,7 @@ def open_replay(settings: IngesterSettings) -> BinaryIO | None:
 
 
 def build_ingress(
-    settings: IngesterSettings, queue: BoundedQueue[RawTick], metrics: IngesterMetrics
+    settings: IngesterSettings, queue: BoundedQueue[Record], metrics: IngesterMetrics
 ) -> GrpcIngress | None:
     """The gRPC Ingest service (not started yet), or None when it is turned off."""
     if not settings.grpc_enabled:
@@ -311,7 +341,8 @@ def _serve(
     registry: CollectorRegistry,
     replay_stream: BinaryIO | None,
 ) -> int:
-    metrics = IngesterMetrics(settings.source, registry, REASONS if settings.source == "replay" else ())
+    source_reasons = (*REASONS, *records.REASONS) if settings.source == "replay" else records.REASONS
+    metrics = IngesterMetrics(settings.source, registry, source_reasons)
     invalid = InvalidRecords(metrics)
     source = build_source(settings, replay_stream, invalid)
     try:

@@ -38,6 +38,12 @@ class IngesterSettings(BaseSettings):
     # between the source and Kafka
     queue_size: int = Field(default=10_000, ge=1)
     queue_policy: QueuePolicy = "block"
+    # The largest record value the ingester publishes; a tick whose record would be larger is
+    # refused when it arrives ("too_large"), never accepted and then lost in librdkafka. The
+    # default is the processor's own default bound (PROCESSOR_MAX_RECORD_BYTES), which would
+    # dead-letter anything larger; a tick in the contract's grammar is under 250 bytes. The ceiling
+    # stays well under librdkafka's message.max.bytes (1,000,000 with its framing).
+    max_record_bytes: int = Field(default=4_096, ge=64, le=900_000)
 
     metrics_port: int = Field(default=9101, ge=0, le=65_535)
     # All interfaces, so that Prometheus can scrape a container; set 127.0.0.1 on a shared host.
@@ -57,6 +63,10 @@ class IngesterSettings(BaseSettings):
     grpc_max_message_bytes: int = Field(default=64 * 1024, ge=1_024, le=4 * 1024 * 1024)
     # At shutdown, how long running push streams may go on before they are cancelled.
     grpc_shutdown_grace_s: float = Field(default=5.0, ge=0)
+    # When a client closes its side, how long Push waits for the broker's verdict on that
+    # stream's accepted ticks before answering (the rest are reported as unconfirmed). Kafka
+    # acknowledges in milliseconds; during an outage librdkafka keeps retrying for 2 minutes.
+    push_ack_timeout_s: float = Field(default=30.0, gt=0, le=600)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tapewire.v1 import market_pb2 as tapewire_dot_v1_dot_market__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tapewire/v1/ingest.proto\x12\x0btapewire.v1\x1a\x18tapewire/v1/market.proto\"8\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"]\n\x0bPushSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12*\n\nrejections\x18\x03 \x03(\x0b\x32\x16.tapewire.v1.Rejection2?\n\x06Ingest\x12\x35\n\x04Push\x12\x11.tapewire.v1.Tick\x1a\x18.tapewire.v1.PushSummary(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tapewire/v1/ingest.proto\x12\x0btapewire.v1\x1a\x18tapewire/v1/market.proto\"8\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xd0\x01\n\x0bPushSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12*\n\nrejections\x18\x03 \x03(\x0b\x32\x16.tapewire.v1.Rejection\x12\x11\n\tpublished\x18\x04 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x06 \x01(\x04\x12\x13\n\x0bunconfirmed\x18\x07 \x01(\x04\x12(\n\x08\x66\x61ilures\x18\x08 \x03(\x0b\x32\x16.tapewire.v1.Rejection2?\n\x06Ingest\x12\x35\n\x04Push\x12\x11.tapewire.v1.Tick\x1a\x18.tapewire.v1.PushSummary(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REJECTION']._serialized_start=67
   _globals['_REJECTION']._serialized_end=123
-  _globals['_PUSHSUMMARY']._serialized_start=125
-  _globals['_PUSHSUMMARY']._serialized_end=218
-  _globals['_INGEST']._serialized_start=220
-  _globals['_INGEST']._serialized_end=283
+  _globals['_PUSHSUMMARY']._serialized_start=126
+  _globals['_PUSHSUMMARY']._serialized_end=334
+  _globals['_INGEST']._serialized_start=336
+  _globals['_INGEST']._serialized_end=399
 # @@protoc_insertion_point(module_scope)

@@ -18,11 +18,21 @@ class Rejection(_message.Message):
     def __init__(self, index: _Optional[int] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class PushSummary(_message.Message):
-    __slots__ = ("accepted", "rejected", "rejections")
+    __slots__ = ("accepted", "rejected", "rejections", "published", "failed", "dropped", "unconfirmed", "failures")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     rejected: int
     rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
-    def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+    published: int
+    failed: int
+    dropped: int
+    unconfirmed: int
+    failures: _containers.RepeatedCompositeFieldContainer[Rejection]
+    def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ..., published: _Optional[int] = ..., failed: _Optional[int] = ..., dropped: _Optional[int] = ..., unconfirmed: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...

@@ -46,7 +46,11 @@ class IngestServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Push(self, request_iterator, context):
-        """A client stream of ticks; the reply comes when the client closes its side.
+        """A client stream of ticks; the reply comes when the client closes its side and the broker
+        has given its verdict on every tick of the stream that was accepted (or the ingester's
+        INGESTER_PUSH_ACK_TIMEOUT_S ran out): accepted = published + failed + dropped + unconfirmed.
+        A tick is accepted only if it can be published: valid (tapewire.ticks.from_proto) and
+        encodable within the ingester's record size bound; anything else is rejected with a code.
         `ingest_time_ns` is stamped by the ingester (a client's value is ignored).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -134,9 +134,11 @@ def test_pushed_ticks_are_published_keyed_by_instrument_and_stamped(
         second = ingest_pb2_grpc.IngestStub(channel).Push(iter([trade("SPY", 1)]), timeout=30)
 
     assert (summary.accepted, summary.rejected) == (40, 4)
+    # The summary waited for Kafka's acknowledgements: every accepted tick was published.
+    assert (summary.published, summary.failed, summary.dropped, summary.unconfirmed) == (40, 0, 0, 0)
     assert [r.index for r in summary.rejections] == [10, 11, 32, 33]
     assert all(r.code == "invalid_tick" and r.reason for r in summary.rejections)
-    assert (second.accepted, second.rejected) == (1, 0)
+    assert (second.accepted, second.rejected, second.published) == (1, 0, 1)
     messages = consume_all(kafka_settings, topics.raw, expected=41)
     assert len(messages) == 41
     ticks = [market_pb2.Tick.FromString(m.value() or b"") for m in messages]

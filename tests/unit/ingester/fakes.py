@@ -9,6 +9,7 @@ from decimal import Decimal
 from confluent_kafka import KafkaError, Message
 
 from services.ingester.publish import DeliveryCallback
+from services.ingester.records import Record, encode, stamped
 from tapewire.ticks import RawTick, Trade
 
 
@@ -25,9 +26,11 @@ class FakeProducer:
         self.acks = acks
         self.error = error  # reported to every delivery callback instead of success
         self.raise_on_produce: Exception | None = None
+        self.raise_for_key: dict[bytes, Exception] = {}  # produce() raises this for records of that key
+        self.fail_key: dict[bytes, KafkaError] = {}  # deliveries of that key fail with this
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.buffer_errors = 0
-        self._pending: list[DeliveryCallback] = []
+        self._pending: list[tuple[KafkaError | None, DeliveryCallback]] = []
         self._lock = threading.Lock()
         self._activity = threading.Event()
 
@@ -35,11 +38,13 @@ class FakeProducer:
         with self._lock:
             if self.raise_on_produce is not None:
                 raise self.raise_on_produce
+            if key in self.raise_for_key:
+                raise self.raise_for_key[key]
             if len(self._pending) >= self.capacity:
                 self.buffer_errors += 1
                 raise BufferError("Local: Queue full")
             self.sent.append((topic, key, value))
-            self._pending.append(on_delivery)
+            self._pending.append((self.fail_key.get(key, self.error), on_delivery))
         self._activity.set()
 
     def poll(self, timeout: float) -> int:
@@ -62,8 +67,8 @@ class FakeProducer:
             return 0
         with self._lock:
             callbacks, self._pending = self._pending, []
-        for callback in callbacks:
-            callback(self.error, Message())
+        for error, callback in callbacks:
+            callback(error, Message())
         return len(callbacks)
 
 
@@ -112,3 +117,8 @@ def trade(instrument: str, sequence: int, ingest_time_ns: int = 0) -> Trade:
         exchange_time_ns=NOW_NS,
         ingest_time_ns=ingest_time_ns,
     )
+
+
+def record(tick: RawTick, max_bytes: int = 4_096) -> Record:
+    """`tick` encoded as the queue holds it, stamped with the tick's own `ingest_time_ns`."""
+    return stamped(encode(tick, max_bytes), tick.ingest_time_ns)

@@ -1,7 +1,9 @@
-"""The publisher against a fake producer: keys, values, BufferError, failures, shutdown."""
+"""The publisher against a fake producer: keys, values, BufferError, failures reported per
+stream, survival of any one record's trouble, shutdown."""
 
 from __future__ import annotations
 
+import decimal
 import logging
 import threading
 
@@ -12,6 +14,8 @@ from prometheus_client import CollectorRegistry
 from services.ingester.metrics import IngesterMetrics
 from services.ingester.publish import Publisher, serve_delivery_reports
 from services.ingester.queue import BoundedQueue
+from services.ingester.receipts import Failure, StreamReceipt
+from services.ingester.records import Record, encode, stamped
 from tapewire.ticks import RawTick, Trade, from_proto
 from tapewire.v1 import market_pb2 as pb
 
@@ -31,21 +35,25 @@ def metrics(registry: CollectorRegistry) -> IngesterMetrics:
     return IngesterMetrics("test", registry)
 
 
-def closed_queue(ticks: list[RawTick]) -> BoundedQueue[RawTick]:
-    queue = BoundedQueue[RawTick](len(ticks) + 1, "block")
-    for tick in ticks:
-        queue.put(tick)
+def closed_queue(ticks: list[RawTick], receipt: StreamReceipt | None = None) -> BoundedQueue[Record]:
+    """The ticks as accepted records (of one stream, if a receipt is given), then closed."""
+    queue = BoundedQueue[Record](len(ticks) + 1, "block")
+    for index, tick in enumerate(ticks):
+        queue.put(stamped(encode(tick, 4_096, receipt, index), tick.ingest_time_ns))
     queue.close()
     return queue
 
 
 def publish_all(
-    producer: FakeProducer, ticks: list[RawTick], metrics: IngesterMetrics, wall_clock_ns: int = NOW_NS
+    producer: FakeProducer,
+    ticks: list[RawTick],
+    metrics: IngesterMetrics,
+    wall_clock_ns: int = NOW_NS,
+    receipt: StreamReceipt | None = None,
 ) -> Publisher:
     """Run the publisher and the delivery-report thread as the pipeline does, until the queue is drained."""
-    publisher = Publisher(
-        producer, "raw", closed_queue(ticks), metrics, batch_size=7, wall_clock_ns=lambda: wall_clock_ns
-    )
+    queue = closed_queue(ticks, receipt)
+    publisher = Publisher(producer, "raw", queue, metrics, batch_size=7, wall_clock_ns=lambda: wall_clock_ns)
     done = threading.Event()
     reports = threading.Thread(target=serve_delivery_reports, args=(producer, done, 0.01))
     reports.start()
@@ -94,7 +102,7 @@ def test_delivery_failures_are_counted_and_logged_not_retried(
     with caplog.at_level(logging.WARNING):
         publisher = publish_all(producer, [trade("AAPL", 1), trade("AAPL", 2)], metrics)
     assert (publisher.acknowledged, publisher.failed, len(producer.sent)) == (0, 2, 2)
-    assert registry.get_sample_value("ingester_delivery_failures_total") == 2
+    assert registry.get_sample_value("ingester_delivery_failures_total", {"reason": "delivery_failed"}) == 2
     assert registry.get_sample_value("ingester_published_total") == 0
     # Throttled: a broker outage must not turn into one log line per tick.
     failures = [r for r in caplog.records if r.getMessage() == "delivery failed"]
@@ -134,16 +142,61 @@ def test_abandon_ends_a_publisher_stuck_on_a_full_buffer(metrics: IngesterMetric
     assert (publisher.unsent, queue.depth) == (1, 3)  # the rest of its batch, and what it never took
 
 
-def test_an_unexpected_error_stops_the_publisher_and_is_kept(
-    metrics: IngesterMetrics, caplog: pytest.LogCaptureFixture
+def test_any_error_producing_one_record_fails_that_record_only(
+    metrics: IngesterMetrics, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     producer = FakeProducer()
-    producer.raise_on_produce = RuntimeError("bug")
-    publisher = Publisher(producer, "raw", closed_queue([trade("AAPL", 1)]), metrics)
-    with caplog.at_level(logging.ERROR):
-        publisher.run()
-    assert isinstance(publisher.error, RuntimeError)
-    assert any(r.getMessage() == "the publisher failed" for r in caplog.records)
+    # What an absurd tick once did in to_proto: whatever a record raises, the next one goes.
+    producer.raise_for_key[b"BAD"] = decimal.Overflow("above Emax")
+    receipt = StreamReceipt()
+    ticks: list[RawTick] = [trade("AAPL", 1), trade("BAD", 2), trade("AAPL", 3)]
+    with caplog.at_level(logging.WARNING):
+        publisher = publish_all(producer, ticks, metrics, receipt=receipt)
+    assert (publisher.acknowledged, publisher.failed, publisher.error) == (2, 1, None)
+    outcomes = receipt.outcomes()
+    assert (outcomes.published, outcomes.failed) == (2, 1)
+    assert outcomes.failures == (Failure(1, "produce_error", "Overflow: above Emax"),)
+    assert registry.get_sample_value("ingester_delivery_failures_total", {"reason": "produce_error"}) == 1
+    assert any(r.getMessage() == "delivery failed" for r in caplog.records)
+
+
+def test_each_stream_hears_of_its_own_records_outcomes(metrics: IngesterMetrics) -> None:
+    producer = FakeProducer()
+    producer.fail_key[b"MSFT"] = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    first, second = StreamReceipt(), StreamReceipt()
+    queue = BoundedQueue[Record](10, "block")
+    for index, (name, receipt) in enumerate([("AAPL", first), ("MSFT", second), ("AAPL", second)]):
+        queue.put(encode(trade(name, index), 4_096, receipt, index))
+    queue.put(encode(trade("NVDA", 9), 4_096))  # a source tick: no stream to tell
+    queue.close()
+    publisher = Publisher(producer, "raw", queue, metrics)
+    publisher.run()
+    producer.flush(0)
+    assert (publisher.acknowledged, publisher.failed) == (3, 1)
+    assert (first.outcomes().published, first.outcomes().failed) == (1, 0)
+    assert (second.outcomes().published, second.outcomes().failed) == (1, 1)
+    assert [(f.index, f.code) for f in second.outcomes().failures] == [(1, "delivery_failed")]
+
+
+def test_a_delivery_callback_that_raises_does_not_stop_the_reports(metrics: IngesterMetrics) -> None:
+    class Exploding(FakeProducer):
+        polls = 0
+
+        def poll(self, timeout: float) -> int:
+            self.polls += 1
+            if self.polls == 1:
+                raise RuntimeError("a callback raised")
+            return super().poll(timeout)
+
+    producer = Exploding()
+    done = threading.Event()
+    reports = threading.Thread(target=serve_delivery_reports, args=(producer, done, 0.01))
+    reports.start()
+    while producer.polls < 3:
+        reports.join(0.001)
+    assert reports.is_alive()
+    done.set()
+    reports.join(WAIT_S)
 
 
 def trade(instrument: str, sequence: int) -> Trade:

@@ -1,5 +1,7 @@
-"""gRPC Push into the ingester's queue, on a loopback port and without Kafka: validation, the
-summary, both queue policies with a client stream that backpressure holds up, and shutdown."""
+"""gRPC Push into the ingester's queue, on a loopback port and without Kafka: validation and
+encoding at acceptance, the summary (with what became of the accepted ticks, from a publisher on
+a fake producer), both queue policies with a client stream that backpressure holds up, and
+shutdown."""
 
 from __future__ import annotations
 
@@ -12,20 +14,23 @@ from decimal import Decimal
 import grpc
 import grpc.aio
 import pytest
+from confluent_kafka import KafkaError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from services.ingester.grpc_ingress import GrpcIngress
 from services.ingester.metrics import IngesterMetrics
+from services.ingester.publish import Publisher, serve_delivery_reports
 from services.ingester.push import MAX_REJECTIONS, PushTally
 from services.ingester.queue import BoundedQueue
+from services.ingester.records import Record
 from services.ingester.run import new_queue
 from services.ingester.settings import IngesterSettings
-from tapewire.ticks import RawTick, Trade, to_proto
+from tapewire.ticks import RawTick, Trade, from_proto, to_proto
 from tapewire.v1 import ingest_pb2, ingest_pb2_grpc, market_pb2
 from tests.support import free_port
 
-from .fakes import trade
+from .fakes import FakeProducer, trade
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -46,7 +51,8 @@ def test_a_tally_counts_everything_and_describes_the_first_rejections() -> None:
 
 
 class Ingester:
-    """A queue and the gRPC ingress in front of it, as `serve` wires them, with nothing draining it."""
+    """A queue and the gRPC ingress in front of it, as `serve` wires them; nothing drains the queue
+    unless `publish` starts a publisher on a fake producer."""
 
     def __init__(self, **overrides: object) -> None:
         values: dict[str, object] = {
@@ -55,13 +61,35 @@ class Ingester:
             "grpc_host": "127.0.0.1",
             "grpc_port": free_port(),
             "grpc_shutdown_grace_s": 0.5,
+            # Without a publisher no verdict ever comes: do not keep every summary waiting long.
+            "push_ack_timeout_s": 0.2,
             **overrides,
         }
         self.settings = IngesterSettings(**values)  # type: ignore[arg-type]
         self.registry = CollectorRegistry()
-        self.queue: BoundedQueue[RawTick] = new_queue(self.settings)
-        self.ingress = GrpcIngress(self.settings, self.queue, IngesterMetrics("none", self.registry), None)
+        self.metrics = IngesterMetrics("none", self.registry)
+        self.queue: BoundedQueue[Record] = new_queue(self.settings)
+        self.ingress = GrpcIngress(self.settings, self.queue, self.metrics, None)
         self.address = f"127.0.0.1:{self.settings.grpc_port}"
+        self._threads: list[threading.Thread] = []
+        self._reports_done = threading.Event()
+
+    def publish(self, producer: FakeProducer) -> None:
+        """Drain the queue into `producer`, delivery reports and all, as the pipeline does."""
+        publisher = Publisher(producer, "raw", self.queue, self.metrics, idle_wait_s=0.01)
+        self._threads = [
+            threading.Thread(target=publisher.run),
+            threading.Thread(target=serve_delivery_reports, args=(producer, self._reports_done, 0.01)),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.ingress.stop()
+        self.queue.close()
+        self._reports_done.set()
+        for thread in self._threads:
+            thread.join(WAIT_S)
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -72,7 +100,11 @@ def ingester(request: pytest.FixtureRequest) -> Iterator[Ingester]:
     running = Ingester(**getattr(request, "param", {}))
     running.ingress.start()
     yield running
-    running.ingress.stop()
+    running.stop()
+
+
+def decoded(records: list[Record] | None) -> list[RawTick]:
+    return [from_proto(market_pb2.Tick.FromString(r.value()), time.time_ns()) for r in records or []]
 
 
 def pushed(tick: RawTick, ingest_time_ns: int = 0) -> market_pb2.Tick:
@@ -101,19 +133,72 @@ def test_valid_ticks_are_queued_stamped_and_invalid_ones_described(ingester: Ing
         summary = ingest_pb2_grpc.IngestStub(channel).Push(iter(sent), timeout=WAIT_S)
 
     assert (summary.accepted, summary.rejected) == (2, 3)
+    assert (summary.published, summary.failed, summary.unconfirmed) == (0, 0, 2)  # nothing drains
     assert [(r.index, r.code) for r in summary.rejections] == [
         (1, "invalid_tick"),
         (3, "invalid_tick"),
         (4, "invalid_tick"),
     ]
     assert "instrument" in summary.rejections[0].reason and "crossed" in summary.rejections[1].reason
-    queued = ingester.queue.get_batch(10, 0) or []
+    queued = decoded(ingester.queue.get_batch(10, 0))
     assert [(t.instrument, t.sequence) for t in queued] == [("AAPL", 1), ("MSFT", 7)]
     assert all(before <= t.ingest_time_ns <= time.time_ns() for t in queued)
     assert isinstance(queued[0], Trade) and queued[0].price == Decimal("10.5")
     assert ingester.metric("ingester_ticks_accepted_total", source="grpc") == 2
     assert ingester.metric("ingester_invalid_records_total", source="grpc", reason="invalid_tick") == 3
     assert (ingester.ingress.accepted, ingester.ingress.rejected) == (2, 3)
+
+
+def oversized(sequence: int) -> market_pb2.Tick:
+    """Valid, and about 160 bytes as a record: every field at its longest."""
+    message = pushed(trade("AAPL", sequence))
+    message.instrument, message.venue = "X" * 32, "V" * 32
+    message.price = message.size = "9" * 15 + "." + "9" * 15
+    return message
+
+
+@pytest.mark.parametrize("ingester", [{"max_record_bytes": 100, "push_ack_timeout_s": 5}], indirect=True)
+def test_a_tick_too_large_to_publish_is_rejected_at_acceptance(ingester: Ingester) -> None:
+    producer = FakeProducer()
+    ingester.publish(producer)
+    sent = [pushed(trade("AAPL", 1)), oversized(2), pushed(trade("AAPL", 3))]
+    with grpc.insecure_channel(ingester.address) as channel:
+        summary = ingest_pb2_grpc.IngestStub(channel).Push(iter(sent), timeout=WAIT_S)
+    assert (summary.accepted, summary.rejected, summary.published, summary.failed) == (2, 1, 2, 0)
+    assert [(r.index, r.code) for r in summary.rejections] == [(1, "too_large")]
+    assert "exceeds the ingester's limit of 100" in summary.rejections[0].reason
+    assert [key for _, key, _ in producer.sent] == [b"AAPL", b"AAPL"]
+    assert ingester.metric("ingester_invalid_records_total", source="grpc", reason="too_large") == 1
+
+
+@pytest.mark.parametrize("ingester", [{"push_ack_timeout_s": 5}], indirect=True)
+def test_the_summary_says_which_accepted_ticks_were_published_and_which_failed(ingester: Ingester) -> None:
+    producer = FakeProducer()
+    producer.fail_key[b"MSFT"] = KafkaError(KafkaError._MSG_TIMED_OUT)
+    ingester.publish(producer)
+    sent = [pushed(trade(name, n)) for n, name in enumerate(["AAPL", "MSFT", "AAPL", "MSFT", "NVDA"])]
+    with grpc.insecure_channel(ingester.address) as channel:
+        stub = ingest_pb2_grpc.IngestStub(channel)
+        summary = stub.Push(iter([*sent[:3], market_pb2.Tick(), *sent[3:]]), timeout=WAIT_S)
+        other = stub.Push(iter([pushed(trade("AAPL", 9))]), timeout=WAIT_S)
+    assert (summary.accepted, summary.rejected) == (5, 1)
+    assert (summary.published, summary.failed, summary.dropped, summary.unconfirmed) == (3, 2, 0, 0)
+    # Indexes are positions in the stream, counting the rejected tick at 3.
+    assert [(f.index, f.code) for f in summary.failures] == [(1, "delivery_failed"), (4, "delivery_failed")]
+    assert "timed out" in summary.failures[0].reason.lower()
+    assert (other.accepted, other.published, other.failed) == (1, 1, 0)  # each stream its own
+
+
+@pytest.mark.parametrize("ingester", [{"push_ack_timeout_s": 0.3}], indirect=True)
+def test_the_wait_for_verdicts_is_bounded(ingester: Ingester) -> None:
+    ingester.publish(FakeProducer(acks=False))  # the broker never answers
+    started = time.monotonic()
+    with grpc.insecure_channel(ingester.address) as channel:
+        summary = ingest_pb2_grpc.IngestStub(channel).Push(
+            iter([pushed(trade("AAPL", n)) for n in range(3)]), timeout=WAIT_S
+        )
+    assert 0.3 <= time.monotonic() - started < 3
+    assert (summary.accepted, summary.published, summary.failed, summary.unconfirmed) == (3, 0, 0, 3)
 
 
 @pytest.mark.parametrize("ingester", [{"queue_size": 2, "queue_policy": "block"}], indirect=True)
@@ -130,10 +215,10 @@ def test_a_full_queue_holds_the_stream_back_without_stalling_other_calls(ingeste
             other = await stub.Push(iter([market_pb2.Tick()]))
             assert (other.accepted, other.rejected) == (0, 1)
             assert ingester.metric("ingester_grpc_push_streams") == 1
-            drained: list[RawTick] = []
+            drained: list[Record] = []
             while len(drained) < 5:  # the publisher's part
                 drained += await asyncio.to_thread(ingester.queue.get_batch, 10, 0.05) or []
-            assert [t.sequence for t in drained] == [1, 2, 3, 4, 5]
+            assert [t.sequence for t in decoded(drained)] == [1, 2, 3, 4, 5]
             return await held
 
     summary = asyncio.run(scenario())
@@ -147,8 +232,9 @@ def test_drop_oldest_never_holds_a_stream_back_and_counts_the_drops(ingester: In
         summary = ingest_pb2_grpc.IngestStub(channel).Push(
             iter([pushed(trade("A", n)) for n in range(1, 6)]), timeout=WAIT_S
         )
-    assert summary.accepted == 5
-    assert [t.sequence for t in ingester.queue.get_batch(10, 0) or []] == [4, 5]
+    # The stream hears of its own ticks displaced by the policy; the last two wait for a publisher.
+    assert (summary.accepted, summary.dropped, summary.unconfirmed) == (5, 3, 2)
+    assert [t.sequence for t in decoded(ingester.queue.get_batch(10, 0))] == [4, 5]
     assert ingester.metric("ingester_queue_dropped_total") == 3
 
 

@@ -85,7 +85,7 @@ def test_exponent_numbers_are_written_out_and_exponent_strings_refused() -> None
         '{"instrument":"X","kind":"trade","price":1e999999999,"size":"1"}',
         '{"instrument":"X","kind":"trade","price":1e30,"size":"1"}',
     ):
-        with pytest.raises(BadRecord, match="invalid_tick|not a decimal of the contract|out of range"):
+        with pytest.raises(BadRecord, match=r"invalid_tick|not a decimal of the contract|out of range"):
             parse(line)
 
 

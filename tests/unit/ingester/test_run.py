@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from services.ingester.metrics import IngesterMetrics
 from services.ingester.queue import BoundedQueue
+from services.ingester.records import Record, encode
 from services.ingester.run import InvalidRecords, Pipeline, build_source, new_queue
 from services.ingester.settings import IngesterSettings
 from services.ingester.sources.idle import IdleSource
@@ -157,6 +160,24 @@ def test_delivery_failures_make_a_non_zero_exit(metrics: IngesterMetrics) -> Non
     assert (result.published, result.delivery_failures, result.exit_code) == (0, 1, 1)
 
 
+def test_a_source_tick_that_cannot_be_published_is_refused_and_the_rest_goes_on(
+    metrics: IngesterMetrics, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    absurd = dataclasses.replace(trade("A", 2), price=Decimal("1e999999999"))  # to_proto overflows
+    ticks: list[RawTick] = [trade("A", 1), absurd, trade("A", 3)]
+    producer = FakeProducer()
+    with caplog.at_level(logging.WARNING):
+        result = Pipeline(settings(), ListSource(ticks), producer, metrics).run(threading.Event())
+    assert (result.accepted, result.invalid, result.published, result.exit_code) == (2, 1, 2, 0)
+    assert (
+        registry.get_sample_value(
+            "ingester_invalid_records_total", {"source": "test", "reason": "unencodable"}
+        )
+        == 1
+    )
+    assert any(r.getMessage() == "a tick of the source was refused" for r in caplog.records)
+
+
 def test_healthy_while_the_publisher_runs(metrics: IngesterMetrics) -> None:
     pipeline = Pipeline(settings(), EndlessSource(trade("A", 1)), FakeProducer(), metrics)
     assert not pipeline.healthy()
@@ -176,7 +197,7 @@ def test_healthy_while_the_publisher_runs(metrics: IngesterMetrics) -> None:
 class FakeIngress:
     """Stands in for the gRPC service: records whether the queue was still open when it was stopped."""
 
-    def __init__(self, queue: BoundedQueue[RawTick], accepted: int = 0, rejected: int = 0) -> None:
+    def __init__(self, queue: BoundedQueue[Record], accepted: int = 0, rejected: int = 0) -> None:
         self._queue = queue
         self.accepted = accepted
         self.rejected = rejected
@@ -203,7 +224,7 @@ def test_with_no_source_the_pipeline_runs_until_stopped_and_stops_the_ingress_fi
     )
     stop = threading.Event()
     for n in range(3):  # what pushes would have queued
-        queue.put(trade("A", n + 1))
+        queue.put(encode(trade("A", n + 1), config.max_record_bytes))
     stop_when(lambda: queue.depth == 0, stop)
     result = pipeline.run(stop)
     assert ingress.stops and ingress.stops[0] is False  # stopped while the queue was still open

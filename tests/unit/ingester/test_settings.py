@@ -117,3 +117,13 @@ def test_no_source_needs_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_auth_settings_name_their_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert error_text(monkeypatch, AUTH_HS256_SECRET="short").strip().startswith("AUTH_HS256_SECRET:")
+
+
+def test_the_record_bound_and_the_ack_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = IngesterSettings()
+    # The processor's default bound: the ingester never publishes what the processor would refuse.
+    assert (settings.max_record_bytes, settings.push_ack_timeout_s) == (4_096, 30)
+    monkeypatch.setenv("INGESTER_MAX_RECORD_BYTES", "1000001")
+    with pytest.raises(ValidationError) as caught:
+        IngesterSettings()
+    assert "INGESTER_MAX_RECORD_BYTES" in explain(caught.value)
