@@ -8,8 +8,8 @@ Tokens are signed by whoever issues them, not by tapewire: HS256 with a shared s
 (`AUTH_HS256_SECRET`), RS256 with the issuer's public key (`AUTH_RS256_PUBLIC_KEY` or
 `AUTH_RS256_PUBLIC_KEY_FILE`), or both at once, e.g. while moving from one to the other; a
 token's own `alg` header then picks the key, and an algorithm whose key is not configured is
-refused, as is "none", always. `exp` is required; `nbf` and `iat` are honoured; `aud` and `iss`
-are checked when configured.
+refused, as is "none", always. `exp` is required; `nbf` and `iat` are honoured (all three must be
+JSON numbers); `aud` and `iss` are checked when configured.
 
 With no key configured auth is off: callers get `Principal.anonymous(admin=True)`, so a local
 stack works without tokens, admin endpoints included. Never expose such a deployment.
@@ -17,6 +17,7 @@ stack works without tokens, admin endpoints included. Never expose such a deploy
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ MIN_RSA_KEY_BITS = 2048
 MAX_TOKEN_BYTES = 8 * 1024
 MAX_USER_ID_LENGTH = 128
 ANONYMOUS_USER = "anonymous"
+# RFC 7519 §2 NumericDate claims: JSON numbers, never strings or booleans.
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class Unauthorized(TapewireError):
@@ -228,6 +231,7 @@ class TokenVerifier:
         if algorithm not in self._keys:
             allowed = ", ".join(sorted(self._keys))
             raise Unauthorized(f"token algorithm {algorithm[:16]!r} not allowed (allowed: {allowed})")
+        _check_time_claims(token)
         required = ["exp"] + (["aud"] if settings.audience else []) + (["iss"] if settings.issuer else [])
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -264,6 +268,26 @@ class TokenVerifier:
         if isinstance(value, list) and all(isinstance(role, str) for role in value):
             return frozenset(value)
         raise Unauthorized(f'"{name}" claim must be a list of strings or a space-separated string')
+
+
+def _check_time_claims(token: str) -> None:
+    """Refuse exp/nbf/iat that are not JSON numbers: PyJWT would take "9999999999" (a string)
+    through int(), and a bool as 0 or 1, so such a token would pass where its issuer meant no
+    such thing. Read before the signature is checked, which is safe: this can only refuse."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized("malformed token") from exc
+    for name in TIME_CLAIMS:
+        if name in claims and not _is_number(claims[name]):
+            raise Unauthorized(f'token "{name}" claim must be a number')
+
+
+def _is_number(value: object) -> bool:
+    # Python's json reads NaN and Infinity too: not numbers a time can be.
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_valid_user_id(value: str) -> bool:

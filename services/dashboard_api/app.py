@@ -11,17 +11,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from tapewire.auth import TokenVerifier
 from tapewire.errors import StoreUnavailable
 from tapewire.grpc_server import GrpcServerOptions, start_grpc_server
 from tapewire.keys import RedisKeys
 
-from . import admin, routes, ws
+from . import admin, docs_routes, routes, ws
 from .alert_store import AlertStore
 from .alerts import Alerts
 from .bars import BarStore, open_pool
@@ -52,7 +54,19 @@ def create_app(
         async with open_services(settings, app_metrics, app_sessions) as services:
             yield {"services": services}
 
-    app = FastAPI(title="tapewire dashboard_api", version="1", lifespan=lifespan)
+    # The schema names every endpoint, admin ones included: with auth on, docs_routes serves it
+    # (and the pages that show it) to callers with a valid token only.
+    guarded = settings.auth.enabled
+    app = FastAPI(
+        title="tapewire dashboard_api",
+        version="1",
+        lifespan=lifespan,
+        openapi_url=None if guarded else docs_routes.OPENAPI_PATH,
+        docs_url=None if guarded else docs_routes.DOCS_PATH,
+        redoc_url=None if guarded else docs_routes.REDOC_PATH,
+    )
+    if guarded:
+        app.include_router(docs_routes.router)
     app.include_router(routes.router)
     app.include_router(ws.router)
     app.include_router(admin.router)
@@ -60,6 +74,7 @@ def create_app(
     app.add_exception_handler(NotAllowed, _not_allowed)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -84,14 +99,20 @@ async def open_services(
     keys = RedisKeys.from_settings(settings.redis)
     # A pooled connection from before a Redis restart is dead on first use: retry such a
     # command once on a fresh connection instead of failing the snapshot (and the client).
-    redis = Redis.from_url(
-        url,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=30,
-        client_name="dashboard_api",
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[RedisConnectionError],
+    # redis-py's default pool refuses a command at once when all its connections are busy, so
+    # a crowd of clients failed while Redis was healthy: this one waits for a free connection.
+    redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_pool_timeout_s,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
+            client_name="dashboard_api",
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
+        )
     )
     # The relay reconnects (and resyncs its connections) itself: redis-py must not retry quietly.
     # Its connection is named after the channel so that CLIENT LIST tells which relay is which.
@@ -181,6 +202,25 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
         for error in exc.errors()
     )
     return JSONResponse({"error": problems, "code": "invalid_request"}, status_code=400)
+
+
+# The codes of the errors routing raises itself (unknown path, wrong method, ...).
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+}
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Routing's own errors in the documented shape; their headers (Allow on a 405) kept."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (204, 304) or exc.status_code < 200:
+        return Response(status_code=exc.status_code, headers=exc.headers)  # no body allowed
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse({"error": str(exc.detail), "code": code}, exc.status_code, headers=exc.headers)
 
 
 async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:

@@ -166,6 +166,7 @@ def _snapshot(m: stream_pb2.Snapshot) -> dict[str, Any]:
             name: {"from": span.from_version, "to": span.to_version} for name, span in m.resumed.items()
         },
         "gaps": list(m.gaps),
+        "ahead": dict(m.ahead),
     }
 
 

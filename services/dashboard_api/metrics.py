@@ -43,6 +43,22 @@ class DashboardApiMetrics:
         self.connections = Gauge(
             "dashboard_api_ws_connections", "Open WebSocket connections", registry=registry
         )
+        self.open_connections = Gauge(
+            "dashboard_api_open_connections",
+            "Open TCP connections to the HTTP server, WebSockets included (connection_limits.py)",
+            registry=registry,
+        )
+        self.refused_connections = Counter(
+            "dashboard_api_refused_connections_total",
+            "Connections refused at accept, by the cap they ran into (server or address)",
+            ["cap"],
+            registry=registry,
+        )
+        self.handshake_timeouts = Counter(
+            "dashboard_api_handshake_timeouts_total",
+            "Connections closed for not completing a request head in handshake_timeout_s",
+            registry=registry,
+        )
         self.sessions = Gauge(
             "dashboard_api_sessions", "Open live sessions, by transport", ["transport"], registry=registry
         )

@@ -36,8 +36,11 @@ BUSY = "busy"
 
 MAX_REQUEST_ID_CHARS = 64
 MAX_RATE = 1000.0
-# Versions are uint64 on the wire; a JSON number beyond that is a client bug.
-MAX_VERSION = 2**64 - 1
+# Versions are uint64 on the wire but int64 where they are kept (PostgreSQL bigint), so no
+# server ever holds a version above 2**63 - 1. A resume reads history from `since + 1`, which
+# must still be one: a bigger `since` is a client bug (at 2**64 - 1 Redis even refuses the
+# stream id and the client would be closed with 1013, again on every retry).
+MAX_VERSION = 2**63 - 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +200,9 @@ def _check_since(since: object, instruments: tuple[str, ...]) -> dict[str, int] 
         if name not in asked:
             return ClientError(INVALID_SINCE, f'"since" names {shown(name)}, which is not in "instruments"')
         if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= MAX_VERSION:
-            return ClientError(INVALID_SINCE, f'"since" of {name} must be a version (integer >= 0)')
+            return ClientError(
+                INVALID_SINCE, f'"since" of {name} must be a version (integer from 0 to {MAX_VERSION})'
+            )
         checked[name] = version
     return checked
 

@@ -77,8 +77,8 @@ async def healthz() -> JSONResponse:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when Redis answers and live updates flow (PostgreSQL only serves history), and
-    not draining (so that a load balancer stops sending clients here)."""
+    """Ready when Redis answers and live updates flow (PostgreSQL only serves history): not
+    while draining or paused by an operator (so that a load balancer stops sending clients here)."""
     reasons = []
     if services.sessions.draining:
         reasons.append("draining")
@@ -86,6 +86,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         reasons.append("redis does not answer PING")
     if not services.relay.ready:
         reasons.append("not subscribed to updates (relay reconnecting)")
+    if services.relay.paused:
+        # Clients here get no live updates until an operator resumes: send them elsewhere.
+        reasons.append("relay paused (POST /admin/relay/resume)")
     if reasons:
         return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
     return JSONResponse({"status": "ok"})

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import resource
 import socket
 
 import uvicorn
 from fastapi import FastAPI
 
 from .app import create_app
+from .connection_limits import ConnectionGuard, raise_open_files_limit
 from .metrics import DashboardApiMetrics
 from .registry import Sessions
 from .session import CLOSE_GOING_AWAY
 from .settings import DashboardApiSettings
+
+log = logging.getLogger(__name__)
+
+OTHER_DESCRIPTORS = 256
 
 
 class DashboardServer(uvicorn.Server):
@@ -49,7 +56,8 @@ class DashboardServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def uvicorn_config(app: FastAPI, settings: DashboardApiSettings) -> uvicorn.Config:
+def uvicorn_config(app: FastAPI, settings: DashboardApiSettings, guard: ConnectionGuard) -> uvicorn.Config:
+    http, ws = guard.protocols()
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -58,7 +66,9 @@ def uvicorn_config(app: FastAPI, settings: DashboardApiSettings) -> uvicorn.Conf
         log_config=None,
         access_log=False,
         lifespan="on",
-        ws="websockets-sansio",
+        # httptools and websockets-sansio, with the connection limits (connection_limits.py).
+        http=http,
+        ws=ws,
         # Frames up to max_client_message_bytes are read and answered; larger ones up to this get
         # an error reply; beyond it the connection is closed (1009) without reading more.
         ws_max_size=4 * settings.max_client_message_bytes,
@@ -72,6 +82,26 @@ def build_server(settings: DashboardApiSettings) -> DashboardServer:
     metrics = DashboardApiMetrics()
     sessions = Sessions(metrics)
     app = create_app(settings, metrics, sessions)
-    return DashboardServer(
-        uvicorn_config(app, settings), sessions, settings.shutdown_grace_s, settings.socket_send_buffer_bytes
+    guard = ConnectionGuard(
+        settings.max_connections, settings.max_connections_per_ip, settings.handshake_timeout_s, metrics
     )
+    _log_open_files_limit(raise_open_files_limit(), settings.max_connections)
+    return DashboardServer(
+        uvicorn_config(app, settings, guard),
+        sessions,
+        settings.shutdown_grace_s,
+        settings.socket_send_buffer_bytes,
+    )
+
+
+def _log_open_files_limit(limit: int, max_connections: int) -> None:
+    extra = {"open_files_limit": limit, "max_connections": max_connections}
+    # Redis, PostgreSQL, Kafka, gRPC and the listeners need descriptors of their own.
+    if limit != resource.RLIM_INFINITY and max_connections + OTHER_DESCRIPTORS > limit:
+        log.warning(
+            "max_connections is too close to the open files limit: the process runs out of "
+            "descriptors first; lower DASHBOARD_API_MAX_CONNECTIONS or raise the hard limit",
+            extra=extra,
+        )
+    else:
+        log.info("open files limit", extra=extra)

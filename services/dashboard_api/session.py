@@ -423,7 +423,8 @@ class Session:
         """Send the snapshot message for `instruments` (resuming those in `since`), then replays.
 
         A version never goes back: a state at or below what the client already has is left
-        out (Redis may have come back empty or behind after a failover)."""
+        out (Redis may have come back empty or behind after a failover), and a resume from
+        beyond Redis's version is listed in `ahead`, its updates held back until they pass it."""
         try:
             history = await self._states.history(since, self._limits.max_replay_updates)
             plain = [name for name in instruments if name not in since] + history.gaps
@@ -453,6 +454,11 @@ class Session:
                 snapshot.missing.append(name)
                 self._sent[name] = 0
         snapshot.gaps.extend(history.gaps)
+        for name, current in history.ahead.items():
+            # Redis is behind the client (a failover lost its latest writes): say so, and hold
+            # the instrument's updates back until they pass what the client holds.
+            snapshot.ahead[name] = current
+            self._sent[name] = max(since[name], self._sent.get(name, 0))
         replays: list[Delta] = []
         for name, states in history.replays.items():
             start = max(since[name], self._sent.get(name, 0))

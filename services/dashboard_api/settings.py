@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tapewire.auth import AuthSettings
@@ -77,6 +77,25 @@ class DashboardApiSettings(BaseSettings):
     alert_workers: int = Field(default=4, ge=1, le=64)
     max_alerts_per_user: int = Field(default=100, ge=1, le=100_000)
 
+    # Connections before they reach the app (connection_limits.py). A connection whose request
+    # line and headers (a WebSocket handshake included) are not complete within
+    # handshake_timeout_s is closed. Beyond max_connections open at once, or
+    # max_connections_per_ip from one client address, a new connection is answered 503
+    # {"code": "too_many_connections"} without its request being read, and closed. Behind a proxy
+    # or load balancer every client shares its address: raise the per-address cap to match.
+    # Keep max_connections under the open-files limit (raised to its hard limit at start-up, and
+    # logged) with room for Redis, PostgreSQL and Kafka.
+    handshake_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_connections_per_ip: int = Field(default=1000, ge=1, le=1_000_000)
+
+    # Redis commands (snapshots, history, alerts) share a pool of this many connections; a
+    # command waits up to redis_pool_timeout_s for a free one before the store counts as
+    # unavailable. A pool that refused at once turned a crowd of clients into 1013 closes and
+    # 503s while Redis was healthy. The relay's pub/sub connection is its own, outside the pool.
+    redis_max_connections: int = Field(default=64, ge=1, le=10_000)
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
     # PostgreSQL serves only /api/bars: a small pool is plenty.
     db_pool_max_size: int = Field(default=4, ge=1, le=100)
     db_timeout_s: float = Field(default=2.0, gt=0, le=60)
@@ -87,6 +106,15 @@ class DashboardApiSettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="after")
+    def _per_ip_within_total(self) -> DashboardApiSettings:
+        if self.max_connections_per_ip > self.max_connections:
+            raise ValueError(
+                f"max_connections_per_ip ({self.max_connections_per_ip}) is above max_connections "
+                f"({self.max_connections}): lower it, or raise DASHBOARD_API_MAX_CONNECTIONS"
+            )
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 from redis.asyncio import Redis
@@ -29,10 +29,12 @@ class StatesRead:
 @dataclass(frozen=True, slots=True)
 class History:
     """What a resume can replay: per instrument, every state after the client's version, in
-    order (possibly none); and the instruments whose history does not reach back."""
+    order (possibly none); the instruments whose history does not reach back; and those the
+    client holds a newer version of than Redis (behind after a failover), with Redis's version."""
 
     replays: dict[str, list[pb.InstrumentState]]
     gaps: list[str]
+    ahead: dict[str, int] = field(default_factory=dict)
 
 
 class StateStore:
@@ -71,7 +73,8 @@ class StateStore:
 
         At most `budget` states in all: an instrument whose share of it does not reach the
         current version counts as a gap, as does any jump between consecutive versions (Redis
-        was rebuilt from the changelog) or a history that starts after `since + 1`.
+        was rebuilt from the changelog) or a history that starts after `since + 1`. An
+        instrument whose current version is below `since` is `ahead`: nothing to replay.
         """
         if not since:
             return History({}, [])
@@ -86,8 +89,12 @@ class StateStore:
             raise StoreUnavailable(f"redis: {exc}") from exc
         found = History({}, [])
         for index, (instrument, version) in enumerate(since.items()):
-            current, entries = replies[2 * index], replies[2 * index + 1]
-            replay = _replay(instrument, version, None if current is None else int(current), entries)
+            stored, entries = replies[2 * index], replies[2 * index + 1]
+            current = None if stored is None else int(stored)
+            if current is not None and current < version:
+                found.ahead[instrument] = current
+                continue
+            replay = _replay(instrument, version, current, entries)
             if replay is None:
                 found.gaps.append(instrument)
             else:
@@ -108,7 +115,7 @@ def _replay(
     if current is None:
         return [] if since == 0 else None  # no state: nothing to replay, unless Redis lost it
     if current <= since:
-        return []  # nothing new (or Redis is behind the client: never send it backwards)
+        return []  # nothing new (`history` lists a Redis behind the client as ahead)
     states: list[pb.InstrumentState] = []
     expected = since + 1
     for entry_id, fields in entries:

@@ -26,7 +26,7 @@ from tapewire.v1 import alerts_pb2 as tapewire_dot_v1_dot_alerts__pb2
 from tapewire.v1 import market_pb2 as tapewire_dot_v1_dot_market__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tapewire/v1/stream.proto\x12\x0btapewire.v1\x1a\x18tapewire/v1/alerts.proto\x1a\x18tapewire/v1/market.proto\"\xa0\x01\n\x10SubscribeRequest\x12\x13\n\x0binstruments\x18\x01 \x03(\t\x12\x37\n\x05since\x18\x02 \x03(\x0b\x32(.tapewire.v1.SubscribeRequest.SinceEntry\x12\x10\n\x08max_rate\x18\x03 \x01(\x01\x1a,\n\nSinceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\")\n\x12UnsubscribeRequest\x12\x13\n\x0binstruments\x18\x01 \x03(\t\"\r\n\x0bPingRequest\"g\n\x12\x43reateAlertRequest\x12\x12\n\ninstrument\x18\x01 \x01(\t\x12.\n\tdirection\x18\x02 \x01(\x0e\x32\x1b.tapewire.v1.AlertDirection\x12\r\n\x05price\x18\x03 \x01(\t\"&\n\x12\x43\x61ncelAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"\x13\n\x11ListAlertsRequest\"\xea\x02\n\rClientMessage\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\tsubscribe\x18\x02 \x01(\x0b\x32\x1d.tapewire.v1.SubscribeRequestH\x00\x12\x36\n\x0bunsubscribe\x18\x03 \x01(\x0b\x32\x1f.tapewire.v1.UnsubscribeRequestH\x00\x12(\n\x04ping\x18\x04 \x01(\x0b\x32\x18.tapewire.v1.PingRequestH\x00\x12\x37\n\x0c\x63reate_alert\x18\x05 \x01(\x0b\x32\x1f.tapewire.v1.CreateAlertRequestH\x00\x12\x37\n\x0c\x63\x61ncel_alert\x18\x06 \x01(\x0b\x32\x1f.tapewire.v1.CancelAlertRequestH\x00\x12\x35\n\x0blist_alerts\x18\x07 \x01(\x0b\x32\x1e.tapewire.v1.ListAlertsRequestH\x00\x42\x06\n\x04kind\"\x82\x01\n\x10\x43onnectionLimits\x12\x19\n\x11max_subscriptions\x18\x01 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\r\x12\x1f\n\x17max_messages_per_second\x18\x03 \x01(\x01\x12\x17\n\x0fsend_queue_size\x18\x04 \x01(\r\"\xc4\x01\n\x07Welcome\x12\x10\n\x08protocol\x18\x01 \x01(\r\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x13\n\x0bheartbeat_s\x18\x04 \x01(\x01\x12\x16\n\x0eidle_timeout_s\x18\x05 \x01(\x01\x12-\n\x06limits\x18\x06 \x01(\x0b\x32\x1d.tapewire.v1.ConnectionLimits\x12\x10\n\x08\x65ncoding\x18\x07 \x01(\t\x12\x11\n\tmax_batch\x18\x08 \x01(\r\"8\n\x0cVersionRange\x12\x14\n\x0c\x66rom_version\x18\x01 \x01(\x04\x12\x12\n\nto_version\x18\x02 \x01(\x04\"\x98\x02\n\x08Snapshot\x12,\n\x06states\x18\x01 \x03(\x0b\x32\x1c.tapewire.v1.InstrumentState\x12\x0f\n\x07missing\x18\x02 \x03(\t\x12\x33\n\x07resumed\x18\x03 \x03(\x0b\x32\".tapewire.v1.Snapshot.ResumedEntry\x12\x0c\n\x04gaps\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12+\n\x06reason\x18\x06 \x01(\x0e\x32\x1b.tapewire.v1.SnapshotReason\x1aI\n\x0cResumedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.tapewire.v1.VersionRange:\x02\x38\x01\"7\n\x0cUnsubscribed\x12\x13\n\x0binstruments\x18\x01 \x03(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x0bServerError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"2\n\x04Pong\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eserver_time_ns\x18\x02 \x01(\x03\"#\n\tHeartbeat\x12\x16\n\x0eserver_time_ns\x18\x01 \x01(\x03\"1\n\tConflated\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x04\x12\x13\n\x0binstruments\x18\x02 \x03(\t\"5\n\rAlertAccepted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\"H\n\tAlertList\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\'\n\x06\x61lerts\x18\x02 \x03(\x0b\x32\x17.tapewire.v1.AlertEvent\"/\n\x07Updates\x12$\n\x07updates\x18\x01 \x03(\x0b\x32\x13.tapewire.v1.Update\"\xa4\x04\n\rServerMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.tapewire.v1.WelcomeH\x00\x12)\n\x08snapshot\x18\x02 \x01(\x0b\x32\x15.tapewire.v1.SnapshotH\x00\x12%\n\x06update\x18\x03 \x01(\x0b\x32\x13.tapewire.v1.UpdateH\x00\x12\x31\n\x0cunsubscribed\x18\x04 \x01(\x0b\x32\x19.tapewire.v1.UnsubscribedH\x00\x12)\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x18.tapewire.v1.ServerErrorH\x00\x12!\n\x04pong\x18\x06 \x01(\x0b\x32\x11.tapewire.v1.PongH\x00\x12+\n\theartbeat\x18\x07 \x01(\x0b\x32\x16.tapewire.v1.HeartbeatH\x00\x12+\n\tconflated\x18\x08 \x01(\x0b\x32\x16.tapewire.v1.ConflatedH\x00\x12\x34\n\x0e\x61lert_accepted\x18\t \x01(\x0b\x32\x1a.tapewire.v1.AlertAcceptedH\x00\x12,\n\nalert_list\x18\n \x01(\x0b\x32\x16.tapewire.v1.AlertListH\x00\x12(\n\x05\x61lert\x18\x0b \x01(\x0b\x32\x17.tapewire.v1.AlertEventH\x00\x12\'\n\x07updates\x18\x0c \x01(\x0b\x32\x14.tapewire.v1.UpdatesH\x00\x42\x06\n\x04kind*l\n\x0eSnapshotReason\x12\x1f\n\x1bSNAPSHOT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19SNAPSHOT_REASON_SUBSCRIBE\x10\x01\x12\x1a\n\x16SNAPSHOT_REASON_RESYNC\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tapewire/v1/stream.proto\x12\x0btapewire.v1\x1a\x18tapewire/v1/alerts.proto\x1a\x18tapewire/v1/market.proto\"\xa0\x01\n\x10SubscribeRequest\x12\x13\n\x0binstruments\x18\x01 \x03(\t\x12\x37\n\x05since\x18\x02 \x03(\x0b\x32(.tapewire.v1.SubscribeRequest.SinceEntry\x12\x10\n\x08max_rate\x18\x03 \x01(\x01\x1a,\n\nSinceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\")\n\x12UnsubscribeRequest\x12\x13\n\x0binstruments\x18\x01 \x03(\t\"\r\n\x0bPingRequest\"g\n\x12\x43reateAlertRequest\x12\x12\n\ninstrument\x18\x01 \x01(\t\x12.\n\tdirection\x18\x02 \x01(\x0e\x32\x1b.tapewire.v1.AlertDirection\x12\r\n\x05price\x18\x03 \x01(\t\"&\n\x12\x43\x61ncelAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"\x13\n\x11ListAlertsRequest\"\xea\x02\n\rClientMessage\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\tsubscribe\x18\x02 \x01(\x0b\x32\x1d.tapewire.v1.SubscribeRequestH\x00\x12\x36\n\x0bunsubscribe\x18\x03 \x01(\x0b\x32\x1f.tapewire.v1.UnsubscribeRequestH\x00\x12(\n\x04ping\x18\x04 \x01(\x0b\x32\x18.tapewire.v1.PingRequestH\x00\x12\x37\n\x0c\x63reate_alert\x18\x05 \x01(\x0b\x32\x1f.tapewire.v1.CreateAlertRequestH\x00\x12\x37\n\x0c\x63\x61ncel_alert\x18\x06 \x01(\x0b\x32\x1f.tapewire.v1.CancelAlertRequestH\x00\x12\x35\n\x0blist_alerts\x18\x07 \x01(\x0b\x32\x1e.tapewire.v1.ListAlertsRequestH\x00\x42\x06\n\x04kind\"\x82\x01\n\x10\x43onnectionLimits\x12\x19\n\x11max_subscriptions\x18\x01 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\r\x12\x1f\n\x17max_messages_per_second\x18\x03 \x01(\x01\x12\x17\n\x0fsend_queue_size\x18\x04 \x01(\r\"\xc4\x01\n\x07Welcome\x12\x10\n\x08protocol\x18\x01 \x01(\r\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x13\n\x0bheartbeat_s\x18\x04 \x01(\x01\x12\x16\n\x0eidle_timeout_s\x18\x05 \x01(\x01\x12-\n\x06limits\x18\x06 \x01(\x0b\x32\x1d.tapewire.v1.ConnectionLimits\x12\x10\n\x08\x65ncoding\x18\x07 \x01(\t\x12\x11\n\tmax_batch\x18\x08 \x01(\r\"8\n\x0cVersionRange\x12\x14\n\x0c\x66rom_version\x18\x01 \x01(\x04\x12\x12\n\nto_version\x18\x02 \x01(\x04\"\xf7\x02\n\x08Snapshot\x12,\n\x06states\x18\x01 \x03(\x0b\x32\x1c.tapewire.v1.InstrumentState\x12\x0f\n\x07missing\x18\x02 \x03(\t\x12\x33\n\x07resumed\x18\x03 \x03(\x0b\x32\".tapewire.v1.Snapshot.ResumedEntry\x12\x0c\n\x04gaps\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12+\n\x06reason\x18\x06 \x01(\x0e\x32\x1b.tapewire.v1.SnapshotReason\x12/\n\x05\x61head\x18\x07 \x03(\x0b\x32 .tapewire.v1.Snapshot.AheadEntry\x1aI\n\x0cResumedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.tapewire.v1.VersionRange:\x02\x38\x01\x1a,\n\nAheadEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"7\n\x0cUnsubscribed\x12\x13\n\x0binstruments\x18\x01 \x03(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x0bServerError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"2\n\x04Pong\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eserver_time_ns\x18\x02 \x01(\x03\"#\n\tHeartbeat\x12\x16\n\x0eserver_time_ns\x18\x01 \x01(\x03\"1\n\tConflated\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x04\x12\x13\n\x0binstruments\x18\x02 \x03(\t\"5\n\rAlertAccepted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\"H\n\tAlertList\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\'\n\x06\x61lerts\x18\x02 \x03(\x0b\x32\x17.tapewire.v1.AlertEvent\"/\n\x07Updates\x12$\n\x07updates\x18\x01 \x03(\x0b\x32\x13.tapewire.v1.Update\"\xa4\x04\n\rServerMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.tapewire.v1.WelcomeH\x00\x12)\n\x08snapshot\x18\x02 \x01(\x0b\x32\x15.tapewire.v1.SnapshotH\x00\x12%\n\x06update\x18\x03 \x01(\x0b\x32\x13.tapewire.v1.UpdateH\x00\x12\x31\n\x0cunsubscribed\x18\x04 \x01(\x0b\x32\x19.tapewire.v1.UnsubscribedH\x00\x12)\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x18.tapewire.v1.ServerErrorH\x00\x12!\n\x04pong\x18\x06 \x01(\x0b\x32\x11.tapewire.v1.PongH\x00\x12+\n\theartbeat\x18\x07 \x01(\x0b\x32\x16.tapewire.v1.HeartbeatH\x00\x12+\n\tconflated\x18\x08 \x01(\x0b\x32\x16.tapewire.v1.ConflatedH\x00\x12\x34\n\x0e\x61lert_accepted\x18\t \x01(\x0b\x32\x1a.tapewire.v1.AlertAcceptedH\x00\x12,\n\nalert_list\x18\n \x01(\x0b\x32\x16.tapewire.v1.AlertListH\x00\x12(\n\x05\x61lert\x18\x0b \x01(\x0b\x32\x17.tapewire.v1.AlertEventH\x00\x12\'\n\x07updates\x18\x0c \x01(\x0b\x32\x14.tapewire.v1.UpdatesH\x00\x42\x06\n\x04kind*l\n\x0eSnapshotReason\x12\x1f\n\x1bSNAPSHOT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19SNAPSHOT_REASON_SUBSCRIBE\x10\x01\x12\x1a\n\x16SNAPSHOT_REASON_RESYNC\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIBEREQUEST_SINCEENTRY']._serialized_options = b'8\001'
   _globals['_SNAPSHOT_RESUMEDENTRY']._loaded_options = None
   _globals['_SNAPSHOT_RESUMEDENTRY']._serialized_options = b'8\001'
-  _globals['_SNAPSHOTREASON']._serialized_start=2509
-  _globals['_SNAPSHOTREASON']._serialized_end=2617
+  _globals['_SNAPSHOT_AHEADENTRY']._loaded_options = None
+  _globals['_SNAPSHOT_AHEADENTRY']._serialized_options = b'8\001'
+  _globals['_SNAPSHOTREASON']._serialized_start=2604
+  _globals['_SNAPSHOTREASON']._serialized_end=2712
   _globals['_SUBSCRIBEREQUEST']._serialized_start=94
   _globals['_SUBSCRIBEREQUEST']._serialized_end=254
   _globals['_SUBSCRIBEREQUEST_SINCEENTRY']._serialized_start=210
@@ -62,25 +64,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERSIONRANGE']._serialized_start=1177
   _globals['_VERSIONRANGE']._serialized_end=1233
   _globals['_SNAPSHOT']._serialized_start=1236
-  _globals['_SNAPSHOT']._serialized_end=1516
-  _globals['_SNAPSHOT_RESUMEDENTRY']._serialized_start=1443
-  _globals['_SNAPSHOT_RESUMEDENTRY']._serialized_end=1516
-  _globals['_UNSUBSCRIBED']._serialized_start=1518
-  _globals['_UNSUBSCRIBED']._serialized_end=1573
-  _globals['_SERVERERROR']._serialized_start=1575
-  _globals['_SERVERERROR']._serialized_end=1638
-  _globals['_PONG']._serialized_start=1640
-  _globals['_PONG']._serialized_end=1690
-  _globals['_HEARTBEAT']._serialized_start=1692
-  _globals['_HEARTBEAT']._serialized_end=1727
-  _globals['_CONFLATED']._serialized_start=1729
-  _globals['_CONFLATED']._serialized_end=1778
-  _globals['_ALERTACCEPTED']._serialized_start=1780
-  _globals['_ALERTACCEPTED']._serialized_end=1833
-  _globals['_ALERTLIST']._serialized_start=1835
-  _globals['_ALERTLIST']._serialized_end=1907
-  _globals['_UPDATES']._serialized_start=1909
-  _globals['_UPDATES']._serialized_end=1956
-  _globals['_SERVERMESSAGE']._serialized_start=1959
-  _globals['_SERVERMESSAGE']._serialized_end=2507
+  _globals['_SNAPSHOT']._serialized_end=1611
+  _globals['_SNAPSHOT_RESUMEDENTRY']._serialized_start=1492
+  _globals['_SNAPSHOT_RESUMEDENTRY']._serialized_end=1565
+  _globals['_SNAPSHOT_AHEADENTRY']._serialized_start=1567
+  _globals['_SNAPSHOT_AHEADENTRY']._serialized_end=1611
+  _globals['_UNSUBSCRIBED']._serialized_start=1613
+  _globals['_UNSUBSCRIBED']._serialized_end=1668
+  _globals['_SERVERERROR']._serialized_start=1670
+  _globals['_SERVERERROR']._serialized_end=1733
+  _globals['_PONG']._serialized_start=1735
+  _globals['_PONG']._serialized_end=1785
+  _globals['_HEARTBEAT']._serialized_start=1787
+  _globals['_HEARTBEAT']._serialized_end=1822
+  _globals['_CONFLATED']._serialized_start=1824
+  _globals['_CONFLATED']._serialized_end=1873
+  _globals['_ALERTACCEPTED']._serialized_start=1875
+  _globals['_ALERTACCEPTED']._serialized_end=1928
+  _globals['_ALERTLIST']._serialized_start=1930
+  _globals['_ALERTLIST']._serialized_end=2002
+  _globals['_UPDATES']._serialized_start=2004
+  _globals['_UPDATES']._serialized_end=2051
+  _globals['_SERVERMESSAGE']._serialized_start=2054
+  _globals['_SERVERMESSAGE']._serialized_end=2602
 # @@protoc_insertion_point(module_scope)

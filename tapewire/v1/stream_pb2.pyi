@@ -124,7 +124,7 @@ class VersionRange(_message.Message):
     def __init__(self, from_version: _Optional[int] = ..., to_version: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("states", "missing", "resumed", "gaps", "request_id", "reason")
+    __slots__ = ("states", "missing", "resumed", "gaps", "request_id", "reason", "ahead")
     class ResumedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -132,19 +132,28 @@ class Snapshot(_message.Message):
         key: str
         value: VersionRange
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[VersionRange, _Mapping]] = ...) -> None: ...
+    class AheadEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     STATES_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     GAPS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    AHEAD_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedCompositeFieldContainer[_market_pb2.InstrumentState]
     missing: _containers.RepeatedScalarFieldContainer[str]
     resumed: _containers.MessageMap[str, VersionRange]
     gaps: _containers.RepeatedScalarFieldContainer[str]
     request_id: str
     reason: SnapshotReason
-    def __init__(self, states: _Optional[_Iterable[_Union[_market_pb2.InstrumentState, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., resumed: _Optional[_Mapping[str, VersionRange]] = ..., gaps: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., reason: _Optional[_Union[SnapshotReason, str]] = ...) -> None: ...
+    ahead: _containers.ScalarMap[str, int]
+    def __init__(self, states: _Optional[_Iterable[_Union[_market_pb2.InstrumentState, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., resumed: _Optional[_Mapping[str, VersionRange]] = ..., gaps: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., reason: _Optional[_Union[SnapshotReason, str]] = ..., ahead: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Unsubscribed(_message.Message):
     __slots__ = ("instruments", "request_id")

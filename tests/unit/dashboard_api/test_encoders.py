@@ -193,6 +193,7 @@ def test_snapshot_with_everything() -> None:
     snapshot.resumed["AAPL"].from_version = 1208
     snapshot.resumed["AAPL"].to_version = 1213
     snapshot.gaps.append("MSFT")
+    snapshot.ahead["TSLA"] = 77
     assert as_json(message) == {
         "type": "snapshot",
         "id": "s2",
@@ -201,6 +202,7 @@ def test_snapshot_with_everything() -> None:
         "missing": ["NEW"],
         "resumed": {"AAPL": {"from": 1208, "to": 1213}},
         "gaps": ["MSFT"],
+        "ahead": {"TSLA": 77},
     }
 
 
@@ -213,6 +215,7 @@ def test_a_resync_snapshot_has_no_id_and_empty_lists() -> None:
         "missing": [],
         "resumed": {},
         "gaps": [],
+        "ahead": {},
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.dashboard_api.protocol import (
+    MAX_VERSION,
     CancelAlert,
     ClientError,
     CreateAlert,
@@ -72,8 +73,19 @@ def test_max_rate_bounds(max_rate: float, expected: float) -> None:
 def test_since_may_be_null_or_empty_and_may_leave_instruments_out() -> None:
     for since in (None, {}):
         assert parse({"type": "subscribe", "instruments": ["A"], "since": since}) == Subscribe(("A",))
-    parsed = parse({"type": "subscribe", "instruments": ["A", "B"], "since": {"B": 2**64 - 1}})
-    assert parsed == Subscribe(("A", "B"), {"B": 2**64 - 1})
+    parsed = parse({"type": "subscribe", "instruments": ["A", "B"], "since": {"B": MAX_VERSION}})
+    assert parsed == Subscribe(("A", "B"), {"B": MAX_VERSION})
+
+
+@pytest.mark.parametrize("since", [MAX_VERSION + 1, 2**63, 2**64 - 1, 2**64])
+def test_since_beyond_an_int64_version_is_refused(since: int) -> None:
+    # 2**64 - 1 used to pass, and Redis then refused the stream id "2**64-0": closed with 1013.
+    assert MAX_VERSION == 2**63 - 2
+    message = {"type": "subscribe", "instruments": ["A"], "since": {"A": since}}
+    assert code_of(parse(message)) == "invalid_since"
+    if since < 2**64:
+        request = spb.SubscribeRequest(instruments=["A"], since={"A": since})
+        assert code_of(parse_pb(spb.ClientMessage(subscribe=request))) == "invalid_since"
 
 
 def test_unsubscribe() -> None:
@@ -247,7 +259,7 @@ def test_since_reasons() -> None:
         "invalid_since", '"since" names \'B\', which is not in "instruments"'
     )
     assert parse({"type": "subscribe", "instruments": ["A"], "since": {"A": -1}}) == ClientError(
-        "invalid_since", '"since" of A must be a version (integer >= 0)'
+        "invalid_since", f'"since" of A must be a version (integer from 0 to {MAX_VERSION})'
     )
 
 

@@ -97,7 +97,9 @@ class FakeStates:
                     found.replays[name] = []
                 else:
                     found.gaps.append(name)
-            elif current <= version:
+            elif current < version:
+                found.ahead[name] = current
+            elif current == version:
                 found.replays[name] = []
             elif version + 1 < self.oldest.get(name, 1):
                 found.gaps.append(name)
@@ -334,6 +336,7 @@ def test_resume_replays_what_was_missed_then_goes_live_without_repeats() -> None
             "missing": [],
             "resumed": {"A": {"from": 8, "to": 10}},
             "gaps": [],
+            "ahead": {},
         }
         assert updates(frames, "A") == [8, 9, 10, 11, 12]
         assert frames[1]["state"]["last_price"] == "8.5"  # the replayed state, not a copy of the current
@@ -357,6 +360,25 @@ def test_resume_at_the_current_version_replays_nothing() -> None:
         h.publish("A", 11)
         frames = await h.transport.count(2)
         assert kinds(frames[1:]) == [("update", ("A", 11))]
+        await h.stop()
+
+    run(scenario)
+
+
+def test_a_resume_from_beyond_the_server_says_so_and_holds_updates_back() -> None:
+    async def scenario() -> None:
+        # Redis came back behind after a failover: it holds A at 10, the client had 12.
+        h = Harness(FakeStates({"A": 10, "B": 3}))
+        h.start()
+        await h.subscribe("A", "B", since={"A": 12, "B": 3}, request_id="s")
+        snapshot = (await h.transport.count(1))[0]
+        assert snapshot["ahead"] == {"A": 10}
+        assert snapshot["resumed"] == {"B": {"from": 4, "to": 3}}  # not A: nothing resumes there
+        assert (snapshot["states"], snapshot["missing"], snapshot["gaps"]) == ([], [], [])
+        for version in (11, 12, 13):
+            h.publish("A", version)  # the client has 11 and 12 already: never sent backwards
+        frames = await h.transport.count(2)
+        assert kinds(frames[1:]) == [("update", ("A", 13))]
         await h.stop()
 
     run(scenario)

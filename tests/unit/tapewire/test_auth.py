@@ -81,6 +81,10 @@ def unsigned(payload: dict[str, Any], alg: str = "none") -> str:
 
 def hand_signed(payload: dict[str, Any]) -> str:
     """An HS256 token built by hand: PyJWT itself refuses to encode some of the bad claims tested."""
+    return hand_signed_raw(json.dumps(payload).encode())
+
+
+def hand_signed_raw(payload: bytes) -> str:
     signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(payload)}"
     return (
         f"{signing_input}.{b64(hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest())}"
@@ -145,6 +149,25 @@ def test_an_expired_token_is_refused_beyond_the_leeway() -> None:
 
 def test_exp_is_required() -> None:
     assert refusal(verifier(), hs256(claims(exp=None))) == 'token has no "exp" claim'
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", ["9999999999", "1", True, False, None, [1], {"t": 1}])
+def test_time_claims_must_be_json_numbers(claim: str, value: object) -> None:
+    # PyJWT alone takes "9999999999" through int(): a string exp would be honoured.
+    token = hand_signed({**claims(), claim: value})
+    assert refusal(verifier(), token) == f'token "{claim}" claim must be a number'
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_exp_is_refused(literal: str) -> None:
+    payload = json.dumps(claims(exp=1)).replace('"exp": 1', f'"exp": {literal}').encode()
+    assert refusal(verifier(), hand_signed_raw(payload)) == 'token "exp" claim must be a number'
+
+
+def test_float_time_claims_are_accepted() -> None:
+    now = time.time()
+    assert verifier().verify(hs256(claims(exp=now + 300.5, iat=now, nbf=now - 1.5))).user_id == "alice"
 
 
 def test_a_token_not_valid_yet_is_refused() -> None:
