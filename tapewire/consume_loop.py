@@ -34,6 +34,12 @@ class LoopSettings:
     lag_report_interval_s: float = 1.0
     # False when `handle` commits the offsets itself (inside a Kafka transaction).
     commit_after_handle: bool = True
+    # True: store the offsets after `handle` for librdkafka's auto-commit (enable.auto.commit
+    # with enable.auto.offset.store=false) instead of a synchronous commit per batch.
+    store_offsets: bool = False
+    # False when `handle` rewinds the consumer itself before raising (its transaction spans
+    # more than the batch in hand).
+    rewind_on_failure: bool = True
 
 
 class LoopMetrics:
@@ -131,11 +137,14 @@ def run_batches(
                 "batch failed, rewinding to retry",
                 extra={"error": str(exc), "retry_in_s": round(delay, 3), "attempt": backoff.attempts},
             )
-            rewind(consumer, batch)
+            if settings.rewind_on_failure:
+                rewind(consumer, batch)
             stop.wait(delay)
             continue
         backoff.reset()
-        if settings.commit_after_handle:
+        if settings.store_offsets:
+            store(consumer, batch)
+        elif settings.commit_after_handle:
             commit(consumer, batch)
         metrics.batches.inc()
         metrics.records.inc(len(batch))
@@ -144,14 +153,25 @@ def run_batches(
 
 def rewind(consumer: Consumer, batch: list[Message]) -> None:
     """Seek every partition in the batch back to its first record, so the next poll re-reads it."""
-    for (topic, partition), (first, _last) in batch_bounds(batch).items():
+    rewind_to(
+        consumer,
+        [
+            TopicPartition(topic, partition, first)
+            for (topic, partition), (first, _) in batch_bounds(batch).items()
+        ],
+    )
+
+
+def rewind_to(consumer: Consumer, positions: Iterable[TopicPartition]) -> None:
+    """Seek each partition to the given offset, so the next poll re-reads from there."""
+    for position in positions:
         try:
-            consumer.seek(TopicPartition(topic, partition, first))
+            consumer.seek(position)
         except KafkaException as exc:
             # The partition was revoked meanwhile: its next owner starts from the last commit.
             log.info(
                 "could not rewind partition",
-                extra={"topic": topic, "partition": partition, "error": str(exc)},
+                extra={"topic": position.topic, "partition": position.partition, "error": str(exc)},
             )
 
 
@@ -161,6 +181,18 @@ def next_offsets(batch: list[Message]) -> list[TopicPartition]:
         TopicPartition(topic, partition, last + 1)
         for (topic, partition), (_first, last) in batch_bounds(batch).items()
     ]
+
+
+def store(consumer: Consumer, batch: list[Message]) -> None:
+    """Store the offset after each partition's last record, for the background auto-commit."""
+    offsets = next_offsets(batch)
+    if not offsets:
+        return
+    try:
+        consumer.store_offsets(offsets=offsets)
+    except KafkaException as exc:
+        # The partition was revoked meanwhile: its next owner replays harmlessly from the last commit.
+        log.warning("offset store failed", extra={"error": str(exc)})
 
 
 def commit(consumer: Consumer, batch: list[Message]) -> None:

@@ -16,7 +16,7 @@ from tapewire.ops import serve_ops
 from tapewire.shutdown import install_stop_event
 
 from .metrics import CacheUpdaterMetrics
-from .run import Restore, run
+from .run import Consumers, Restore, run
 from .settings import CacheUpdaterSettings
 
 log = logging.getLogger("services.cache_updater")
@@ -33,8 +33,7 @@ def serve(settings: CacheUpdaterSettings, stop: threading.Event, registry: Colle
     """Run cache_updater until `stop` is set: the whole service, minus signals and logging."""
     topics = settings.topics
     ensure_all_topics(settings.kafka, topics)
-    client_id = f"cache-updater-{socket.gethostname()}"
-    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, client_id))
+    consumers = open_consumers(settings, f"cache-updater-{socket.gethostname()}")
     client = redis.Redis.from_url(
         settings.redis.url.get_secret_value(),
         socket_timeout=5,
@@ -50,7 +49,7 @@ def serve(settings: CacheUpdaterSettings, stop: threading.Event, registry: Colle
     try:
         run(
             settings,
-            consumer,
+            consumers,
             client,
             changelog_reader(settings, topics.processor_state),
             metrics,
@@ -60,6 +59,23 @@ def serve(settings: CacheUpdaterSettings, stop: threading.Event, registry: Colle
     finally:
         if ops:
             ops.close()
+
+
+def open_consumers(settings: CacheUpdaterSettings, client_id: str) -> Consumers:
+    """The live states' consumer and the alert events' (run.py says why they differ)."""
+    states = consumer_config(
+        settings.kafka,
+        settings.group_id,
+        client_id,
+        **{
+            "isolation.level": "read_uncommitted",
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": False,  # stored by the loop once Redis has the batch
+            "auto.commit.interval.ms": 1000,
+        },
+    )
+    alerts = consumer_config(settings.kafka, settings.alerts_group, f"{client_id}-alerts")
+    return Consumers(Consumer(states), Consumer(alerts))
 
 
 def changelog_reader(settings: CacheUpdaterSettings, changelog: str) -> Restore:

@@ -12,6 +12,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class CacheUpdaterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.loop = LoopMetrics("cache_updater", registry)
+        self.alerts_loop = LoopMetrics("cache_updater_alerts", registry)
         self.states = Counter(
             "cache_updater_states_total", "Processed states by outcome", ["outcome"], registry=registry
         )

@@ -1,10 +1,15 @@
-"""cache_updater's loop: processed states and alert events in, Redis plus pub/sub out.
+"""cache_updater's loops: processed states and alert events in, Redis plus pub/sub out.
 
-It consumes two topics in one group: `tt_processed_data` (states, applied by apply.py) and
-`tt_alert_events` (each user's alert changes, applied by alerts.py). One pipeline per batch
-carries one script call per record, in order, whichever topic it came from; offsets are
-committed after the pipeline returned (tapewire.consume_loop), so a crash replays records that
-the version check, or the alerts' forward-only status, then ignores.
+Two consumers, two groups. States (`tt_processed_data`, applied by apply.py) are the live path:
+they are read **uncommitted**, as soon as the processor produces them, without waiting for its
+transaction to commit. That is safe because the processor is deterministic and every write is
+version-guarded: a state of an aborted transaction is computed again, by whichever processor
+redoes it, with the same version and the same content (stage stamps aside), and Redis keeps the
+first. Alert events (`tt_alert_events`, applied by alerts.py) are read **committed**: which
+command an alert meets first may differ on a redo, so an aborted event might never be redone.
+One pipeline per batch carries one script call per record, in order; offsets are stored after
+the pipeline returned and committed by librdkafka in the background (`auto.commit.interval.ms`),
+so a crash replays records that the version check, or the alerts' forward-only status, ignores.
 
 Rebuild: for every processed partition it owns, cache_updater keeps a marker key in Redis.
 A missing marker on a partition this consumer group has committed offsets for means Redis
@@ -33,6 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import redis
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -63,6 +69,14 @@ log = logging.getLogger(__name__)
 Restore = Callable[[list[int]], dict[int, dict[bytes, bytes]]]
 
 
+@dataclass(frozen=True)
+class Consumers:
+    """The states' consumer (read_uncommitted: the live path) and the alert events' (read_committed)."""
+
+    states: Consumer
+    alerts: Consumer
+
+
 class CacheUpdater:
     def __init__(
         self,
@@ -84,18 +98,22 @@ class CacheUpdater:
         self._script = client.register_script(APPLY_IF_NEWER)
         self._alert_script = client.register_script(APPLY_ALERT_EVENT)
         self._last_marker_check = 0.0
+        self._applied: set[int] = set()  # processed partitions this process has written states of
 
     def handle(self, batch: list[Message]) -> None:
         cached_ns = self._clock()
         changes: list[Change] = []
         alert_changes: list[AlertChange] = []
+        partitions: set[int] = set()
         for message in batch:
             if message.topic() == self._alert_events_topic:
                 if (alert_change := self._decode_alert(message, cached_ns)) is not None:
                     alert_changes.append(alert_change)
             elif (change := self._decode(message, cached_ns)) is not None:
                 changes.append(change)
+                partitions.add(message.partition() or 0)
         self._apply(changes, alert_changes)
+        self._applied |= partitions
 
     def rebuild_if_missing(
         self,
@@ -122,7 +140,9 @@ class CacheUpdater:
         missing = [p for p, value in zip(partitions, present, strict=True) if value is None]
         if not missing:
             return
-        lost = committed(missing)
+        # Applied by this process, or by the group before it: offsets are committed in the
+        # background, so the group's commits alone may not know of the last second's work yet.
+        lost = sorted(set(committed(missing)) | (self._applied & set(missing)))
         if lost:
             self._rebuild(lost, restore, restore_alerts)
         self._set_markers(missing)
@@ -232,15 +252,18 @@ class CacheUpdater:
 
 def run(
     settings: CacheUpdaterSettings,
-    consumer: Consumer,
+    consumers: Consumers,
     client: redis.Redis,
     restore: Restore,
     metrics: CacheUpdaterMetrics,
     stop: threading.Event,
     restore_alerts: Restore | None = None,
 ) -> None:
-    """Consume until `stop` is set, then leave the group cleanly. `restore` reads the states'
-    changelog and `restore_alerts` the alert books' for a rebuild (None: states only)."""
+    """Consume until `stop` is set, then leave both groups cleanly. `restore` reads the states'
+    changelog and `restore_alerts` the alert books' for a rebuild (None: states only).
+
+    Two loops, each with its own consumer: states on this thread, alert events on another.
+    Either one failing stops both."""
     updater = CacheUpdater(
         client,
         RedisKeys.from_settings(settings.redis),
@@ -249,22 +272,34 @@ def run(
         alert_events_topic=settings.topics.alert_events,
         alert_retention=settings.alert_retention,
     )
-    consumer.subscribe([settings.topics.processed, settings.topics.alert_events])
+    states, alert_events = consumers.states, consumers.alerts
+    states.subscribe([settings.topics.processed])
+    alert_events.subscribe([settings.topics.alert_events])
 
     def committed(partitions: list[int]) -> list[int]:
         asked = [TopicPartition(settings.topics.processed, p) for p in partitions]
         try:
-            return [tp.partition for tp in consumer.committed(asked, timeout=10) if tp.offset >= 0]
+            return [tp.partition for tp in states.committed(asked, timeout=10) if tp.offset >= 0]
         except KafkaException as exc:
             raise KafkaFailure(f"could not read committed offsets: {exc}", retriable=True) from exc
 
     def housekeeping() -> None:
-        # Markers are per processed partition; the alert events topic has partitions numbered alike.
-        owned = sorted(tp.partition for tp in consumer.assignment() if tp.topic == settings.topics.processed)
+        owned = sorted(tp.partition for tp in states.assignment())
         updater.rebuild_if_missing(owned, committed, restore, settings.cache_check_interval_s, restore_alerts)
 
+    def alerts_loop() -> None:
+        try:
+            run_batches(alert_events, updater.handle, stop, settings.alerts_loop, metrics.alerts_loop)
+        finally:
+            stop.set()
+
+    alerts_thread = threading.Thread(target=alerts_loop, name="alert-events", daemon=True)
+    alerts_thread.start()
     try:
-        run_batches(consumer, updater.handle, stop, settings.loop, metrics.loop, housekeeping)
+        run_batches(states, updater.handle, stop, settings.loop, metrics.loop, housekeeping)
     finally:
-        consumer.close()
+        stop.set()
+        alerts_thread.join(30)
+        states.close()
+        alert_events.close()
         client.close()

@@ -15,6 +15,9 @@ class CacheUpdaterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CACHE_UPDATER_", frozen=True, extra="ignore")
 
     group_id: str = "tt-cache-updater"
+    # Alert events are read committed by a consumer of their own (see run.py), in this group;
+    # by default group_id + "-alerts".
+    alerts_group_id: str = ""
     # One Redis pipeline per batch: the round trip, not Redis, is what costs.
     batch_size: int = Field(default=500, ge=1, le=100_000)
     poll_timeout_s: float = Field(default=0.1, gt=0, le=5)
@@ -39,4 +42,16 @@ class CacheUpdaterSettings(BaseSettings):
 
     @property
     def loop(self) -> LoopSettings:
+        # Replays are harmless (version-guarded), so no synchronous commit per batch: offsets
+        # are stored, and librdkafka commits them in the background.
+        return LoopSettings(
+            batch_size=self.batch_size, poll_timeout_s=self.poll_timeout_s, store_offsets=True
+        )
+
+    @property
+    def alerts_loop(self) -> LoopSettings:
         return LoopSettings(batch_size=self.batch_size, poll_timeout_s=self.poll_timeout_s)
+
+    @property
+    def alerts_group(self) -> str:
+        return self.alerts_group_id or f"{self.group_id}-alerts"

@@ -49,15 +49,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from tapewire import dead_letters
-from tapewire.consume_loop import next_offsets, run_batches
+from tapewire.consume_loop import TRANSIENT_ERRORS, rewind_to, run_batches
 from tapewire.dead_letters import Refused, decode_raw_tick, processing_failed
 from tapewire.errors import KafkaFailure, TapewireError
 from tapewire.kafka import record_position, record_time_ns
@@ -80,6 +78,7 @@ from .codec import state_from_proto, state_to_proto
 from .enrich import Position, State, apply
 from .metrics import ProcessorMetrics
 from .settings import ProcessorSettings
+from .transaction import Encoded, Pending
 
 log = logging.getLogger(__name__)
 
@@ -100,30 +99,9 @@ class ProducerFenced(TapewireError):
     """The transactional producer hit a fatal error (e.g. a newer instance fenced it): exit."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Encoded:
-    """A new state and its wire form (`tapewire.v1.InstrumentState`), encoded once."""
-
-    state: State
-    value: bytes
-
-
-@dataclass
-class _Batch:
-    """What one batch changes; merged into the processor only once its transaction committed."""
-
-    states: dict[str, State] = field(default_factory=dict)  # the latest per instrument
-    changed: list[_Encoded] = field(default_factory=list)  # every new state, in order
-    encoded: dict[str, _Encoded] = field(default_factory=dict)  # the latest per instrument
-    dead: list[tuple[Message, Refused]] = field(default_factory=list)
-    books: dict[str, Book] = field(default_factory=dict)  # the latest of each changed book
-    events: list[Event] = field(default_factory=list)
-    command_offsets: dict[int, int] = field(default_factory=dict)  # partition -> last applied
-    command_outcomes: Counter[str] = field(default_factory=Counter)
-
-
 class Processor:
-    """Owns the in-memory states and alert books of the partitions assigned to it."""
+    """Owns the in-memory states and alert books of the partitions assigned to it, and the open
+    transaction (`Pending`) of what it has produced since the last commit."""
 
     def __init__(
         self,
@@ -148,8 +126,9 @@ class Processor:
         self._books: dict[str, Book] = {}
         self._command_offsets: dict[int, int] = {}
         self._unrestored: set[int] = set()
+        self._pending: Pending | None = None  # the open transaction, if any
 
-    # -- rebalance callbacks (run inside poll, between batches: no transaction is open) ----------
+    # -- rebalance callbacks (run inside poll, between batches) ------------------------------
 
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Restored lazily before the next batch, inside the retried part of the loop.
@@ -166,7 +145,22 @@ class Processor:
             )
 
     def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions}
+        # The group generation is still ours: commit what the open transaction holds, so that
+        # the next owner starts exactly where it ends. If that fails it is aborted, and the next
+        # owner redoes it from the last commit.
+        try:
+            self.commit()
+        except TRANSIENT_ERRORS as exc:
+            log.warning("commit on revoke failed; aborting", extra={"error": str(exc)})
+            self._abandon_quietly()
+        self._forget({tp.partition for tp in partitions})
+
+    def on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The group has moved on without us: committing now would be fenced. Abort instead.
+        self._abandon_quietly()
+        self._forget({tp.partition for tp in partitions})
+
+    def _forget(self, gone: set[int]) -> None:
         self._unrestored -= gone
         self._states = {name: s for name, s in self._states.items() if s.source.partition not in gone}
         self._books = {name: b for name, b in self._books.items() if b.source.partition not in gone}
@@ -177,9 +171,22 @@ class Processor:
     # -- the batch ---------------------------------------------------------------------------
 
     def handle(self, batch: list[Message]) -> None:
-        self._restore_assigned()
+        """Apply a batch inside the open transaction and publish its new states at once; commit
+        when the cadence says so. On a transient error everything since the last commit is
+        aborted and the consumer rewound to it (then the error is raised for the loop to back off)."""
+        try:
+            self._restore_assigned()
+            pending = self._open()
+            pending.include(batch)
+            pending.records += len(batch)
+            self._publish(self._apply_batch(batch, pending))
+            self.commit_if_due()
+        except TRANSIENT_ERRORS as exc:
+            self._roll_back(batch, exc)
+
+    def _apply_batch(self, batch: list[Message], pending: Pending) -> list[Encoded]:
         now_ns = self._clock()
-        work = _Batch()
+        changed: list[Encoded] = []
         for message in batch:
             where = record_position(message)
             if where is None:
@@ -187,15 +194,26 @@ class Processor:
                 continue
             topic, partition, offset = where
             if topic == self._topics.commands:
-                self._command(message, Position(partition, offset), work)
+                self._command(message, Position(partition, offset), pending)
             else:
-                self._tick(message, Position(partition, offset), work, now_ns)
-        self._commit(batch, work)
-        self._states.update(work.states)
-        self._merge_books(work)
-        self._count(work)
+                self._tick(message, Position(partition, offset), pending, changed, now_ns)
+        return changed
 
-    def _tick(self, message: Message, position: Position, work: _Batch, now_ns: int) -> None:
+    def _publish(self, changed: list[Encoded]) -> None:
+        """The live path: every new state to the processed topic now, inside the open transaction."""
+        processed = self._topics.processed
+        for encoded in changed:
+            state = encoded.state
+            self._produce(processed, state.source.partition, state.instrument.encode(), encoded.value)
+        self._producer.poll(0)  # serve delivery reports, so their queue never grows
+        now_ns = self._clock()
+        for encoded in changed:
+            if encoded.state.ingest_ns:
+                self._metrics.ingest_to_processed.observe(max(0, now_ns - encoded.state.ingest_ns) / 1e9)
+
+    def _tick(
+        self, message: Message, position: Position, pending: Pending, changed: list[Encoded], now_ns: int
+    ) -> None:
         try:
             tick = decode_raw_tick(
                 message.value(),
@@ -204,52 +222,55 @@ class Processor:
                 key=message.key(),
             )
         except Refused as reason:
-            work.dead.append((message, reason))
+            self._dead_letter(message, reason, pending)
             return
-        previous = work.states.get(tick.instrument) or self._states.get(tick.instrument)
+        previous = pending.states.get(tick.instrument) or self._states.get(tick.instrument)
         if _already_applied(previous, position):
             self._metrics.ticks.labels("duplicate").inc()
             return
         try:
-            state, encoded, alerted = self._enrich(previous, tick, position, work, now_ns)
+            state, encoded, alerted = self._enrich(previous, tick, position, pending, now_ns)
         except _POISON as exc:
             # A valid tick that the rules cannot apply is a bug, not a reason to stop the
             # partition: it is set aside like an invalid one, with the exception as the reason.
-            # Nothing of it reached `work`, so the states stay as they were.
+            # Nothing of it reached `pending`, so the states stay as they were.
             log.exception("applying a tick failed", extra={"offset": position.offset})
-            work.dead.append((message, processing_failed(exc)))
+            self._dead_letter(message, processing_failed(exc), pending)
             return
-        work.states[tick.instrument] = state
-        work.changed.append(encoded)
-        work.encoded[tick.instrument] = encoded
+        pending.states[tick.instrument] = state
+        pending.latest[tick.instrument] = encoded
+        pending.applied += 1
+        changed.append(encoded)
         if alerted is not None:
-            work.books[tick.instrument], triggered = alerted
-            work.events.extend(triggered)
+            pending.books[tick.instrument], triggered = alerted
+            pending.events.extend(triggered)
 
     def _enrich(
-        self, previous: State | None, tick: RawTick, position: Position, work: _Batch, processed_ns: int
-    ) -> tuple[State, _Encoded, tuple[Book, Sequence[Event]] | None]:
+        self, previous: State | None, tick: RawTick, position: Position, pending: Pending, processed_ns: int
+    ) -> tuple[State, Encoded, tuple[Book, Sequence[Event]] | None]:
         """The new state, its wire form and, when the tick triggers alerts, the book and events."""
         state = self._apply(previous, tick, position)
-        encoded = _Encoded(state, state_to_proto(state, processed_ns).SerializeToString())
+        encoded = Encoded(state, state_to_proto(state, processed_ns).SerializeToString())
         if not isinstance(tick, Trade):
             return state, encoded, None
-        book = self._book(tick.instrument, work)
+        book = self._book(tick.instrument, pending)
         if book is None:
             return state, encoded, None
         book, triggered = alerts.on_trade(book, tick.price, state)
         return state, encoded, ((book, triggered) if triggered else None)
 
-    def _command(self, message: Message, position: Position, work: _Batch) -> None:
+    def _command(self, message: Message, position: Position, pending: Pending) -> None:
         partition = position.partition
-        if position.offset <= work.command_offsets.get(partition, self._command_offsets.get(partition, -1)):
-            work.command_outcomes["duplicate"] += 1
+        if position.offset <= pending.command_offsets.get(
+            partition, self._command_offsets.get(partition, -1)
+        ):
+            pending.command_outcomes["duplicate"] += 1
             return
-        work.command_offsets[partition] = position.offset
+        pending.command_offsets[partition] = position.offset
         try:
             command = decode_command(message.value(), self._settings.max_record_bytes)
         except MalformedCommand as exc:
-            work.command_outcomes["malformed"] += 1
+            pending.command_outcomes["malformed"] += 1
             log.warning(
                 "malformed alert command skipped",
                 extra={
@@ -260,8 +281,8 @@ class Processor:
                 },
             )
             return
-        state = work.states.get(command.instrument) or self._states.get(command.instrument)
-        book = self._book(command.instrument, work)
+        state = pending.states.get(command.instrument) or self._states.get(command.instrument)
+        book = self._book(command.instrument, pending)
         outcome = alerts.apply_command(
             book,
             command,
@@ -271,78 +292,101 @@ class Processor:
             ticks_partition=state.source.partition if state is not None else None,
         )
         if outcome.book is not book and outcome.book is not None:
-            work.books[command.instrument] = outcome.book
-        work.events.extend(outcome.events)
-        work.command_outcomes[outcome.label] += 1
+            pending.books[command.instrument] = outcome.book
+        pending.events.extend(outcome.events)
+        pending.command_outcomes[outcome.label] += 1
 
-    def _book(self, instrument: str, work: _Batch) -> Book | None:
+    def _book(self, instrument: str, pending: Pending) -> Book | None:
         # Not `or`: an emptied book is falsy, and it must hide the older one.
-        return work.books[instrument] if instrument in work.books else self._books.get(instrument)
-
-    def _merge_books(self, work: _Batch) -> None:
-        for instrument, book in work.books.items():
-            if len(book):
-                self._books[instrument] = book
-            else:
-                self._books.pop(instrument, None)
-        self._command_offsets.update(work.command_offsets)
-        if work.books:
-            self._metrics.active_alerts.set(self._active_alerts())
+        return pending.books[instrument] if instrument in pending.books else self._books.get(instrument)
 
     def _active_alerts(self) -> int:
         return sum(len(book) for book in self._books.values())
 
-    def _commit(self, batch: list[Message], work: _Batch) -> None:
-        """Publish the batch's outputs and offsets in one transaction, or raise after aborting it."""
-        topics = self._topics
-        processed_ns = self._clock()
-        try:
+    # -- the transaction ---------------------------------------------------------------------
+
+    def _open(self) -> Pending:
+        if self._pending is None:
             self._producer.begin_transaction()
-            for encoded in work.changed:
-                state = encoded.state
-                self._produce(
-                    topics.processed, state.source.partition, state.instrument.encode(), encoded.value
-                )
-            # The changelog holds the latest state of each instrument: the very bytes just published.
-            for encoded in work.encoded.values():
-                state = encoded.state
-                self._produce(
-                    topics.processor_state, state.source.partition, state.instrument.encode(), encoded.value
-                )
-            self._produce_alerts(work, processed_ns)
-            for message, reason in work.dead:
-                self._dead_letter(message, reason)
-            self._producer.send_offsets_to_transaction(
-                next_offsets(batch), self._consumer.consumer_group_metadata(), self._settings.flush_timeout_s
+            self._pending = Pending(opened_at=time.monotonic())
+        return self._pending
+
+    def commit_if_due(self) -> None:
+        """Commit the open transaction when it is old or large enough (the loop calls this when
+        idle too, so a quiet partition's last records are committed on time)."""
+        pending, settings = self._pending, self._settings
+        if pending is not None and pending.due(
+            time.monotonic(), settings.commit_interval_ms / 1000, settings.commit_max_records
+        ):
+            try:
+                self.commit()
+            except TRANSIENT_ERRORS as exc:
+                self._roll_back([], exc)
+
+    def commit(self) -> None:
+        """Commit the open transaction (if any): the changelogs, alert events, dead letters and
+        offsets join the states already produced; then merge it into the committed state."""
+        pending = self._pending
+        if pending is None:
+            return
+        topics, timeout_s = self._topics, self._settings.flush_timeout_s
+        # The changelog holds the latest state of each instrument: the very bytes published.
+        for encoded in pending.latest.values():
+            state = encoded.state
+            self._produce(
+                topics.processor_state, state.source.partition, state.instrument.encode(), encoded.value
             )
-            self._producer.commit_transaction(self._settings.flush_timeout_s)
+        self._produce_alerts(pending, self._clock())
+        offsets = pending.next_offsets()
+        try:
+            if offsets:
+                metadata = self._consumer.consumer_group_metadata()
+                self._producer.send_offsets_to_transaction(offsets, metadata, timeout_s)
+            self._producer.commit_transaction(timeout_s)
         except KafkaException as exc:
-            self._abort(exc)
+            raise _failure(exc) from exc
+        self._pending = None
+        self._merge(pending)
+
+    def _merge(self, pending: Pending) -> None:
+        self._states.update(pending.states)
+        for instrument, book in pending.books.items():
+            if len(book):
+                self._books[instrument] = book
+            else:
+                self._books.pop(instrument, None)
+        self._command_offsets.update(pending.command_offsets)
+        if pending.books:
+            self._metrics.active_alerts.set(self._active_alerts())
         self._metrics.transactions.labels("committed").inc()
-        for encoded in work.changed:
-            if encoded.state.ingest_ns:
-                self._metrics.ingest_to_processed.observe(
-                    max(0, processed_ns - encoded.state.ingest_ns) / 1e9
-                )
+        self._count(pending)
 
-    def _produce_alerts(self, work: _Batch, processed_ns: int) -> None:
-        """Alert events (partitioned by user id), changed books (an empty one as a tombstone) and
-        the commands position of every partition that had commands."""
-        topics = self._topics
-        for event in work.events:
-            value = event_to_proto(event, processed_ns).SerializeToString()
-            self._produce(topics.alert_events, BY_KEY, event.alert.user_id.encode(), value)
-        for instrument, book in work.books.items():
-            stored = book_to_proto(book).SerializeToString() if len(book) else None
-            self._produce(topics.processor_alerts, book.source.partition, instrument.encode(), stored)
-        for partition, offset in work.command_offsets.items():
-            record = position_record(partition, offset)
-            self._produce(topics.processor_alerts, partition, COMMANDS_POSITION_KEY, record)
+    def _roll_back(self, batch: list[Message], exc: Exception) -> None:
+        """Abort everything since the last commit, rewind the consumer to its first records and
+        raise, for the loop to retry after a backoff. The in-memory states are as they were at
+        the last commit, so the retry computes exactly the same outputs."""
+        positions = self._pending.rewind_to(batch) if self._pending is not None else []
+        try:
+            self._abandon()
+        finally:
+            rewind_to(self._consumer, positions)
+        if isinstance(exc, KafkaFailure):
+            raise exc
+        raise KafkaFailure(f"transaction aborted: {exc}", retriable=True) from exc
 
-    def _abort(self, exc: KafkaException) -> None:
-        error = exc.args[0]
-        if error.fatal():
-            raise ProducerFenced(f"transactional producer failed fatally: {error.str()}") from exc
+    def _abandon_quietly(self) -> None:
+        """Abort inside a rebalance callback: a failure is logged, not raised through poll()
+        (the broker aborts a transaction left open at its timeout)."""
+        try:
+            self._abandon()
+        except KafkaFailure as exc:
+            log.warning("abort failed", extra={"error": str(exc)})
+
+    def _abandon(self) -> None:
+        """Abort the open transaction (if any) and drop what it held."""
+        if self._pending is None:
+            return
+        self._pending = None
         self._metrics.transactions.labels("aborted").inc()
         try:
             self._producer.abort_transaction(self._settings.flush_timeout_s)
@@ -350,7 +394,20 @@ class Processor:
             if abort_exc.args[0].fatal():
                 raise ProducerFenced(f"could not abort transaction: {abort_exc}") from abort_exc
             raise KafkaFailure(f"abort failed, will retry: {abort_exc}", retriable=True) from abort_exc
-        raise KafkaFailure(f"transaction aborted: {error.str()}", error.code(), retriable=True) from exc
+
+    def _produce_alerts(self, pending: Pending, processed_ns: int) -> None:
+        """Alert events (partitioned by user id), changed books (an empty one as a tombstone) and
+        the commands position of every partition that had commands."""
+        topics = self._topics
+        for event in pending.events:
+            value = event_to_proto(event, processed_ns).SerializeToString()
+            self._produce(topics.alert_events, BY_KEY, event.alert.user_id.encode(), value)
+        for instrument, book in pending.books.items():
+            stored = book_to_proto(book).SerializeToString() if len(book) else None
+            self._produce(topics.processor_alerts, book.source.partition, instrument.encode(), stored)
+        for partition, offset in pending.command_offsets.items():
+            record = position_record(partition, offset)
+            self._produce(topics.processor_alerts, partition, COMMANDS_POSITION_KEY, record)
 
     def _produce(
         self,
@@ -366,8 +423,10 @@ class Processor:
                 return
             except BufferError:
                 self._producer.poll(0.05)  # librdkafka's queue is full: let deliveries drain
+            except KafkaException as exc:
+                raise _failure(exc) from exc
 
-    def _dead_letter(self, message: Message, dead: Refused) -> None:
+    def _dead_letter(self, message: Message, dead: Refused, pending: Pending) -> None:
         headers: list[tuple[str, Any]] = list(
             dead_letters.headers(
                 dead,
@@ -380,6 +439,7 @@ class Processor:
         )
         partition = (message.partition() or 0) % self._settings.topics.partitions
         self._produce(self._settings.topics.raw_dlq, partition, message.key(), message.value(), headers)
+        pending.dead.append((message, dead))
         log.warning(
             "record dead-lettered",
             extra={
@@ -390,15 +450,15 @@ class Processor:
             },
         )
 
-    def _count(self, work: _Batch) -> None:
-        self._metrics.ticks.labels("applied").inc(len(work.changed))
-        if work.dead:
-            self._metrics.ticks.labels("dead_lettered").inc(len(work.dead))
-            for _message, reason in work.dead:
+    def _count(self, pending: Pending) -> None:
+        self._metrics.ticks.labels("applied").inc(pending.applied)
+        if pending.dead:
+            self._metrics.ticks.labels("dead_lettered").inc(len(pending.dead))
+            for _message, reason in pending.dead:
                 self._metrics.dead_lettered.labels(reason.code).inc()
-        for label, count in work.command_outcomes.items():
+        for label, count in pending.command_outcomes.items():
             self._metrics.alert_commands.labels(label).inc(count)
-        triggered = sum(1 for event in work.events if event.status == Status.TRIGGERED)
+        triggered = sum(1 for event in pending.events if event.status == Status.TRIGGERED)
         if triggered:
             self._metrics.alerts_triggered.inc(triggered)
 
@@ -456,6 +516,14 @@ def _already_applied(state: State | None, position: Position) -> bool:
     )
 
 
+def _failure(exc: KafkaException) -> TapewireError:
+    """A Kafka error in a transaction: fatal ones end the process, the rest are retried."""
+    error = exc.args[0]
+    if error.fatal():
+        return ProducerFenced(f"transactional producer failed fatally: {error.str()}")
+    return KafkaFailure(f"transaction failed: {error.str()}", error.code(), retriable=True)
+
+
 def _text(key: bytes | None) -> str:
     """A record key as text; one that is not UTF-8 matches no instrument."""
     try:
@@ -481,9 +549,10 @@ def run(
         [settings.topics.raw, settings.topics.commands],
         on_assign=processor.on_assign,
         on_revoke=processor.on_revoke,
-        on_lost=processor.on_revoke,
+        on_lost=processor.on_lost,
     )
     try:
-        run_batches(consumer, processor.handle, stop, settings.loop, metrics.loop)
+        run_batches(consumer, processor.handle, stop, settings.loop, metrics.loop, processor.commit_if_due)
+        processor.commit()  # what is open at a clean stop is committed, not left to time out
     finally:
         consumer.close()  # leaves the group at once, so the partitions move without waiting a session timeout

@@ -30,6 +30,12 @@ class ProcessorSettings(BaseSettings):
     # ... and bytes, encoded: the book must stay under the ~1 MB that librdkafka
     # (message.max.bytes) and the broker (max.message.bytes) accept for one record by default.
     max_alert_book_bytes: int = Field(default=900_000, ge=10_000, le=900_000)
+    # Commits on a cadence, not per poll: a transaction stays open across batches and commits
+    # when it is this old (or holds commit_max_records records). New states are published as
+    # each batch is handled; the cadence bounds only how long read_committed readers (the
+    # history writer, alert events) wait and how much an abort redoes.
+    commit_interval_ms: int = Field(default=100, ge=1, le=60_000)
+    commit_max_records: int = Field(default=20_000, ge=1, le=1_000_000)
     flush_timeout_s: float = Field(default=30.0, gt=0)
     # How long a crashed instance's open transaction can hold back the partitions it had
     # before the broker aborts it: shorter means faster failover, but every batch must commit
@@ -49,7 +55,10 @@ class ProcessorSettings(BaseSettings):
 
     @property
     def loop(self) -> LoopSettings:
-        # Offsets are committed inside each batch's transaction, not after it.
+        # Offsets are committed inside the transactions, which also rewind on failure.
         return LoopSettings(
-            batch_size=self.batch_size, poll_timeout_s=self.poll_timeout_s, commit_after_handle=False
+            batch_size=self.batch_size,
+            poll_timeout_s=self.poll_timeout_s,
+            commit_after_handle=False,
+            rewind_on_failure=False,
         )

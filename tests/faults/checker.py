@@ -29,11 +29,13 @@ import psycopg
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from services.dashboard_api import views
 from tapewire.db import connect_kwargs
 from tapewire.keys import STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
 from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
 from tapewire.v1 import market_pb2 as pb
 from tests.faults.loadgen import Acked, LoadGen
+from tests.faults.wsclients import without_stamps
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "faults-summary.txt"
 MAX_PROBLEMS_SHOWN = 15
@@ -216,6 +218,31 @@ def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 60.0) -> dic
     finally:
         consumer.close()
     return records
+
+
+def audit_seen(stores: Stores, seen: list[dict[tuple[str, int], dict[str, Any]]], summary: Summary) -> None:
+    """Every state a client saw over /ws equals, field by field except the stage stamps, the
+    committed state of the same version (read_committed). The live path reads uncommitted; this
+    is the proof that nothing it can show is distinguishable from the committed stream."""
+    committed: dict[tuple[str, int], dict[str, Any]] = {}
+    for values in read_topic(stores.kafka, stores.topics.processed).values():
+        for value in values:
+            state = pb.InstrumentState.FromString(value)
+            committed[(state.instrument, state.version)] = without_stamps(views.state_to_json(state))
+    compared = 0
+    for n, states in enumerate(seen):
+        for key, shown in states.items():
+            compared += 1
+            if key not in committed:
+                summary.problems.append(f"ws client {n} saw {key[0]} v{key[1]}, which was never committed")
+            elif shown != committed[key]:
+                differ = sorted(
+                    f for f in shown.keys() | committed[key].keys() if shown.get(f) != committed[key].get(f)
+                )
+                summary.problems.append(
+                    f"ws client {n} saw {key[0]} v{key[1]} unlike the committed one: {differ}"
+                )
+    summary.notes.append(f"states seen by ws clients and checked against the committed stream: {compared}")
 
 
 def audit_raw(stores: Stores, expected: dict[str, Expected], summary: Summary) -> None:

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from tapewire.db.migrate import migrate
 from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
-from tests.faults.checker import Stores, Summary, report, verify, versions_in_redis
+from tests.faults.checker import Stores, Summary, audit_seen, report, verify, versions_in_redis
 from tests.faults.harness import (
     Pipeline,
     RedisServer,
@@ -75,11 +75,19 @@ def assert_running(pipeline: Pipeline) -> None:
 def test_processor_kill9_repeatedly(
     pipelines: Pipelines, fault_env: dict[str, str], stores: Stores, kafka_settings: KafkaSettings
 ) -> None:
-    """Two processors, one of them killed with SIGKILL every 4 s in turn and restarted at once."""
+    """Two processors, one of them killed with SIGKILL every 4 s in turn and restarted at once,
+    under WebSocket clients: the live path reads uncommitted states, and every state a client
+    saw must be the committed one of its version."""
     kills, interval_s = 10, 4.0
-    pipeline = pipelines(fault_env)
-    for instance in (*PROCESSORS, "cache_updater"):
+    # A kill every 4 s under a 6 s session timeout: a rebalance releases up to ~6 s of ticks
+    # (~2,400 versions) at once to the client that watches everything, more than the default
+    # send queue; this test is about what clients see, not the slow-client ladder.
+    pipeline = pipelines({**fault_env, "DASHBOARD_API_SEND_QUEUE_SIZE": "16384"})
+    for instance in (*PROCESSORS, "cache_updater", "dashboard_api"):
         pipeline.start(instance)
+    port = fault_env["DASHBOARD_API_PORT"]
+    wait_ready(f"http://127.0.0.1:{port}", pipeline)
+    clients = WsClients(f"ws://127.0.0.1:{port}/ws", [NAMES, NAMES[:10], NAMES[8:]]).start()
     load = start_load(kafka_settings, stores.topics, rate=400, duration_s=50)
     wait_flowing(stores, NAMES, pipeline)
     wait_for(lambda: all(map(pipeline.assigned, PROCESSORS)), 60, "both processors to own partitions")
@@ -91,9 +99,20 @@ def test_processor_kill9_repeatedly(
         pipeline.kill9(victim)
         pipeline.restart(victim)
     since = max(time.monotonic(), load.finish(LOAD_END_TIMEOUT_S))
+    final = {name: load.acked_count(name) for name in NAMES}
+    # The clients' thread shares this process's interpreter: let them take the last failover's
+    # burst before the checker's reading holds it.
+    caught_up = eventually(lambda: clients.caught_up(final), 60)
     summary = verify(stores, load, Summary(f"processor kill -9 x{kills} (2 instances)", kills), since)
     restores = sum(pipeline.log_count(name, '"msg": "states restored"') for name in PROCESSORS)
     summary.notes.append(f"partitions restored from the changelog {restores} times")
+    summary.notes.append(
+        "ws clients never caught up"
+        if caught_up is None
+        else f"ws clients caught up {caught_up:.1f} s after the load"
+    )
+    audit_clients(clients, final, summary, restarted=False)
+    audit_seen(stores, [record.seen for record in clients.records], summary)
     conclude(pipeline, summary)
 
 
@@ -125,6 +144,7 @@ def test_cache_updater_kill9_and_dashboard_restart(
         summary.problems.append(f"dashboard_api exited {code} on SIGTERM")
     final = {name: load.acked_count(name) for name in NAMES}
     audit_clients(clients, final, summary)
+    audit_seen(stores, [record.seen for record in clients.records], summary)
     conclude(pipeline, summary)
 
 
@@ -191,6 +211,7 @@ def test_redis_restarted_empty(
     final = {name: load.acked_count(name) for name in NAMES}
     audit_snapshot(base, final, summary)
     audit_clients(clients, final, summary, restarted=False)
+    audit_seen(stores, [record.seen for record in clients.records], summary)
     conclude(pipeline, summary)
 
 

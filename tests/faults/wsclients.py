@@ -39,38 +39,60 @@ class ClientRecord:
     gaps: int = 0  # instruments whose history did not reach back (a fresh state instead)
     last: dict[str, int] = field(default_factory=dict)  # the highest version seen per instrument
     violations: list[str] = field(default_factory=list)
+    # Every state received (snapshots, replays, live updates) by (instrument, version), as JSON
+    # without its stage stamps: checker.audit_seen compares them with the committed states.
+    seen: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, message: dict[str, Any], baseline: set[str]) -> None:
         kind = message.get("type")
         if kind == "snapshot":
-            self.snapshots += 1
-            for state in message["states"]:
-                self._rebase(state["instrument"], int(state["version"]), baseline)
-            for name in message["missing"]:
-                self._rebase(name, 0, baseline)
-            for name, span in message["resumed"].items():
-                self.resumed += 1
-                expected = self.last.get(name, 0) + 1
-                if span["from"] != expected and not (self.allow_jumps and span["from"] > expected):
-                    self.violations.append(f"resumed {name} from v{span['from']}, expected v{expected}")
-                baseline.add(name)
-            self.gaps += len(message["gaps"])
+            self._snapshot(message, baseline)
+        elif kind == "updates":  # a batch: each element as if it had come alone
+            for update in message["updates"]:
+                self._update(update, baseline)
         elif kind == "update":
-            self.updates += 1
-            name, version = message["instrument"], int(message["version"])
-            if name not in baseline:
-                self.violations.append(f"update {name} v{version} before its snapshot")
-            elif version <= self.last[name] or (version > self.last[name] + 1 and not self.allow_jumps):
-                self.violations.append(f"update {name} v{version} after v{self.last[name]}")
-            self.last[name] = max(version, self.last.get(name, 0))
+            self._update(message, baseline)
         elif kind in ("error", "conflated"):
             self.violations.append(f"{kind} from the server: {message}")
+
+    def _snapshot(self, message: dict[str, Any], baseline: set[str]) -> None:
+        self.snapshots += 1
+        for state in message["states"]:
+            self._see(state)
+            self._rebase(state["instrument"], int(state["version"]), baseline)
+        for name in message["missing"]:
+            self._rebase(name, 0, baseline)
+        for name, span in message["resumed"].items():
+            self.resumed += 1
+            expected = self.last.get(name, 0) + 1
+            if span["from"] != expected and not (self.allow_jumps and span["from"] > expected):
+                self.violations.append(f"resumed {name} from v{span['from']}, expected v{expected}")
+            baseline.add(name)
+        self.gaps += len(message["gaps"])
+
+    def _update(self, message: dict[str, Any], baseline: set[str]) -> None:
+        self.updates += 1
+        self._see(message["state"])
+        name, version = message["instrument"], int(message["version"])
+        if name not in baseline:
+            self.violations.append(f"update {name} v{version} before its snapshot")
+        elif version <= self.last[name] or (version > self.last[name] + 1 and not self.allow_jumps):
+            self.violations.append(f"update {name} v{version} after v{self.last[name]}")
+        self.last[name] = max(version, self.last.get(name, 0))
+
+    def _see(self, state: dict[str, Any]) -> None:
+        self.seen[(state["instrument"], int(state["version"]))] = without_stamps(state)
 
     def _rebase(self, name: str, version: int, baseline: set[str]) -> None:
         if version < self.last.get(name, 0):
             self.violations.append(f"snapshot {name} v{version} after v{self.last[name]}")
         self.last[name] = max(version, self.last.get(name, 0))
         baseline.add(name)
+
+
+def without_stamps(state: dict[str, Any]) -> dict[str, Any]:
+    """A state's JSON without `times`, the stamps each stage puts on it as it passes."""
+    return {name: value for name, value in state.items() if name != "times"}
 
 
 class WsClients:
@@ -112,7 +134,11 @@ class WsClients:
         backoff = 0.1
         while not self._stop.is_set():
             try:
-                async with websockets.connect(self.url, open_timeout=5, close_timeout=2) as ws:
+                # Batches: a processor failover redoes seconds of ticks at once, a burst that
+                # frame-per-update JSON in one Python thread may not read fast enough.
+                async with websockets.connect(
+                    f"{self.url}?batch=true", open_timeout=5, close_timeout=2
+                ) as ws:
                     record.connections += 1
                     backoff = 0.1
                     since = {name: record.last[name] for name in record.instruments if name in record.last}

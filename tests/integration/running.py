@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
-from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
-from services.cache_updater.__main__ import changelog_reader
+from services.cache_updater.__main__ import changelog_reader, open_consumers
 from services.cache_updater.metrics import CacheUpdaterMetrics
 from services.cache_updater.run import run as run_cache_updater
 from services.cache_updater.settings import CacheUpdaterSettings
@@ -18,7 +17,6 @@ from services.processor.__main__ import serve
 from services.processor.enrich import apply
 from services.processor.run import ApplyTick
 from services.processor.settings import ProcessorSettings
-from tapewire.kafka import consumer_config
 
 
 @contextmanager
@@ -42,14 +40,14 @@ def running_processor(
 def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CacheUpdaterMetrics]:
     stop = threading.Event()
     metrics = CacheUpdaterMetrics(CollectorRegistry())
-    consumer = Consumer(consumer_config(settings.kafka, settings.group_id, "test-cache-updater"))
+    consumers = open_consumers(settings, "test-cache-updater")
     client = redis.Redis.from_url(settings.redis.url.get_secret_value())
 
     restore = changelog_reader(settings, settings.topics.processor_state)
     restore_alerts = changelog_reader(settings, settings.topics.processor_alerts)
     thread = threading.Thread(
         target=run_cache_updater,
-        args=(settings, consumer, client, restore, metrics, stop, restore_alerts),
+        args=(settings, consumers, client, restore, metrics, stop, restore_alerts),
         daemon=True,
     )
     thread.start()
