@@ -801,6 +801,9 @@ def start_server(contender: str, redis_url: str, instruments: list[str], rate: i
                 # Live updates only: no Kafka (alerts) and no gRPC listener.
                 "DASHBOARD_API_ALERTS_ENABLED": "false",
                 "DASHBOARD_API_GRPC_ENABLED": "false",
+                # Every bench client comes from one address: lift the per-address cap.
+                "DASHBOARD_API_MAX_CONNECTIONS": "20000",
+                "DASHBOARD_API_MAX_CONNECTIONS_PER_IP": "20000",
             },
         )
         try:

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -48,6 +50,19 @@ class LagProbe:
         self._probe.close()
 
 
+def listening_pid(address: str) -> int | None:
+    """The local process listening on `address` (host:port), or None (remote, or not ours to see)."""
+    try:
+        port = int(address.rsplit(":", 1)[1])
+        listeners = psutil.net_connections(kind="tcp")
+    except (IndexError, ValueError, psutil.Error):
+        return None
+    for conn in listeners:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return int(conn.pid)
+    return None
+
+
 @dataclass
 class RunningStack:
     suite: Suite
@@ -62,7 +77,17 @@ class RunningStack:
         return f"ws://127.0.0.1:{self.api_port}/ws"
 
     def pids(self) -> dict[str, int]:
-        return {name: process.pid for name, process in self.suite.processes.items()}
+        """The services, and the Kafka broker and Redis when they run on this machine: every
+        figure then shows where the machine's cores went."""
+        servers = {
+            "kafka": self.env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0],
+            "redis": urlsplit(self.env["REDIS_URL"]).netloc.rsplit("@", 1)[-1],
+        }
+        found = {name: listening_pid(address) for name, address in servers.items()}
+        return {
+            **{name: process.pid for name, process in self.suite.processes.items()},
+            **{name: pid for name, pid in found.items() if pid is not None},
+        }
 
     def backlog(self) -> dict[str, int]:
         """Messages not yet consumed: raw behind the processor, processed behind cache_updater."""
@@ -136,6 +161,8 @@ def running_stack(
         stack_env,
         unique,
         DASHBOARD_API_PORT=str(api_port),
+        # Every bench client (silent ones included) comes from one address: lift the per-address cap.
+        DASHBOARD_API_MAX_CONNECTIONS_PER_IP="10000",
         TAPEWIRE_LOG_LEVEL="WARNING",
         **(extra_env or {}),
     ) as (env, topics):
