@@ -15,17 +15,64 @@ from collections import Counter
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from .deps import AdminDep, ServicesDep
+from .outbox import Ladder
+from .routes import errors
 from .session import CLOSE_BY_OPERATOR
 
 router = APIRouter(prefix="/admin")
+
+
+# -- what the schema says of the bodies (documentation only: the routes render them) --------
+
+
+class ConnectionJson(BaseModel):
+    connection_id: str
+    user_id: str
+    transport: str
+    encoding: str
+    peer: str
+    connected_at_ns: int
+    subscriptions: int
+    queued: int
+    ladder: Ladder
+
+
+class RelayJson(BaseModel):
+    ready: bool
+    paused: bool
+    channels: int
+
+
+class Connections(BaseModel):
+    count: int
+    by_transport: dict[str, int]
+    draining: bool
+    relay: RelayJson
+    connections: list[ConnectionJson]
+
+
+class Disconnected(BaseModel):
+    disconnected: str
+
+
+class Paused(BaseModel):
+    paused: bool
+
+
+class Draining(BaseModel):
+    draining: bool
+    sessions: int
+    period_s: float
+
 
 # The drain runs after its request returns; keep a reference so it is not collected mid-way.
 _background: set[asyncio.Task[int]] = set()
 
 
-@router.get("/connections")
+@router.get("/connections", response_model=Connections, responses=errors(400, 401, 403))
 async def connections(services: ServicesDep, _admin: AdminDep, limit: int = 1000) -> JSONResponse:
     sessions = services.sessions.all()
     by_transport = Counter(session.info.transport for session in sessions)
@@ -55,7 +102,9 @@ async def connections(services: ServicesDep, _admin: AdminDep, limit: int = 1000
     )
 
 
-@router.post("/connections/{connection_id}/disconnect")
+@router.post(
+    "/connections/{connection_id}/disconnect", response_model=Disconnected, responses=errors(401, 403, 404)
+)
 async def disconnect(connection_id: str, services: ServicesDep, _admin: AdminDep) -> JSONResponse:
     session = services.sessions.get(connection_id)
     if session is None:
@@ -64,19 +113,19 @@ async def disconnect(connection_id: str, services: ServicesDep, _admin: AdminDep
     return JSONResponse({"disconnected": connection_id})
 
 
-@router.post("/relay/pause")
+@router.post("/relay/pause", response_model=Paused, responses=errors(401, 403))
 async def pause(services: ServicesDep, _admin: AdminDep) -> JSONResponse:
     services.relay.pause()
     return JSONResponse({"paused": True})
 
 
-@router.post("/relay/resume")
+@router.post("/relay/resume", response_model=Paused, responses=errors(401, 403))
 async def resume(services: ServicesDep, _admin: AdminDep) -> JSONResponse:
     services.relay.resume()
     return JSONResponse({"paused": False})
 
 
-@router.post("/drain")
+@router.post("/drain", status_code=202, response_model=Draining, responses=errors(400, 401, 403))
 async def drain(services: ServicesDep, _admin: AdminDep, period_s: float | None = None) -> JSONResponse:
     if period_s is None:
         period_s = services.settings.drain_period_s

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from . import protocol, views
@@ -16,6 +18,129 @@ from .deps import PrincipalDep, ServicesDep
 router = APIRouter()
 
 DEFAULT_BARS_LIMIT = 300
+
+
+# -- what the schema says of the bodies (the routes render them with views; these only document) --
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: a reason for people and a stable code for programs."""
+
+    error: str
+    code: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Invalid parameters (code invalid_request or a specific one)"},
+    401: {"model": ErrorBody, "description": "No valid bearer token, when auth is configured (unauthorized)"},
+    403: {"model": ErrorBody, "description": "The token has no admin role (forbidden)"},
+    404: {"model": ErrorBody, "description": "No such resource (not_found)"},
+    503: {
+        "model": ErrorBody,
+        "description": "A store is unavailable (store_unavailable) or the server is at its connection "
+        "limit (too_many_connections)",
+    },
+    # Declared so that FastAPI does not document its 422, which this API never sends (a
+    # parameter it cannot parse is a 400): any other refusal has the same shape.
+    "4XX": {"model": ErrorBody, "description": "Any other refusal, in the same shape"},
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses of a route: those named, a 503 (any route may be refused at the
+    connection limit) and the catch-all 4XX."""
+    keys: tuple[int | str, ...] = (*statuses, 503, "4XX")
+    return {key: _ERRORS[key] for key in keys}
+
+
+class Instruments(BaseModel):
+    instruments: list[str]
+
+
+class BarJson(BaseModel):
+    """A forming bar (in a state). Decimals are strings, null while unknown."""
+
+    start_time_ns: int
+    open: str | None
+    high: str | None
+    low: str | None
+    close: str | None
+    volume: str | None
+    trade_count: int
+
+
+class StageTimes(BaseModel):
+    exchange_ns: int
+    ingest_ns: int
+    processed_ns: int
+    cached_ns: int
+    sent_ns: int
+
+
+class StateJson(BaseModel):
+    """One instrument's state (views.state_to_json). Decimals are strings, null while unknown."""
+
+    instrument: str
+    venue: str
+    version: int
+    last_sequence: int
+    last_price: str | None
+    last_size: str | None
+    last_trade_time_ns: int
+    bid_price: str | None
+    bid_size: str | None
+    ask_price: str | None
+    ask_size: str | None
+    mid: str | None
+    spread: str | None
+    spread_bps: float | None
+    session_day: int
+    session_open: str | None
+    session_high: str | None
+    session_low: str | None
+    session_volume: str | None
+    session_turnover: str | None
+    trade_count: int
+    vwap: str | None
+    change: str | None
+    change_pct: float | None
+    bar_1s: BarJson | None
+    bar_1m: BarJson | None
+    times: StageTimes
+
+
+class Snapshot(BaseModel):
+    states: list[StateJson]
+    missing: list[str]
+
+
+class StoredBar(BaseModel):
+    """A completed bar from PostgreSQL (views.bar_row_to_json)."""
+
+    start_time_ns: int
+    start: str
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    trade_count: int
+    vwap: str | None
+
+
+class Bars(BaseModel):
+    instrument: str
+    interval: Interval
+    bars: list[StoredBar]
+
+
+class Status(BaseModel):
+    status: str
+
+
+class NotReady(BaseModel):
+    status: str
+    reasons: list[str]
 
 
 class ApiError(Exception):
@@ -28,12 +153,12 @@ class ApiError(Exception):
         self.reason = reason
 
 
-@router.get("/api/instruments")
+@router.get("/api/instruments", response_model=Instruments, responses=errors(401))
 async def instruments(services: ServicesDep, _caller: PrincipalDep) -> JSONResponse:
     return JSONResponse({"instruments": await services.states.instruments()})
 
 
-@router.get("/api/snapshot")
+@router.get("/api/snapshot", response_model=Snapshot, responses=errors(400, 401))
 async def snapshot(
     services: ServicesDep, _caller: PrincipalDep, instruments: str | None = None
 ) -> JSONResponse:
@@ -49,7 +174,7 @@ async def snapshot(
     )
 
 
-@router.get("/api/bars")
+@router.get("/api/bars", response_model=Bars, responses=errors(400, 401))
 async def bars(
     services: ServicesDep,
     _caller: PrincipalDep,
@@ -70,12 +195,22 @@ async def bars(
     )
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Status, responses=errors())
 async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Status,
+    responses={
+        **errors(),
+        503: {
+            "model": NotReady | ErrorBody,
+            "description": "Not ready, with the reasons; or refused at the connection limit",
+        },
+    },
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     """Ready when Redis answers and live updates flow (PostgreSQL only serves history): not
     while draining or paused by an operator (so that a load balancer stops sending clients here)."""
@@ -94,7 +229,17 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,  # no media type of its own: the errors stay application/json
+    responses={
+        **errors(),
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "The Prometheus text exposition format",
+        },
+    },
+)
 async def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
