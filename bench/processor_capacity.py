@@ -92,7 +92,7 @@ TAPEWIRE = "tapewire"
 QUIX = "quix"
 QUIX_EOS = "quix_eos"
 GUARANTEES = {
-    TAPEWIRE: "exactly-once (a Kafka transaction per batch of up to 500)",
+    TAPEWIRE: "exactly-once (one Kafka transaction across batches, committed every 100 ms)",
     QUIX: "at-least-once (Quix default; commit every 5 s)",
     QUIX_EOS: "exactly-once (Quix; a Kafka transaction per 5 s checkpoint)",
 }
