@@ -16,10 +16,11 @@ What one run does:
    holds one output per tick (`messages` records, counted by a watcher in this process that
    reads with assign(), commits nothing and joins no group):
    - `tapewire`: `python -m services.processor` started through `tools.suite.Suite`, with topics
-     and groups of its own. It is exactly-once (one Kafka transaction per batch); it has no
-     at-least-once mode. Its history writer (the PostgreSQL sink, a second consumer of the
-     processed topic in the same process) is turned off with PROCESSOR_HISTORY_ENABLED=false:
-     the peer has no sink either, and the sink is not enrichment. Its metrics port is off.
+     and groups of its own. It is exactly-once (one Kafka transaction across batches, committed
+     every 100 ms); it has no at-least-once mode. Its history writer (the PostgreSQL sink, a
+     second consumer of the processed topic in the same process) is turned off with
+     PROCESSOR_HISTORY_ENABLED=false: the peer has no sink either, and the sink is not
+     enrichment. Its metrics port is off.
    - `quix`: the Quix Streams peer with Quix's default at-least-once guarantee, in its own venv.
    - `quix_eos` (unless `quix_exactly_once=False`): the same peer with Quix's exactly-once
      (Kafka transactions), the like-for-like comparison with tapewire's guarantee.
