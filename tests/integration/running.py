@@ -1,59 +1,51 @@
-"""The processor and cache_updater run on a thread of the test, each until its block ends."""
+"""The processor and cache_updater run on a thread of the test, each until its block ends,
+through the service's own `serve()`: the tests run the wiring that ships, not a copy of it."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import redis
 from prometheus_client import CollectorRegistry
 
-from services.cache_updater.__main__ import changelog_reader, open_consumers
-from services.cache_updater.metrics import CacheUpdaterMetrics
-from services.cache_updater.run import run as run_cache_updater
+from services.cache_updater.__main__ import serve as serve_cache_updater
 from services.cache_updater.settings import CacheUpdaterSettings
-from services.processor.__main__ import serve
+from services.processor.__main__ import serve as serve_processor
 from services.processor.enrich import apply
 from services.processor.run import ApplyTick
 from services.processor.settings import ProcessorSettings
 
 
 @contextmanager
-def running_processor(
-    settings: ProcessorSettings, apply_tick: ApplyTick = apply
+def running(
+    name: str, serve: Callable[[threading.Event, CollectorRegistry], None]
 ) -> Iterator[CollectorRegistry]:
-    """The whole service (transactional loop and, when enabled, the history writer)."""
+    """`serve(stop, registry)` on a thread until the block ends; its metrics are in the registry."""
     stop = threading.Event()
     registry = CollectorRegistry()
-    thread = threading.Thread(target=serve, args=(settings, stop, registry, apply_tick), daemon=True)
+    thread = threading.Thread(target=serve, args=(stop, registry), name=name, daemon=True)
     thread.start()
     try:
         yield registry
     finally:
         stop.set()
         thread.join(30)
-        assert not thread.is_alive(), "processor did not stop within 30 s"
+        assert not thread.is_alive(), f"{name} did not stop within 30 s"
 
 
-@contextmanager
-def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CacheUpdaterMetrics]:
-    stop = threading.Event()
-    metrics = CacheUpdaterMetrics(CollectorRegistry())
-    consumers = open_consumers(settings, "test-cache-updater")
-    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
+def running_processor(
+    settings: ProcessorSettings, apply_tick: ApplyTick = apply
+) -> Iterator[CollectorRegistry]:
+    """The whole service (transactional loop and, when enabled, the history writer)."""
+    return running("processor", lambda stop, registry: serve_processor(settings, stop, registry, apply_tick))
 
-    restore = changelog_reader(settings, settings.topics.processor_state)
-    restore_alerts = changelog_reader(settings, settings.topics.processor_alerts)
-    thread = threading.Thread(
-        target=run_cache_updater,
-        args=(settings, consumers, client, restore, metrics, stop, restore_alerts),
-        daemon=True,
-    )
-    thread.start()
-    try:
-        yield metrics
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive()
+
+def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CollectorRegistry]:
+    """The whole service: both loops, the rebuild of states and alerts."""
+    return running("cache_updater", lambda stop, registry: serve_cache_updater(settings, stop, registry))
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    """A metric's current value (0 when it was never set)."""
+    return registry.get_sample_value(name, labels) or 0.0

@@ -10,7 +10,7 @@ from services.cache_updater.settings import CacheUpdaterSettings
 from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
 from tapewire.v1 import market_pb2 as pb
-from tests.integration.running import running_cache_updater
+from tests.integration.running import running_cache_updater, sample
 from tests.support import produce_raw, wait_for
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def test_applies_newer_versions_and_publishes_each(
     settings = CacheUpdaterSettings(
         kafka=kafka_settings, topics=topics, redis=redis_settings, group_id=f"g{unique}", metrics_port=0
     )
-    with running_cache_updater(settings) as metrics:
+    with running_cache_updater(settings) as registry:
         received: list[pb.Update] = []
 
         def four_updates() -> bool:
@@ -59,9 +59,11 @@ def test_applies_newer_versions_and_publishes_each(
 
         wait_for(four_updates, 30, "four updates on pub/sub")
         wait_for(
-            lambda: metrics.states.labels("stale")._value.get() == 1, 10, "the stale state to be counted"
+            lambda: sample(registry, "cache_updater_states_total", outcome="stale") == 1,
+            10,
+            "the stale state to be counted",
         )
-        assert metrics.states.labels("undecodable")._value.get() == 1
+        assert sample(registry, "cache_updater_states_total", outcome="undecodable") == 1
 
     # Order holds per instrument (one partition each); instruments on different partitions interleave.
     per_instrument = {
@@ -99,12 +101,14 @@ def test_rebuilds_an_emptied_cache_from_the_changelog(
         metrics_port=0,
         cache_check_interval_s=0.2,
     )
-    with running_cache_updater(settings) as metrics:
+    with running_cache_updater(settings) as registry:
         wait_for(lambda: redis_client.scard(keys.instruments) == 3, 30, "the states to be cached")
         # Redis "restarted empty": every key of this deployment is gone.
         redis_client.delete(*redis_client.scan_iter(match=f"{redis_settings.key_prefix}*"))
         wait_for(lambda: redis_client.scard(keys.instruments) == 3, 30, "the cache to be rebuilt")
-        assert metrics.rebuilds._value.get() == 1  # not at start (nothing committed yet), once after the loss
+        assert (
+            sample(registry, "cache_updater_rebuilds_total") == 1
+        )  # not at start (nothing committed yet), once after the loss
 
     for name in ("AAPL", "MSFT", "NVDA"):
         stored = redis_client.hgetall(keys.state(name))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -12,7 +9,6 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.cache_updater.__main__ import serve
 from services.cache_updater.alerts import (
     APPLY_ALERT_EVENT,
     COMMANDS_POSITION_KEY,
@@ -20,14 +16,13 @@ from services.cache_updater.alerts import (
     prepare_alert,
     terminal_alerts_key,
 )
-from services.cache_updater.metrics import CacheUpdaterMetrics
 from services.cache_updater.settings import CacheUpdaterSettings
 from tapewire.kafka import consumer_config
 from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
-from tests.integration.running import running_cache_updater
+from tests.integration.running import running_cache_updater, sample
 from tests.support import produce_raw, wait_for
 
 pytestmark = pytest.mark.integration
@@ -47,8 +42,8 @@ def record(topics: TopicSettings, message: apb.AlertEvent) -> tuple[str, bytes, 
     return (topics.alert_events, message.alert.user_id.encode(), message.SerializeToString())
 
 
-def metric(metrics: CacheUpdaterMetrics, outcome: str) -> float:
-    return float(metrics.alert_events.labels(outcome)._value.get())
+def metric(registry: CollectorRegistry, outcome: str) -> float:
+    return sample(registry, "cache_updater_alert_events_total", outcome=outcome)
 
 
 def drain(pubsub: Any, into: list[tuple[str, apb.AlertEvent]]) -> int:
@@ -106,13 +101,15 @@ def test_alert_events_move_forward_only_are_published_once_and_replay_as_no_ops(
         terminal_alerts_ttl_s=3600,
     )
     received: list[tuple[str, apb.AlertEvent]] = []
-    with running_cache_updater(settings) as metrics:
-        wait_for(lambda: metric(metrics, "applied") + metric(metrics, "stale") == 6, 30, "the alert events")
+    with running_cache_updater(settings) as registry:
+        wait_for(lambda: metric(registry, "applied") + metric(registry, "stale") == 6, 30, "the alert events")
         wait_for(lambda: redis_client.exists(keys.state("AAPL")), 10, "the state")
         wait_for(lambda: drain(pubsub, received) >= 4, 10, "four publications")
-        assert (metric(metrics, "applied"), metric(metrics, "stale")) == (4, 2)
-        assert (metric(metrics, "undecodable"), metric(metrics, "invalid")) == (1, 1)
-        assert metrics.rebuilds._value.get() == 0  # alert partitions are not taken for processed ones
+        assert (metric(registry, "applied"), metric(registry, "stale")) == (4, 2)
+        assert (metric(registry, "undecodable"), metric(registry, "invalid")) == (1, 1)
+        assert (
+            sample(registry, "cache_updater_rebuilds_total") == 0
+        )  # alert partitions are not taken for processed ones
 
     # One publication per change, on the user's own channel, in order per user.
     assert [(channel, e.alert.alert_id, e.status) for channel, e in received if channel.endswith(":ann")] == [
@@ -142,9 +139,9 @@ def test_alert_events_move_forward_only_are_published_once_and_replay_as_no_ops(
 
     # A new group re-reads everything: nothing changes and nothing is published again.
     before = {key: redis_client.hgetall(key) for key in (keys.alerts("ann"), keys.alerts("bob"))}
-    with running_cache_updater(settings.model_copy(update={"group_id": f"r{unique}"})) as metrics:
-        wait_for(lambda: metric(metrics, "stale") == 6, 30, "the replay to be ignored")
-        assert metric(metrics, "applied") == 0
+    with running_cache_updater(settings.model_copy(update={"group_id": f"r{unique}"})) as registry:
+        wait_for(lambda: metric(registry, "stale") == 6, 30, "the replay to be ignored")
+        assert metric(registry, "applied") == 0
     drain(pubsub, received)
     assert len(received) == 4
     assert {key: redis_client.hgetall(key) for key in before} == before
@@ -185,25 +182,6 @@ def test_terminal_alerts_are_trimmed_oldest_first_and_expire_once_none_is_active
     # by its old time; nothing else moves.
     apply(event("ann", "t1", CANCELLED, 31))
     assert set(redis_client.hkeys(keys.alerts("ann"))) == {long_id.encode(), b"t3"}
-
-
-@contextmanager
-def serving(settings: CacheUpdaterSettings) -> Iterator[CollectorRegistry]:
-    """The whole service as `python -m services.cache_updater` wires it, on a thread."""
-    stop = threading.Event()
-    registry = CollectorRegistry()
-    thread = threading.Thread(target=serve, args=(settings, stop, registry), daemon=True)
-    thread.start()
-    try:
-        yield registry
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "cache_updater did not stop within 30 s"
-
-
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def book(instrument: str, *alerts: apb.Alert) -> bytes:
@@ -285,7 +263,7 @@ def test_a_lost_partition_gets_its_active_alerts_back_and_a_moved_on_alert_stays
         cache_check_interval_s=0.2,
     )
     received: list[tuple[str, apb.AlertEvent]] = []
-    with serving(settings) as registry:
+    with running_cache_updater(settings) as registry:
         wait_for(lambda: sample(registry, "cache_updater_rebuilds_total") == 1, 30, "the rebuild")
         wait_for(lambda: drain(pubsub, received) >= 3, 10, "three publications")
         assert sample(registry, "cache_updater_alert_events_total", outcome="applied") == 3
