@@ -178,7 +178,6 @@ class Processor:
             self._restore_assigned()
             pending = self._open()
             pending.include(batch)
-            pending.records += len(batch)
             self._publish(self._apply_batch(batch, pending))
             self.commit_if_due()
         except TRANSIENT_ERRORS as exc:

@@ -50,8 +50,9 @@ class Pending:
     _starts: dict[tuple[str, int], int] = field(default_factory=dict)
     _ends: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def include(self, batch: Iterable[Message]) -> None:
-        """Account for a batch's records (their offsets) in this transaction."""
+    def include(self, batch: list[Message]) -> None:
+        """Account for a batch's records (their count and offsets) in this transaction."""
+        self.records += len(batch)
         for where, (first, last) in batch_bounds(batch).items():
             self._starts[where] = min(first, self._starts.get(where, first))
             self._ends[where] = max(last, self._ends.get(where, last))
