@@ -17,9 +17,8 @@ What one run does:
    reads with assign(), commits nothing and joins no group):
    - `tapewire`: `python -m services.processor` started through `tools.suite.Suite`, with topics
      and groups of its own. It is exactly-once (one Kafka transaction across batches, committed
-     every 100 ms); it has no at-least-once mode. Its history writer (the PostgreSQL sink, a
-     second consumer of the processed topic in the same process) is turned off with
-     PROCESSOR_HISTORY_ENABLED=false: the peer has no sink either, and the sink is not
+     every 100 ms); it has no at-least-once mode. History (the PostgreSQL sink) is a service
+     of its own and is not started: the peer has no sink either, and the sink is not
      enrichment. Its metrics port is off.
    - `quix`: the Quix Streams peer with Quix's default at-least-once guarantee, in its own venv.
    - `quix_eos` (unless `quix_exactly_once=False`): the same peer with Quix's exactly-once
@@ -245,7 +244,6 @@ def _launch_tapewire(
         "TAPEWIRE_TOPIC_ALERT_EVENTS": f"{tag}_alert_events",
         "TAPEWIRE_TOPIC_PARTITIONS": str(partitions),
         "PROCESSOR_GROUP_ID": f"{tag}-group",
-        "PROCESSOR_HISTORY_ENABLED": "false",
         "PROCESSOR_HISTORY_GROUP_ID": f"{tag}-history",
         "PROCESSOR_METRICS_PORT": "0",
     }

@@ -1,6 +1,7 @@
-"""The tapewire suite as the benchmark runs it: processor, cache_updater and dashboard_api as
-processes on topics, a Redis prefix and a PostgreSQL schema of this run's own (the load
-generator stands in for the feed and the ingester), and the consumer lag of its two groups."""
+"""The tapewire suite as the benchmark runs it: processor, history_writer, cache_updater and
+dashboard_api as processes on topics, a Redis prefix and a PostgreSQL schema of this run's own
+(the load generator stands in for the feed and the ingester), and the consumer lag of its
+groups."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tools.suite import Suite, prepare
 
 from .ready import wait_http_ok
 
-STAGES = ("processor", "cache_updater", "dashboard_api")
+STAGES = ("processor", "history_writer", "cache_updater", "dashboard_api")
 
 
 class LagProbe:
@@ -90,12 +91,16 @@ class RunningStack:
         }
 
     def backlog(self) -> dict[str, int]:
-        """Messages not yet consumed: raw behind the processor, processed behind cache_updater."""
+        """Messages not yet consumed: raw behind the processor, processed behind cache_updater
+        and behind history_writer."""
         partitions = self.topics.partitions
         return {
             "processor": self.probe.lag(self.env["PROCESSOR_GROUP_ID"], self.topics.raw, partitions),
             "cache_updater": self.probe.lag(
                 self.env["CACHE_UPDATER_GROUP_ID"], self.topics.processed, partitions
+            ),
+            "history_writer": self.probe.lag(
+                self.env["HISTORY_WRITER_GROUP_ID"], self.topics.processed, partitions
             ),
         }
 
@@ -106,7 +111,7 @@ class RunningStack:
             raise RuntimeError(f"stages exited: {ended}\n{tails}")
 
     def drain(self, timeout_s: float) -> bool:
-        """Wait until both groups have caught up; False if they did not within the timeout.
+        """Wait until every group has caught up; False if they did not within the timeout.
 
         The processed topic is written in transactions: each ends with a commit marker that
         takes an offset but is never consumed, so "caught up" there is one offset per partition.
@@ -118,7 +123,8 @@ class RunningStack:
             except KafkaException:  # e.g. the group coordinator still loading on a fresh broker
                 time.sleep(0.5)
                 continue
-            if backlog["processor"] == 0 and backlog["cache_updater"] <= self.topics.partitions:
+            behind = max(backlog["cache_updater"], backlog["history_writer"])
+            if backlog["processor"] == 0 and behind <= self.topics.partitions:
                 return self._relay_settled(deadline)
             time.sleep(0.5)
         return False

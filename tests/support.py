@@ -186,7 +186,7 @@ def service_env(
         "DATABASE_URL": postgres.url.get_secret_value(),
         "TAPEWIRE_PG_SCHEMA": postgres.schema_name,
         "PROCESSOR_GROUP_ID": f"p{unique}",
-        "PROCESSOR_HISTORY_GROUP_ID": f"h{unique}",
+        "HISTORY_WRITER_GROUP_ID": f"h{unique}",
         "CACHE_UPDATER_GROUP_ID": f"c{unique}",
         # Any free port: a test may run several instances of a service.
         "DASHBOARD_API_GRPC_PORT": "0",
@@ -194,6 +194,7 @@ def service_env(
         # Free now, so that nothing clashes with another test or a running `make run`.
         "PROCESSOR_METRICS_PORT": str(free_port()),
         "CACHE_UPDATER_METRICS_PORT": str(free_port()),
+        "HISTORY_WRITER_METRICS_PORT": str(free_port()),
         "INGESTER_METRICS_PORT": str(free_port()),
         **extra,
     }

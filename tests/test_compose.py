@@ -20,15 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
 
 SERVERS = {"kafka", "redis", "postgres"}
-TAPEWIRE_SERVICES = {"ingester", "processor", "cache_updater", "dashboard_api"}
+TAPEWIRE_SERVICES = {"ingester", "processor", "history_writer", "cache_updater", "dashboard_api"}
 # The servers each tapewire service talks to, hence must wait for.
 NEEDS = {
     "ingester": {"kafka"},
-    "processor": {"kafka", "postgres"},
+    "processor": {"kafka"},
+    "history_writer": {"kafka", "postgres"},
     "cache_updater": {"kafka", "redis"},
     "dashboard_api": {"redis", "postgres"},
 }
-SCALABLE = {"ingester", "processor", "cache_updater"}
+SCALABLE = {"ingester", "processor", "history_writer", "cache_updater"}
 
 
 def _compose_binary() -> Path:

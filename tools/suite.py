@@ -4,8 +4,8 @@ end-to-end and browser tests.
     python -m tools.suite            # what `make run` runs after setting up
 
 Starts the local servers unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL / DATABASE_URL point
-elsewhere, creates the topics, migrates PostgreSQL, starts processor, cache_updater,
-dashboard_api and ingester, then the Next.js dashboard (`next start`, built by `make run`),
+elsewhere, creates the topics, migrates PostgreSQL, starts processor, history_writer,
+cache_updater, dashboard_api and ingester, then the Next.js dashboard (`next start`, built by `make run`),
 each logging to its own file, prints the dashboard's address and waits. Ctrl-C (or SIGTERM)
 stops everything gracefully, then forcefully after a deadline.
 """
@@ -25,7 +25,7 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 # Start order: consumers first so nothing the ingester publishes waits for a group to form.
-SERVICES = ("processor", "cache_updater", "dashboard_api", "ingester")
+SERVICES = ("processor", "history_writer", "cache_updater", "dashboard_api", "ingester")
 # The Next.js front end: not a Python service, started with its own command.
 DASHBOARD = "dashboard"
 DASHBOARD_DIR = ROOT / "dashboard"

@@ -3,7 +3,7 @@
 
     DATABASE_URL=... TAPEWIRE_PG_SCHEMA=... python -m bench.peers.pg_poll_relay --port 8765
 
-It reads the same table the processor's history writer keeps up to date (`instrument_state`,
+It reads the same table history_writer keeps up to date (`instrument_state`,
 one row per instrument, upserted with a growing `version`), so it sees exactly what the
 durable store holds, and it is implemented plainly and fairly:
 

@@ -1,8 +1,8 @@
 """`python -m services.processor`: wire the settings and adapters, then run.
 
-Two loops share the process: the transactional enrichment loop (ticks and alert commands) on
-the main thread and the history writer (PostgreSQL sink) on a second thread. Either one
-failing stops both.
+The process runs one loop: the transactional enrichment of ticks and alert commands. History
+(PostgreSQL) is written by a service of its own, services.history_writer, so that nothing in
+this process competes with the live path for its interpreter lock.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import uuid
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
-from tapewire.consume_loop import LoopMetrics
 from tapewire.errors import ConfigurationError
 from tapewire.kafka import (
     consumer_config,
@@ -31,11 +30,9 @@ from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.shutdown import install_stop_event
 
 from .enrich import apply
-from .history import run_history
 from .metrics import ProcessorMetrics
 from .run import CO_PARTITIONING_ASSIGNOR, ApplyTick, run
 from .settings import ProcessorSettings
-from .store import StateStore
 
 log = logging.getLogger("services.processor")
 
@@ -59,7 +56,6 @@ def serve(
     ensure_all_topics(settings.kafka, topics)
     check_partitioning(settings.kafka, topics)
     metrics = ProcessorMetrics(registry)
-    history = start_history(settings, registry, stop) if settings.history_enabled else None
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     client_id = f"processor-{socket.gethostname()}-{os.getpid()}"
     consumer = Consumer(
@@ -89,35 +85,8 @@ def serve(
         run(settings, consumer, producer, restore, metrics, stop, apply_tick)
     finally:
         stop.set()
-        if history:
-            history.join(30)
         if ops:
             ops.close()
-
-
-def start_history(
-    settings: ProcessorSettings, registry: CollectorRegistry, stop: threading.Event
-) -> threading.Thread:
-    client_id = f"processor-history-{socket.gethostname()}-{os.getpid()}"
-    consumer = Consumer(consumer_config(settings.kafka, settings.history_group_id, client_id))
-    metrics = LoopMetrics("processor_history", registry)
-
-    def target() -> None:
-        try:
-            run_history(
-                consumer,
-                settings.topics.processed,
-                StateStore(settings.postgres),
-                settings.history_loop,
-                metrics,
-                stop,
-            )
-        finally:
-            stop.set()
-
-    thread = threading.Thread(target=target, name="history", daemon=True)
-    thread.start()
-    return thread
 
 
 def check_partitioning(kafka: KafkaSettings, topics: TopicSettings) -> None:

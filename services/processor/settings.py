@@ -6,18 +6,15 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tapewire.consume_loop import LoopSettings
-from tapewire.settings import KafkaSettings, LogSettings, PostgresSettings, TopicSettings
+from tapewire.settings import KafkaSettings, LogSettings, TopicSettings
 
 
 class ProcessorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROCESSOR_", frozen=True, extra="ignore")
 
     group_id: str = "tt-processor"
-    # The history writer (PostgreSQL sink) consumes tt_processed_data in a group of its own.
-    history_enabled: bool = True
-    history_group_id: str = "tt-processor-history"
-    # Larger batches amortise the PostgreSQL round trip and the commit; the first record of a
-    # batch is never held back waiting for the rest (see tapewire.kafka.poll_batch).
+    # Larger batches amortise the per-batch work; the first record of a batch is never held
+    # back waiting for the rest (see tapewire.kafka.poll_batch).
     batch_size: int = Field(default=500, ge=1, le=100_000)
     poll_timeout_s: float = Field(default=0.1, gt=0, le=5)
     # A raw record bigger than this is dead-lettered unread: a tick is ~100 bytes. An alert
@@ -46,12 +43,7 @@ class ProcessorSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
-    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     log: LogSettings = Field(default_factory=LogSettings)
-
-    @property
-    def history_loop(self) -> LoopSettings:
-        return LoopSettings(batch_size=self.batch_size, poll_timeout_s=self.poll_timeout_s)
 
     @property
     def loop(self) -> LoopSettings:

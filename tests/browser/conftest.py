@@ -1,4 +1,4 @@
-"""One running suite for every browser test in a package: the four services fed by the
+"""One running suite for every browser test in a package: the five services fed by the
 simulator, dashboard_api a second time with auth on, and a Next.js server for each, all on this
 run's own topics, Redis prefix and PostgreSQL schema. Chromium is the system's (Debian),
 driven by Playwright; screenshots go to .local/artifacts/browser/ (or $TAPEWIRE_ARTIFACTS_DIR).

@@ -1,4 +1,4 @@
-"""The four services as separate processes, on real Kafka, Redis and PostgreSQL.
+"""The services as separate processes, on real Kafka, Redis and PostgreSQL.
 
 A replay file feeds the ingester; a WebSocket client, the REST API, PostgreSQL and the DLQ
 are then checked against values worked out by hand from that file.
@@ -106,7 +106,9 @@ def suite_env(
 @pytest.fixture
 def suite(suite_env: dict[str, str], tmp_path: Path) -> Iterator[Suite]:
     running = Suite(
-        env=suite_env, log_dir=tmp_path / "logs", services=("processor", "cache_updater", "dashboard_api")
+        env=suite_env,
+        log_dir=tmp_path / "logs",
+        services=("processor", "history_writer", "cache_updater", "dashboard_api"),
     ).start()
     yield running
     codes = running.stop()
@@ -235,7 +237,7 @@ def test_replay_flows_to_websocket_rest_postgres_and_dlq(
     assert (by_name["NVDA"]["version"], by_name["NVDA"]["session_volume"]) == (10, "20")
     assert httpx.get(f"{base}/api/instruments", timeout=10).json()["instruments"] == ["AAPL", "MSFT", "NVDA"]
 
-    # History is written by the processor's PostgreSQL sink, a consumer of the processed topic:
+    # History is written by history_writer, a consumer of the processed topic:
     # it may trail the WebSocket by a batch, so wait for it (bounded) rather than race it.
     def minute_bars() -> list[tuple[str, str, str, int, str | None]]:
         answer = httpx.get(

@@ -83,7 +83,7 @@ def test_processor_kill9_repeatedly(
     # (~2,400 versions) at once to the client that watches everything, more than the default
     # send queue; this test is about what clients see, not the slow-client ladder.
     pipeline = pipelines({**fault_env, "DASHBOARD_API_SEND_QUEUE_SIZE": "16384"})
-    for instance in (*PROCESSORS, "cache_updater", "dashboard_api"):
+    for instance in (*PROCESSORS, "history_writer", "cache_updater", "dashboard_api"):
         pipeline.start(instance)
     port = fault_env["DASHBOARD_API_PORT"]
     wait_ready(f"http://127.0.0.1:{port}", pipeline)
@@ -119,9 +119,10 @@ def test_processor_kill9_repeatedly(
 def test_cache_updater_kill9_and_dashboard_restart(
     pipelines: Pipelines, fault_env: dict[str, str], stores: Stores, kafka_settings: KafkaSettings
 ) -> None:
-    """cache_updater killed twice, dashboard_api restarted under three subscribed WebSocket clients."""
+    """cache_updater and history_writer killed twice each, dashboard_api restarted under three
+    subscribed WebSocket clients."""
     pipeline = pipelines(fault_env)
-    for instance in ("processor", "cache_updater", "dashboard_api"):
+    for instance in ("processor", "history_writer", "cache_updater", "dashboard_api"):
         pipeline.start(instance)
     port = fault_env["DASHBOARD_API_PORT"]
     wait_ready(f"http://127.0.0.1:{port}", pipeline)
@@ -132,14 +133,16 @@ def test_cache_updater_kill9_and_dashboard_restart(
     for at in (3.0, 11.0):
         pace(started + at)
         assert_running(pipeline)
-        pipeline.kill9("cache_updater")
-        pipeline.restart("cache_updater")
+        for instance in ("cache_updater", "history_writer"):
+            pipeline.kill9(instance)
+            pipeline.restart(instance)
     pace(started + 16.0)
     code = pipeline.terminate("dashboard_api", 30)
     pipeline.restart("dashboard_api")
     wait_ready(f"http://127.0.0.1:{port}", pipeline)
     since = max(time.monotonic(), load.finish(LOAD_END_TIMEOUT_S))
-    summary = verify(stores, load, Summary("cache_updater kill -9 x2, dashboard_api restart", 3), since)
+    title = "cache_updater and history_writer kill -9 x2, dashboard_api restart"
+    summary = verify(stores, load, Summary(title, 5), since)
     if code != 0:
         summary.problems.append(f"dashboard_api exited {code} on SIGTERM")
     final = {name: load.acked_count(name) for name in NAMES}
@@ -176,7 +179,7 @@ def test_redis_restarted_empty(
     env = {**fault_env, "REDIS_URL": private_redis.url}
     stores = replace(stores, redis_url=private_redis.url)
     pipeline = pipelines(env)
-    for instance in ("processor", "cache_updater", "dashboard_api"):
+    for instance in ("processor", "history_writer", "cache_updater", "dashboard_api"):
         pipeline.start(instance)
     base = f"http://127.0.0.1:{env['DASHBOARD_API_PORT']}"
     wait_ready(base, pipeline)
@@ -245,7 +248,7 @@ def test_postgres_unavailable(
         migrate(postgres)
         stores = replace(stores, postgres=postgres)
         pipeline = pipelines({**fault_env, "DATABASE_URL": url})
-        for instance in ("processor", "cache_updater"):
+        for instance in ("processor", "history_writer", "cache_updater"):
             pipeline.start(instance)
         load = start_load(kafka_settings, stores.topics, rate=300, duration_s=22)
         wait_flowing(stores, NAMES, pipeline)
@@ -268,7 +271,7 @@ def test_postgres_unavailable(
             f" {len(advanced)}/{len(NAMES)} instruments meanwhile"
             f" (+{sum(during.values()) - sum(before.values())} versions)"
         )
-        failures = pipeline.log_count("processor", '"error": "PostgreSQL')
+        failures = pipeline.log_count("history_writer", '"error": "PostgreSQL')
         summary.notes.append(f"history writer batches failed and retried: {failures}")
         if not failures:
             summary.problems.append("the history writer never met the outage: nothing was tested")
@@ -296,7 +299,7 @@ def test_rolling_restart_sigterm(
     """Each service in turn gets SIGTERM, must exit 0 in time, and is started again. Two
     cache_updaters split the processed partitions, so scale-in and scale-out happen for both
     consumer stages."""
-    order = (*PROCESSORS, "cache_updater", "cache_updater-2", "dashboard_api")
+    order = (*PROCESSORS, "history_writer", "cache_updater", "cache_updater-2", "dashboard_api")
     pipeline = pipelines(fault_env)
     for instance in order:
         pipeline.start(instance)

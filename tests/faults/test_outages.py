@@ -380,7 +380,6 @@ def backlog_env(
         redis_settings,
         postgres_settings,
         unique,
-        PROCESSOR_HISTORY_ENABLED="false",
         PROCESSOR_METRICS_HOST="127.0.0.1",
         CACHE_UPDATER_METRICS_HOST="127.0.0.1",
     )

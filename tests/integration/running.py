@@ -1,5 +1,6 @@
-"""The processor and cache_updater run on a thread of the test, each until its block ends,
-through the service's own `serve()`: the tests run the wiring that ships, not a copy of it."""
+"""The processor, history_writer and cache_updater run on a thread of the test, each until its
+block ends, through the service's own `serve()`: the tests run the wiring that ships, not a
+copy of it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from services.cache_updater.__main__ import serve as serve_cache_updater
 from services.cache_updater.settings import CacheUpdaterSettings
+from services.history_writer.__main__ import serve as serve_history_writer
+from services.history_writer.settings import HistoryWriterSettings
 from services.processor.__main__ import serve as serve_processor
 from services.processor.enrich import apply
 from services.processor.run import ApplyTick
@@ -37,8 +40,12 @@ def running(
 def running_processor(
     settings: ProcessorSettings, apply_tick: ApplyTick = apply
 ) -> Iterator[CollectorRegistry]:
-    """The whole service (transactional loop and, when enabled, the history writer)."""
+    """The whole service: the transactional loop, the restore from the changelog."""
     return running("processor", lambda stop, registry: serve_processor(settings, stop, registry, apply_tick))
+
+
+def running_history_writer(settings: HistoryWriterSettings) -> Iterator[CollectorRegistry]:
+    return running("history_writer", lambda stop, registry: serve_history_writer(settings, stop, registry))
 
 
 def running_cache_updater(settings: CacheUpdaterSettings) -> Iterator[CollectorRegistry]:

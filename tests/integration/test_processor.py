@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from services.history_writer.settings import HistoryWriterSettings
 from services.processor.enrich import NS_PER_SECOND
 from services.processor.settings import ProcessorSettings
 from tapewire.db import connect_kwargs
@@ -17,7 +18,7 @@ from tapewire.kafka import read_latest_per_key
 from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
 from tapewire.ticks import Quote, RawTick, Trade
 from tapewire.v1 import market_pb2 as pb
-from tests.integration.running import running_processor
+from tests.integration.running import running_history_writer, running_processor
 from tests.support import consume_all, produce_raw, produce_ticks, wait_for
 
 pytestmark = pytest.mark.integration
@@ -36,15 +37,11 @@ def sample_ticks() -> list[RawTick]:
     return ticks
 
 
-def make_settings(
-    kafka: KafkaSettings, topics: TopicSettings, postgres: PostgresSettings, group: str
-) -> ProcessorSettings:
+def make_settings(kafka: KafkaSettings, topics: TopicSettings, group: str) -> ProcessorSettings:
     return ProcessorSettings(
         kafka=kafka,
         topics=topics,
-        postgres=postgres,
         group_id=group,
-        history_group_id=f"{group}-history",
         metrics_port=0,
     )
 
@@ -78,8 +75,11 @@ def test_enriches_publishes_stores_and_dead_letters(
         ],
     )
 
-    settings = make_settings(kafka_settings, topics, postgres_settings, f"g{unique}")
-    with running_processor(settings):
+    settings = make_settings(kafka_settings, topics, f"g{unique}")
+    history = HistoryWriterSettings(
+        kafka=kafka_settings, topics=topics, postgres=postgres_settings, group_id=f"h{unique}", metrics_port=0
+    )
+    with running_processor(settings), running_history_writer(history):
         outputs = consume_all(kafka_settings, topics.processed, expected=len(ticks))
         dead = consume_all(kafka_settings, topics.raw_dlq, expected=2)
         expected = {"AAPL": 3, "MSFT": 20, "NVDA": 20}
@@ -135,11 +135,11 @@ def test_enriches_publishes_stores_and_dead_letters(
 
 
 def test_a_restarted_processor_resumes_from_the_changelog(
-    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique: str
 ) -> None:
     ticks = sample_ticks()
     produce_ticks(kafka_settings, topics.raw, ticks)
-    settings = make_settings(kafka_settings, topics, postgres_settings, f"a{unique}")
+    settings = make_settings(kafka_settings, topics, f"a{unique}")
     with running_processor(settings):
         consume_all(kafka_settings, topics.processed, expected=len(ticks))
 
@@ -166,18 +166,16 @@ def test_a_restarted_processor_resumes_from_the_changelog(
 
 
 def test_a_new_group_does_not_count_ticks_twice(
-    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique: str
 ) -> None:
     ticks = sample_ticks()
     produce_ticks(kafka_settings, topics.raw, ticks)
-    with running_processor(make_settings(kafka_settings, topics, postgres_settings, f"a{unique}")):
+    with running_processor(make_settings(kafka_settings, topics, f"a{unique}")):
         consume_all(kafka_settings, topics.processed, expected=len(ticks))
 
     # A new group re-reads every record from offset 0; the restored states say each tick is
     # already applied, so nothing is counted again.
-    with running_processor(
-        make_settings(kafka_settings, topics, postgres_settings, f"b{unique}")
-    ) as registry:
+    with running_processor(make_settings(kafka_settings, topics, f"b{unique}")) as registry:
         wait_for(
             lambda: metric(registry, "processor_ticks_total", outcome="duplicate") >= len(ticks),
             60,
@@ -187,12 +185,12 @@ def test_a_new_group_does_not_count_ticks_twice(
 
 
 def test_commits_offsets_after_processing(
-    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique: str
 ) -> None:
     ticks = sample_ticks()
     produce_ticks(kafka_settings, topics.raw, ticks)
     group = f"c{unique}"
-    with running_processor(make_settings(kafka_settings, topics, postgres_settings, group)):
+    with running_processor(make_settings(kafka_settings, topics, group)):
         consume_all(kafka_settings, topics.processed, expected=len(ticks))
         probe = Consumer({**kafka_settings.as_librdkafka_dict(), "group.id": group})
 

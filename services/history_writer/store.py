@@ -1,4 +1,5 @@
-"""PostgreSQL: the latest state of every instrument and the bar history.
+"""PostgreSQL: the latest state of every instrument and the bar history, as history_writer
+writes them.
 
 Every write is an upsert guarded by version (`WHERE stored.version < new.version`), so
 replaying a batch after a crash, or two processors briefly both owning a partition during a
@@ -15,12 +16,11 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from tapewire import decimals
 from tapewire.db import connect_kwargs
 from tapewire.errors import StoreUnavailable
 from tapewire.settings import PostgresSettings
 from tapewire.v1 import market_pb2 as pb
-
-from .enrich import Bar
 
 T = TypeVar("T")
 Cursor = psycopg.Cursor[Any]
@@ -55,14 +55,15 @@ WHERE stored.version < EXCLUDED.version
 @dataclass(frozen=True, slots=True)
 class VersionedBar:
     instrument: str
-    bar: Bar
+    bar: pb.Bar
     version: int
     # The session VWAP of the state that last changed the bar (the one at `version`), so it
-    # moves with the bar under the same version guard; None while that state did not know it.
-    vwap: Decimal | None
+    # moves with the bar under the same version guard; "" while that state did not know it
+    # (no session volume yet), stored as NULL, not zero.
+    vwap: str
 
 
-class StateStore:
+class HistoryStore:
     """One connection, reopened on demand; every failure surfaces as StoreUnavailable."""
 
     def __init__(self, postgres: PostgresSettings) -> None:
@@ -125,17 +126,18 @@ def _state_columns(states: Sequence[pb.InstrumentState]) -> tuple[list[object], 
 def _bar_columns(bars: Sequence[VersionedBar]) -> tuple[list[object], ...]:
     return (
         [b.instrument for b in bars],
-        [datetime.fromtimestamp(b.bar.start_ns / 1e9, UTC) for b in bars],
-        [b.bar.open for b in bars],
-        [b.bar.high for b in bars],
-        [b.bar.low for b in bars],
-        [b.bar.close for b in bars],
-        [b.bar.volume for b in bars],
+        [datetime.fromtimestamp(b.bar.start_time_ns / 1e9, UTC) for b in bars],
+        [_numeric(b.bar.open) for b in bars],
+        [_numeric(b.bar.high) for b in bars],
+        [_numeric(b.bar.low) for b in bars],
+        [_numeric(b.bar.close) for b in bars],
+        [_numeric(b.bar.volume) for b in bars],
         [b.bar.trade_count for b in bars],
         [b.version for b in bars],
-        [b.vwap for b in bars],
+        [_numeric(b.vwap) for b in bars],
     )
 
 
 def _numeric(text: str) -> Decimal | None:
-    return Decimal(text) if text else None
+    """A decimal the processor wrote, or NULL when it left the field empty."""
+    return decimals.parse(text)

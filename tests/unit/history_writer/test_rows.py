@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
-from services.processor.history import latest_rows
+from services.history_writer.run import latest_rows
 from tapewire.v1 import market_pb2 as pb
 
 SECOND_NS = 1_000_000_000
@@ -69,12 +68,12 @@ def test_the_newest_state_makes_each_row() -> None:
     ]
     states, bars_1s, bars_1m = latest_rows(batch)  # type: ignore[arg-type]
     assert {(s.instrument, s.version) for s in states} == {("AAPL", 3), ("MSFT", 7)}
-    by_key = {(row.instrument, row.bar.start_ns): row for row in bars_1s}
-    assert by_key[("AAPL", 61 * SECOND_NS)].bar.close == Decimal("11")
+    by_key = {(row.instrument, row.bar.start_time_ns): row for row in bars_1s}
+    assert by_key[("AAPL", 61 * SECOND_NS)].bar.close == "11"
     assert by_key[("AAPL", 61 * SECOND_NS)].version == 2
-    assert by_key[("AAPL", 61 * SECOND_NS)].vwap == Decimal("10.5")
-    assert by_key[("AAPL", 62 * SECOND_NS)].bar.close == Decimal("12")
-    assert by_key[("MSFT", 61 * SECOND_NS)].vwap is None
+    assert by_key[("AAPL", 61 * SECOND_NS)].vwap == "10.5"
+    assert by_key[("AAPL", 62 * SECOND_NS)].bar.close == "12"
+    assert by_key[("MSFT", 61 * SECOND_NS)].vwap == ""
     minute = {row.instrument: row for row in bars_1m}
-    assert minute["AAPL"].version == 3 and minute["AAPL"].bar.close == Decimal("12")
+    assert minute["AAPL"].version == 3 and minute["AAPL"].bar.close == "12"
     assert len(bars_1m) == 2

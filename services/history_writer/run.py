@@ -1,10 +1,12 @@
-"""The processor's history writer: processed states into PostgreSQL, as a sink of the topic.
+"""The history writer: processed states into PostgreSQL, as a sink of the topic.
 
-It consumes `tt_processed_data` (read_committed) in a consumer group of its own and upserts
-each instrument's latest state and the bars those states carry. Every upsert is guarded by
-version, so at-least-once delivery is enough: a replayed batch changes nothing. Because it is a
-sink rather than part of the transaction, PostgreSQL being down delays history (the writer
-rewinds and backs off, holding no more than a batch) but never live prices.
+It consumes `tt_processed_data` (read_committed: only what the processor committed) in a
+consumer group of its own and upserts each instrument's latest state and the bars those states
+carry. Every upsert is guarded by version, so at-least-once delivery is enough: a replayed
+batch changes nothing. Because it is a sink rather than part of the processor's transaction,
+PostgreSQL being down delays history (the writer rewinds and backs off, holding no more than a
+batch) but never live prices; and because it is a process of its own, its decoding and
+PostgreSQL work never take the processor's interpreter lock.
 """
 
 from __future__ import annotations
@@ -15,12 +17,10 @@ import threading
 from confluent_kafka import Consumer, Message
 from google.protobuf.message import DecodeError
 
-from tapewire import decimals
 from tapewire.consume_loop import LoopMetrics, LoopSettings, run_batches
 from tapewire.v1 import market_pb2 as pb
 
-from .codec import bar_from_proto
-from .store import StateStore, VersionedBar
+from .store import HistoryStore, VersionedBar
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,11 @@ def latest_rows(
 
 def versioned_bar(state: pb.InstrumentState, bar: pb.Bar) -> VersionedBar:
     """One of `state`'s bars as stored: stamped with the state's version and session VWAP."""
-    # An empty VWAP means the state did not know it (no session volume): NULL, not zero.
-    return VersionedBar(state.instrument, bar_from_proto(bar), state.version, decimals.parse(state.vwap))
+    return VersionedBar(state.instrument, bar, state.version, state.vwap)
 
 
 class HistoryWriter:
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: HistoryStore) -> None:
         self._store = store
 
     def handle(self, batch: list[Message]) -> None:
@@ -79,7 +78,7 @@ class HistoryWriter:
 def run_history(
     consumer: Consumer,
     topic: str,
-    store: StateStore,
+    store: HistoryStore,
     loop: LoopSettings,
     metrics: LoopMetrics,
     stop: threading.Event,
