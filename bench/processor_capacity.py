@@ -244,7 +244,6 @@ def _launch_tapewire(
         "TAPEWIRE_TOPIC_ALERT_EVENTS": f"{tag}_alert_events",
         "TAPEWIRE_TOPIC_PARTITIONS": str(partitions),
         "PROCESSOR_GROUP_ID": f"{tag}-group",
-        "PROCESSOR_HISTORY_GROUP_ID": f"{tag}-history",
         "PROCESSOR_METRICS_PORT": "0",
     }
     # The processed topic must exist before the watcher assigns it; the processor creates the

@@ -74,7 +74,7 @@ from .alert_codec import (
     position_record,
 )
 from .alerts import Book, Event, Limits, Status
-from .codec import state_from_proto, state_to_proto
+from .codec import StateEncoder, state_from_proto
 from .enrich import Position, State, apply
 from .metrics import ProcessorMetrics
 from .settings import ProcessorSettings
@@ -123,6 +123,7 @@ class Processor:
         self._clock = clock
         self._limits = Limits(settings.max_alerts_per_instrument, settings.max_alert_book_bytes)
         self._states: dict[str, State] = {}
+        self._encoder = StateEncoder()
         self._books: dict[str, Book] = {}
         self._command_offsets: dict[int, int] = {}
         self._unrestored: set[int] = set()
@@ -162,6 +163,7 @@ class Processor:
 
     def _forget(self, gone: set[int]) -> None:
         self._unrestored -= gone
+        self._encoder.forget(name for name, s in self._states.items() if s.source.partition in gone)
         self._states = {name: s for name, s in self._states.items() if s.source.partition not in gone}
         self._books = {name: b for name, b in self._books.items() if b.source.partition not in gone}
         self._command_offsets = {p: o for p, o in self._command_offsets.items() if p not in gone}
@@ -249,7 +251,7 @@ class Processor:
     ) -> tuple[State, Encoded, tuple[Book, Sequence[Event]] | None]:
         """The new state, its wire form and, when the tick triggers alerts, the book and events."""
         state = self._apply(previous, tick, position)
-        encoded = Encoded(state, state_to_proto(state, processed_ns).SerializeToString())
+        encoded = Encoded(state, self._encoder.encode(state, processed_ns))
         if not isinstance(tick, Trade):
             return state, encoded, None
         book = self._book(tick.instrument, pending)

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import Producer
 
 from services.processor.enrich import NS_PER_SECOND, Position, State, apply
-from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
+from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.ticks import RawTick
 from tapewire.v1 import market_pb2 as pb
 from tests.integration.running import running_processor
@@ -48,7 +48,7 @@ def outcome(
 
 
 def test_absurd_magnitudes_and_forged_keys_are_dead_lettered_and_the_partition_flows(
-    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique: str
 ) -> None:
     raw = topics.raw
     records = [
@@ -60,14 +60,14 @@ def test_absurd_magnitudes_and_forged_keys_are_dead_lettered_and_the_partition_f
         (raw, b"AAPL", trade("AAPL", "12", "1", 6)),
     ]
     produce_raw(Producer(kafka_settings.as_librdkafka_dict()), records)
-    with running_processor(make_settings(kafka_settings, topics, postgres_settings, f"g{unique}")):
+    with running_processor(make_settings(kafka_settings, topics, f"g{unique}")):
         versions, codes = outcome(kafka_settings, topics, states=2, dead=4)
     assert versions == {"AAPL": [1, 2]}
     assert codes == {"1e30": "invalid", "1e4000": "invalid", " 1 ": "invalid", "11": "key_mismatch"}
 
 
 def test_a_tick_the_rules_cannot_apply_is_dead_lettered_and_the_partition_flows(
-    kafka_settings: KafkaSettings, topics: TopicSettings, postgres_settings: PostgresSettings, unique: str
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique: str
 ) -> None:
     def failing_on_13(state: State | None, tick: RawTick, source: Position) -> State:
         if tick.sequence == 13:
@@ -77,7 +77,7 @@ def test_a_tick_the_rules_cannot_apply_is_dead_lettered_and_the_partition_flows(
     prices = [("10", 11), ("13", 13), ("12", 12)]
     records = [(topics.raw, b"AAPL", trade("AAPL", price, "1", sequence)) for price, sequence in prices]
     produce_raw(Producer(kafka_settings.as_librdkafka_dict()), records)
-    settings = make_settings(kafka_settings, topics, postgres_settings, f"g{unique}")
+    settings = make_settings(kafka_settings, topics, f"g{unique}")
     with running_processor(settings, apply_tick=failing_on_13):
         versions, codes = outcome(kafka_settings, topics, states=2, dead=1)
     assert versions == {"AAPL": [1, 2]}
