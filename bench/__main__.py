@@ -1,7 +1,7 @@
-"""`make bench` (about 15 minutes) and `make bench-quick` (about 2): run every measurement on
+"""`make bench` (about 16 minutes) and `make bench-quick` (about 3.5): run every measurement on
 this machine and write results/bench/<timestamp>/{results.json,report.md,latency.png}.
 
-    python -m bench [--quick] [--out DIR] [--skip e2e,throughput,silent,processor,fanout,profile]
+    python -m bench [--quick] [--out DIR] [--skip e2e,throughput,capacity,silent,processor,fanout,profile]
 
 Needs the local Apache Kafka, Redis and PostgreSQL (`make infra`; the Tansu fallback broker
 is refused, its speed drifts as data accumulates), and for the fan-out peers Go (Centrifugo is
@@ -29,17 +29,19 @@ import psutil
 from tools.devstack import env_vars
 
 from . import report
+from .capacity import CapacitySettings, capacity_search
 from .e2e import E2ESettings, fixed_rates, latency_run, silent_clients, step_search, warm_up
 from .profile import profile, render_markdown
 from .stack import RunningStack, running_stack
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("e2e", "throughput", "silent", "profile", "processor", "fanout")
+PARTS = ("e2e", "throughput", "capacity", "silent", "profile", "processor", "fanout")
 
 
 @dataclass(frozen=True)
 class Plan:
     e2e: E2ESettings
+    capacity: CapacitySettings
     processor_messages: int
     processor_repetitions: int
     fanout_connections: tuple[int, ...]
@@ -52,6 +54,7 @@ class Plan:
 
 FULL = Plan(
     e2e=E2ESettings(),
+    capacity=CapacitySettings(),
     processor_messages=50_000,
     processor_repetitions=3,
     fanout_connections=(100, 1_000, 5_000),
@@ -72,6 +75,7 @@ QUICK = Plan(
         silent_clients=300,
         silent_seconds=10.0,
     ),
+    capacity=CapacitySettings(rates=(10_000, 25_000, 50_000), seconds=5.0),
     processor_messages=20_000,
     processor_repetitions=1,
     fanout_connections=(100,),
@@ -244,7 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="about 2 minutes instead of about 15")
+    parser.add_argument("--quick", action="store_true", help="about 3.5 minutes instead of about 16")
     parser.add_argument(
         "--out", type=Path, default=None, help="results folder (default results/bench/<time>)"
     )
@@ -270,7 +274,7 @@ def main() -> None:
         _run_part(results, "warmup", lambda: warm_up(stack, plan.e2e))
         if "warmup" in results.get("errors", {}):
             # A suite that cannot carry the warm-up would only produce figures that mean nothing.
-            skip |= {"e2e", "throughput", "silent", "profile"}
+            skip |= {"e2e", "throughput", "capacity", "silent", "profile"}
         results["e2e"] = {
             "clients": plan.e2e.clients,
             "per_client": plan.e2e.per_client,
@@ -283,6 +287,8 @@ def main() -> None:
             results["e2e"]["legacy"] = [run["legacy"] for run in runs if "legacy" in run]
         if "throughput" not in skip:
             _run_part(results, "throughput", lambda: step_search(stack, plan.e2e))
+        if "capacity" not in skip:
+            _run_part(results, "capacity", lambda: capacity_search(stack, plan.e2e, plan.capacity))
         if "silent" not in skip:
             _run_part(results, "silent", lambda: silent_clients(stack, plan.e2e))
         if "profile" not in skip:

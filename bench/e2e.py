@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,8 @@ class E2ESettings:
     silent_clients: int = 1_000
     silent_seconds: float = 25.0
     silent_rate: int = 2_000
+    # The clients' subscribe `max_rate` (updates/s per instrument); 0: every update.
+    max_rate: float = 0.0
 
 
 class LegacyRelay:
@@ -108,6 +111,7 @@ def latency_run(
             settings.per_client,
             window + 6.0,
             settings.client_processes,
+            max_rate=settings.max_rate,
         )
     ).start()
     time.sleep(1.5)  # connect and subscribe before the load starts
@@ -129,7 +133,7 @@ def latency_run(
     e2e: array = collected["e2e_ms"]  # type: ignore[assignment]
     hops: dict[str, array] = collected["hops_ms"]  # type: ignore[assignment]
     latency = summarize_ms(e2e)
-    expected = rate * measured_s * settings.clients * settings.per_client / settings.instruments
+    expected = measured_s * settings.clients * settings.per_client * per_subscription_rate(rate, settings)
     # The live path's backlog; history_writer's is reported beside it (history may lag behind
     # prices without any client noticing).
     backlog_s = (backlog["processor"] + backlog["cache_updater"]) / rate
@@ -139,6 +143,11 @@ def latency_run(
         "clients": settings.clients,
         "latency_ms": latency,
         "hops_ms": {hop: summarize_ms(hops[hop]) for hop in HOPS},
+        "max_rate": settings.max_rate,
+        # Per instrument and connection: time between receipts, and the age the state held until
+        # then had reached when the next one replaced it.
+        "receipt_gap_ms": summarize_ms(collected["gap_ms"]),  # type: ignore[arg-type]
+        "replaced_age_ms": summarize_ms(collected["replaced_age_ms"]),  # type: ignore[arg-type]
         "delivered": collected["updates"],
         "measured_s": round(measured_s, 2),
         "delivered_per_s": round(int(collected["updates"]) / measured_s, 1),  # type: ignore[call-overload]
@@ -158,6 +167,13 @@ def latency_run(
         "connected": collected["connected"],
         **({"legacy": legacy_result} if legacy is not None else {}),
     }
+
+
+def per_subscription_rate(rate: float, settings: E2ESettings) -> float:
+    """Updates/s one client should receive for one instrument it watches: the instrument's share
+    of the offered ticks, capped by the subscription's `max_rate`."""
+    share = rate / settings.instruments
+    return min(share, settings.max_rate) if settings.max_rate > 0 else share
 
 
 def warm_up(stack: RunningStack, settings: E2ESettings) -> None:
@@ -199,21 +215,32 @@ def _print_run(run: dict[str, Any]) -> None:
     )
 
 
+def climb(
+    rates: tuple[int, ...], measure: Callable[[int], dict[str, Any]], go_on: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Measure each rate in turn, ever higher, stopping after the first one `go_on` refuses."""
+    steps = []
+    for rate in rates:
+        steps.append(run := measure(rate))
+        if not go_on(run):
+            break
+    return steps
+
+
 def step_search(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]:
     """Offer ever higher rates until one is not sustainable; the last one that was is the answer."""
-    steps = []
-    best = 0
-    for rate in settings.step_rates:
+
+    def measure(rate: int) -> dict[str, Any]:
         run = latency_run(stack, rate, settings.step_seconds, settings)
-        steps.append(run)
         print(
             f"  step {rate}/s: p99 {run['latency_ms']['p99']:.1f} ms backlog {run['backlog_s']:.2f} s "
             f"sustainable={run['sustainable']}",
             flush=True,
         )
-        if not run["sustainable"]:
-            break
-        best = rate
+        return run
+
+    steps = climb(settings.step_rates, measure, lambda run: bool(run["sustainable"]))
+    best = max((run["offered_rate"] for run in steps if run["sustainable"]), default=0)
     return {
         "max_sustainable_rate": best,
         "criterion": f"p99 <= {SUSTAINABLE_P99_MS:.0f} ms and backlog <= "

@@ -17,6 +17,8 @@ TARGETS = {
     "e2e_p50_ms_at_5k": 5.0,
     "e2e_p99_ms_at_5k": 25.0,
     "sustained_rate": 50_000,
+    "capacity_rate": 50_000,
+    "held_age_p99_ms": 100.0,
     "processor_per_core": 100_000,
     "processor_vs_quix": 1.5,
     "fanout_per_core": 40_000,
@@ -24,6 +26,10 @@ TARGETS = {
     "fanout_vs_socketio": 3.0,
     "fanout_vs_centrifugo": 1.0,
 }
+
+
+# The pipeline's processes, in the order a tick meets them, for the per-tick CPU figures.
+STAGE_ORDER = ("processor", "history_writer", "cache_updater", "dashboard_api", "kafka", "redis")
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -71,6 +77,8 @@ def markdown(results: dict[str, Any]) -> str:
         _e2e_section(results.get("e2e", {}), table),
         _legacy_section(results.get("e2e", {}), table),
         _throughput_section(results.get("throughput")),
+        _capacity_section(results.get("capacity")),
+        _cpu_section(cpu_per_tick_rows(results)),
         _peer_section(results.get("processor"), "Processor capacity (messages/s per core of CPU time)"),
         _peer_section(results.get("fanout"), "Fan-out capacity (delivered updates/s per server core)"),
         _silent_section(results.get("silent")),
@@ -174,6 +182,124 @@ def _throughput_section(steps: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def us_per_tick(run: dict[str, Any]) -> dict[str, float]:
+    """CPU µs per tick of each pipeline process in a run: its cores busy × 10^6 over the ticks/s
+    the load generator achieved (NaN without that rate), and their sum as `total`."""
+    achieved = run.get("achieved_rate") or 0.0
+    processes = run["processes"]
+    row = {
+        stage: processes[stage]["cores"] * 1e6 / achieved if achieved > 0 else math.nan
+        for stage in STAGE_ORDER
+        if stage in processes
+    }
+    row["total"] = sum(row.values())
+    return row
+
+
+def cpu_per_tick_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    """µs per tick per stage for each end-to-end rate (median over repetitions) and each
+    capacity step, labelled."""
+    by_rate: dict[int, list[dict[str, float]]] = {}
+    for run in results.get("e2e", {}).get("runs", []):
+        by_rate.setdefault(run["offered_rate"], []).append(us_per_tick(run))
+    rows = [
+        (f"e2e {rate:,}", {key: median([r[key] for r in group if key in r]) for key in group[0]})
+        for rate, group in sorted(by_rate.items())
+    ]
+    capacity = results.get("capacity") or {}
+    for step in capacity.get("steps", []):
+        rows.append((f"capacity {step['offered_rate']:,}", us_per_tick(step)))
+    return rows
+
+
+def _cpu_section(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
+    if not rows:
+        return []
+    stages = [stage for stage in (*STAGE_ORDER, "total") if any(stage in row for _, row in rows)]
+    lines = [
+        "## CPU µs per tick per stage",
+        "",
+        "Each process's CPU time from the OS over the run (cores busy) × 10^6 / the ticks/s the load "
+        "generator achieved. dashboard_api's share also grows with the clients and what they receive, "
+        "kafka carries both topics; 10^6 × the machine's cores / total bounds the ticks/s it can carry.",
+        "",
+        "| run, offered ticks/s | " + " | ".join(stages) + " |",
+        "|---|" + "---|" * len(stages),
+    ]
+    for label, row in rows:
+        lines.append(f"| {label} | " + " | ".join(_fmt(row.get(stage)) for stage in stages) + " |")
+    return [*lines, ""]
+
+
+def client_cores(run: dict[str, Any]) -> dict[str, float]:
+    """Cores busy per process in a run, the client processes summed as `clients`."""
+    cores: dict[str, float] = {}
+    for name, usage in run["processes"].items():
+        key = "clients" if name.startswith("clients-") else name
+        cores[key] = cores.get(key, 0.0) + usage["cores"]
+    return cores
+
+
+def _capacity_section(capacity: dict[str, Any] | None) -> list[str]:
+    if not capacity or not capacity.get("steps"):
+        return []
+    steps = capacity["steps"]
+    lines = [
+        f"## Pipeline capacity (clients at max_rate {capacity['max_rate']:g}/s per instrument)",
+        "",
+        f"{capacity['clients']} clients × {capacity['per_client']} instruments of "
+        f"{capacity['instruments']}, each subscription throttled to {capacity['max_rate']:g} updates/s "
+        "per instrument (conflated, the newest state winning), as a desk screen subscribes. "
+        f"**{capacity['max_sustained_rate']:,} ticks/s** sustained (achieved by the load generator; "
+        f"{capacity['max_sustained_offered']:,} offered); the climb stopped: {capacity['stopped']}. "
+        f"Sustained: {capacity['criterion']}.",
+        "",
+        "- *age at receipt*: receive time − ingest stamp of the newest tick in the state received: "
+        "the age of the newest state the client holds when it gets it (the target).",
+        "- *age when replaced*: the next receipt of the same instrument − that state's ingest stamp: "
+        "how old the held state had grown while newer ones existed upstream; by design the age at "
+        "receipt plus the throttle's interval.",
+        "- *receipt gap*: time between two receipts of one instrument on one connection (the throttle "
+        f"makes it ≈ {1000 / capacity['max_rate']:.0f} ms).",
+        "",
+        "| offered ticks/s | achieved | backlog s: processor / cache_updater / history_writer "
+        "| age at receipt p50 / p99 ms | age when replaced p50 / p99 ms | receipt gap p50 / p99 / max ms "
+        "| delivered updates/s | sustained |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for step in steps:
+        lines.append(_capacity_row(step))
+    lines += _capacity_cores(steps)
+    return [*lines, ""]
+
+
+def _capacity_row(step: dict[str, Any]) -> str:
+    backlog = step["backlog_s_by_stage"]
+    age, replaced, gap = step["latency_ms"], step["replaced_age_ms"], step["receipt_gap_ms"]
+    verdict = "yes" if step["sustained"] else "no: " + ", ".join(step["reasons"])
+    if step["load_short"]:
+        verdict += " (load generator short of the offer)"
+    backlogs = " / ".join(
+        _fmt(backlog.get(stage), 2) for stage in ("processor", "cache_updater", "history_writer")
+    )
+    return (
+        f"| {step['offered_rate']:,} | {_fmt(step['achieved_rate'])} | {backlogs} "
+        f"| {_fmt(age['p50'])} / {_fmt(age['p99'])} | {_fmt(replaced['p50'])} / {_fmt(replaced['p99'])} "
+        f"| {_fmt(gap['p50'])} / {_fmt(gap['p99'])} / {_fmt(gap['max'])} | {_fmt(step['delivered_per_s'])} "
+        f"| {verdict} |"
+    )
+
+
+def _capacity_cores(steps: list[dict[str, Any]]) -> list[str]:
+    cores = [client_cores(step) for step in steps]
+    names = [name for name in (*STAGE_ORDER, "loadgen", "clients") if any(name in row for row in cores)]
+    lines = ["", "Cores busy per process:", "", "| offered ticks/s | " + " | ".join(names) + " |"]
+    lines.append("|---|" + "---|" * len(names))
+    for step, row in zip(steps, cores, strict=True):
+        lines.append(f"| {step['offered_rate']:,} | " + " | ".join(_fmt(row.get(n), 2) for n in names) + " |")
+    return lines
+
+
 def _peer_section(section: dict[str, Any] | None, title: str) -> list[str]:
     if not section or not section.get("markdown"):
         return []
@@ -240,10 +366,38 @@ def targets(
                 best >= TARGETS["sustained_rate"],
             )
         )
+    rows += _capacity_targets(results.get("capacity"))
     for key in ("processor", "fanout"):
         for row in (results.get(key) or {}).get("targets", []):
             rows.append(tuple(row))  # type: ignore[arg-type]
     return rows
+
+
+def _capacity_targets(capacity: dict[str, Any] | None) -> list[tuple[str, str, str, bool | None]]:
+    """The capacity reached, and the client-held state's age at the target rate (or, if the climb
+    stopped below it, at the step where it stopped)."""
+    if not capacity or not capacity.get("steps"):
+        return []
+    best = capacity["max_sustained_rate"]
+    goal = TARGETS["capacity_rate"]
+    steps = capacity["steps"]
+    step = next((s for s in steps if s["offered_rate"] == goal), steps[-1])
+    age_p99 = step["latency_ms"]["p99"]
+    throttle = f"max_rate {capacity['max_rate']:g}/s"
+    return [
+        (
+            f"pipeline capacity, clients at {throttle}",
+            f"≥ {goal:,} ticks/s",
+            f"{best:,} ticks/s",
+            best >= goal,
+        ),
+        (
+            f"client-held state age p99 (at receipt, {throttle})",
+            f"≤ {TARGETS['held_age_p99_ms']:.0f} ms",
+            f"{_fmt(age_p99)} ms at {step['offered_rate']:,} ticks/s offered",
+            bool(age_p99 <= TARGETS["held_age_p99_ms"]),
+        ),
+    ]
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

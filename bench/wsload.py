@@ -5,11 +5,19 @@ instrument count, so every instrument has the same number of watchers) in protob
 (the cheapest for the client to read), and records for every update: receive time minus the
 ingest stamp (end to end) and the share of each hop from the stage stamps. A client can also
 be `silent`: it subscribes and then never reads (the server must keep its memory bounded).
+
+With `max_rate` the subscription is throttled (conflated: at most that many updates/s per
+instrument, the newest state winning in between), as a desk screen subscribes. End to end is
+then the age of the newest state the client holds at the moment it receives it; the client
+keeps that state until the next receipt while newer ones exist upstream, so it also records,
+per instrument, the interval between receipts and the age the held state had reached when the
+next one replaced it (the peak of the sawtooth).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing as mp
 import socket
 import time
@@ -36,6 +44,8 @@ class ClientSpec:
     seconds: float
     processes: int = 2
     silent: bool = False
+    # Updates/s per instrument at most (the subscribe's `max_rate`); 0: every update.
+    max_rate: float = 0.0
 
 
 @dataclass
@@ -44,6 +54,10 @@ class Recorded:
     ingest_s: array = field(default_factory=lambda: array("d"))
     e2e_ms: array = field(default_factory=lambda: array("f"))
     hops_ms: dict[str, array] = field(default_factory=lambda: {hop: array("f") for hop in HOPS})
+    # Per update too, NaN for an instrument's first: the time since the previous receipt of the
+    # same instrument, and the age the state received then had reached by now.
+    gap_ms: array[float] = field(default_factory=lambda: array("f"))
+    replaced_age_ms: array[float] = field(default_factory=lambda: array("f"))
     updates: int = 0
     connected: int = 0
     errors: list[str] = field(default_factory=list)
@@ -73,6 +87,8 @@ async def _small_window_socket(url: str) -> socket.socket:
 async def _client(index: int, spec: ClientSpec, record: Recorded, until: float) -> None:
     subscribe = stream_pb2.ClientMessage()
     subscribe.subscribe.instruments.extend(_subscription(index, spec))
+    subscribe.subscribe.max_rate = spec.max_rate
+    held: dict[str, tuple[int, int]] = {}
     try:
         async with websockets.connect(
             # Batches when updates queue up, as the dashboard asks for them.
@@ -99,16 +115,21 @@ async def _client(index: int, spec: ClientSpec, record: Recorded, until: float) 
                 message.ParseFromString(frame)  # type: ignore[arg-type]
                 kind = message.WhichOneof("kind")
                 if kind == "update":
-                    _record(record, message.update.state.times, received_ns)
+                    _record(record, message.update.state, received_ns, held)
                 elif kind == "updates":
                     for update in message.updates.updates:
-                        _record(record, update.state.times, received_ns)
+                        _record(record, update.state, received_ns, held)
     except (OSError, websockets.WebSocketException) as error:
         if len(record.errors) < 5:
             record.errors.append(f"{type(error).__name__}: {error}")
 
 
-def _record(record: Recorded, times: market_pb2.StageTimes, received_ns: int) -> None:
+def _record(
+    record: Recorded, state: market_pb2.InstrumentState, received_ns: int, held: dict[str, tuple[int, int]]
+) -> None:
+    """One update received: its latencies, and against `held` (instrument → receive time and
+    ingest stamp of the state this client held until now) the receipt gap and replaced age."""
+    times = state.times
     record.updates += 1
     record.ingest_s.append(times.ingest_ns / 1e9)
     record.e2e_ms.append((received_ns - times.ingest_ns) / 1e6)
@@ -117,6 +138,10 @@ def _record(record: Recorded, times: market_pb2.StageTimes, received_ns: int) ->
     hops["processed_to_cached"].append((times.cached_ns - times.processed_ns) / 1e6)
     hops["cached_to_sent"].append((times.sent_ns - times.cached_ns) / 1e6)
     hops["sent_to_received"].append((received_ns - times.sent_ns) / 1e6)
+    previous = held.get(state.instrument)
+    record.gap_ms.append(math.nan if previous is None else (received_ns - previous[0]) / 1e6)
+    record.replaced_age_ms.append(math.nan if previous is None else (received_ns - previous[1]) / 1e6)
+    held[state.instrument] = (received_ns, times.ingest_ns)
 
 
 def _run_clients(spec: ClientSpec, indexes: list[int], start_at: float, results: Connection) -> None:
@@ -135,6 +160,8 @@ def _run_clients(spec: ClientSpec, indexes: list[int], start_at: float, results:
             "ingest_s": record.ingest_s.tobytes(),
             "e2e_ms": record.e2e_ms.tobytes(),
             "hops_ms": {hop: values.tobytes() for hop, values in record.hops_ms.items()},
+            "gap_ms": record.gap_ms.tobytes(),
+            "replaced_age_ms": record.replaced_age_ms.tobytes(),
             "updates": record.updates,
             "connected": record.connected,
             "errors": record.errors,
@@ -171,7 +198,8 @@ class ClientFleet:
     def collect(self, timeout_s: float, window: tuple[float, float] | None = None) -> dict[str, object]:
         """What the clients recorded, merged; with `window` (epoch seconds), only the updates
         ingested within it, so that warm-up and the tail after the load are left out."""
-        e2e = array("f")
+        series = ("e2e_ms", "gap_ms", "replaced_age_ms")
+        merged = {name: array("f") for name in series}
         hops = {hop: array("f") for hop in HOPS}
         updates = connected = 0
         cpu_s = 0.0
@@ -186,23 +214,27 @@ class ClientFleet:
             ingest = array("d")
             ingest.frombytes(part["ingest_s"])
             keep = [i for i, t in enumerate(ingest) if window is None or window[0] <= t < window[1]]
-            values = array("f")
-            values.frombytes(part["e2e_ms"])
-            e2e.extend(values[i] for i in keep)
+            for name in series:
+                merged[name].extend(_kept(part[name], keep))
             for hop in HOPS:
-                values = array("f")
-                values.frombytes(part["hops_ms"][hop])
-                hops[hop].extend(values[i] for i in keep)
+                hops[hop].extend(_kept(part["hops_ms"][hop], keep))
             updates += len(keep)
             connected += part["connected"]
             cpu_s += part["cpu_s"]
             errors.extend(part["errors"])
             process.join(5)
         return {
-            "e2e_ms": e2e,
+            **merged,
             "hops_ms": hops,
             "updates": updates,
             "connected": connected,
             "cpu_s": cpu_s,
             "errors": errors,
         }
+
+
+def _kept(recorded: bytes, keep: list[int]) -> array[float]:
+    """The values at `keep` of a recorded float series, leaving out NaN (nothing to measure)."""
+    values = array("f")
+    values.frombytes(recorded)
+    return array("f", (value for i in keep if not math.isnan(value := values[i])))

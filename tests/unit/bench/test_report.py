@@ -69,3 +69,97 @@ def test_markdown_has_every_section_it_has_data_for() -> None:
     assert "| 1,000 | 2.0 | 8.0 |" in text
     assert "## Targets" in text
     assert "Maximum sustainable" not in text
+
+
+def processes(**cores: float) -> dict[str, dict[str, float]]:
+    return {name: {"cores": value, "peak_rss_mb": 50.0} for name, value in cores.items()}
+
+
+def test_cpu_per_tick_is_cores_over_the_achieved_rate() -> None:
+    found = report.us_per_tick(
+        {"achieved_rate": 20_000.0, "processes": processes(processor=0.5, redis=0.1, loadgen=0.4)}
+    )
+    assert found == {"processor": 25.0, "redis": 5.0, "total": 30.0}
+    assert math.isnan(report.us_per_tick({"processes": processes(processor=0.5)})["processor"])
+
+
+def capacity_step(offered: int, achieved: float, age_p99: float, sustained: bool) -> dict[str, object]:
+    latency = {"count": 10, "p50": 8.0, "p99": age_p99, "p99.9": age_p99, "max": age_p99}
+    return {
+        "offered_rate": offered,
+        "achieved_rate": achieved,
+        "latency_ms": latency,
+        "replaced_age_ms": {**latency, "p50": 108.0, "p99": age_p99 + 100},
+        "receipt_gap_ms": {**latency, "p50": 100.0, "p99": 104.0, "max": 130.0},
+        "backlog_s_by_stage": {"processor": 0.0, "cache_updater": 0.01, "history_writer": 0.5},
+        "delivered_per_s": 9_800.0,
+        "sustained": sustained,
+        "reasons": [] if sustained else ["age p99 150 ms"],
+        "load_short": False,
+        "processes": processes(processor=0.8, kafka=0.3, **{"clients-0": 0.1, "clients-1": 0.1}),
+    }
+
+
+def capacity(*steps: dict[str, object]) -> dict[str, object]:
+    return {
+        "clients": 100,
+        "per_client": 10,
+        "instruments": 100,
+        "max_rate": 10.0,
+        "max_sustained_rate": 24_900,
+        "max_sustained_offered": 25_000,
+        "stopped": "not sustained at 50,000 ticks/s offered: age p99 150 ms",
+        "criterion": "…",
+        "steps": list(steps),
+    }
+
+
+def test_cpu_rows_take_e2e_medians_and_each_capacity_step() -> None:
+    runs = [
+        {**run(1000, 2.0, 8.0, i), "achieved_rate": 1_000.0, "processes": processes(processor=c)}
+        for i, c in enumerate((0.1, 0.3, 0.2))
+    ]
+    results = {"e2e": {"runs": runs}, "capacity": capacity(capacity_step(10_000, 10_000.0, 40.0, True))}
+    rows = dict(report.cpu_per_tick_rows(results))
+    assert rows["e2e 1,000"]["processor"] == 200.0
+    assert rows["capacity 10,000"] == {"processor": 80.0, "kafka": 30.0, "total": 110.0}
+
+
+def test_capacity_targets_judge_the_step_at_the_target_rate() -> None:
+    found = capacity(
+        capacity_step(25_000, 24_900.0, 40.0, True), capacity_step(50_000, 49_500.0, 150.0, False)
+    )
+    rows = {name: (measured, ok) for name, _goal, measured, ok in report.targets({"capacity": found}, {})}
+    assert rows["pipeline capacity, clients at max_rate 10/s"] == ("24,900 ticks/s", False)
+    assert rows["client-held state age p99 (at receipt, max_rate 10/s)"] == (
+        "150.0 ms at 50,000 ticks/s offered",
+        False,
+    )
+
+
+def test_capacity_targets_fall_back_to_where_the_climb_stopped() -> None:
+    found = capacity(capacity_step(10_000, 10_000.0, 40.0, True))
+    rows = {name: (measured, ok) for name, _goal, measured, ok in report.targets({"capacity": found}, {})}
+    assert rows["client-held state age p99 (at receipt, max_rate 10/s)"] == (
+        "40.0 ms at 10,000 ticks/s offered",
+        True,
+    )
+
+
+def test_markdown_has_the_capacity_and_cpu_tables() -> None:
+    results = {
+        "mode": "quick",
+        "started": "2026-11-22T10:00:00+00:00",
+        "command": "make bench-quick",
+        "machine": {"cpus": 2, "memory_gib": 24, "platform": "Linux"},
+        "settings": {"repetitions": 1},
+        "capacity": capacity(capacity_step(25_000, 24_900.0, 40.0, True)),
+    }
+    text = report.markdown(results)
+    assert "## Pipeline capacity (clients at max_rate 10/s per instrument)" in text
+    assert (
+        "| 25,000 | 24,900 | 0.00 / 0.01 / 0.50 | 8.0 / 40.0 | 108.0 / 140.0 | 100.0 / 104.0 / 130.0" in text
+    )
+    assert "| 25,000 | 0.80 | 0.30 | 0.20 |" in text  # processor, kafka, clients summed
+    assert "## CPU µs per tick per stage" in text
+    assert "| capacity 25,000 | 32.1 | 12.0 | 44.2 |" in text
