@@ -37,7 +37,7 @@ def producer_config(kafka: KafkaSettings, client_id: str, **overrides: Any) -> d
         "enable.idempotence": True,
         "acks": "all",
         # A small linger batches bursts without adding noticeable latency to a live feed.
-        "linger.ms": 2,
+        "linger.ms": kafka.linger_ms,
         "compression.type": "lz4",
         # Retry transient broker trouble for up to 2 minutes before reporting a failure.
         "delivery.timeout.ms": 120_000,
@@ -75,9 +75,8 @@ def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, **overr
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": kafka.session_timeout_ms,
-        # librdkafka waits up to 500 ms for a fetch to fill by default; a live feed wants the
-        # record as soon as it lands.
-        "fetch.wait.max.ms": 10,
+        # See KafkaSettings.fetch_wait_max_ms.
+        "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
         # Cap what librdkafka prefetches per partition so a slow stage holds bounded memory.
         "queued.max.messages.kbytes": 16_384,
         "partition.assignment.strategy": "cooperative-sticky",

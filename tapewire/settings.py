@@ -28,6 +28,12 @@ class KafkaSettings(BaseSettings):
     # Group membership: a dead member's partitions move after this long. librdkafka's 45 s
     # default makes failover (and a first join) slow; 10 s is a common production value.
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # Latency against broker work (README, Performance: measured both ways). A producer waits
+    # up to linger_ms to batch records into one request; a consumer's fetch waits at the broker
+    # up to fetch_wait_max_ms when there is nothing to return (a record that arrives answers it
+    # at once), so a longer wait costs no latency but fewer empty fetches.
+    linger_ms: float = Field(default=2.0, ge=0, le=1_000)
+    fetch_wait_max_ms: int = Field(default=10, ge=0, le=10_000)
 
     def as_librdkafka_dict(self) -> dict[str, str | int | float | bool]:
         conf: dict[str, str | int | float | bool] = {

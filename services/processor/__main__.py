@@ -67,12 +67,16 @@ def serve(
         )
     )
     # Unique per process: zombie fencing comes from the consumer group generation (KIP-447),
-    # so the id need not survive restarts.
-    producer = Producer(
-        transactional_producer_config(
-            settings.kafka, client_id, f"{client_id}-{uuid.uuid4().hex[:8]}", settings.transaction_timeout_ms
+    # so the ids need not survive restarts.
+    instance = f"{client_id}-{uuid.uuid4().hex[:8]}"
+    producers = [
+        Producer(
+            transactional_producer_config(
+                settings.kafka, client_id, f"{instance}-{turn}", settings.transaction_timeout_ms
+            )
         )
-    )
+        for turn in range(settings.transactional_producers)
+    ]
 
     def restore(changelog: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
         return read_latest_per_key(settings.kafka, changelog, partitions)
@@ -82,7 +86,7 @@ def serve(
         extra={"group": settings.group_id, "topic": topics.raw, "commands_topic": topics.commands},
     )
     try:
-        run(settings, consumer, producer, restore, metrics, stop, apply_tick)
+        run(settings, consumer, producers, restore, metrics, stop, apply_tick)
     finally:
         stop.set()
         if ops:

@@ -107,17 +107,21 @@ class Processor:
         self,
         settings: ProcessorSettings,
         consumer: Consumer,
-        producer: Producer,
+        producers: Sequence[Producer],
         restore: Restore,
         metrics: ProcessorMetrics,
         clock: Callable[[], int] = time.time_ns,
         apply_tick: ApplyTick = apply,
     ) -> None:
+        if not producers:
+            raise ValueError("a processor needs at least one transactional producer")
         self._settings = settings
         self._apply = apply_tick
         self._topics = settings.topics
         self._consumer = consumer
-        self._producer = producer
+        # Transactions take turns over these (see `commit`); `_producer` is the current one.
+        self._producers = tuple(producers)
+        self._producer = self._producers[0]
         self._restore = restore
         self._metrics = metrics
         self._clock = clock
@@ -347,7 +351,18 @@ class Processor:
         except KafkaException as exc:
             raise _failure(exc) from exc
         self._pending = None
+        self._take_turns()
         self._merge(pending)
+
+    def _take_turns(self) -> None:
+        """The next transaction goes to the next producer. The broker writes a commit's markers
+        after it has answered; until they are written, a new transaction of the same
+        transactional id cannot add partitions (CONCURRENT_TRANSACTIONS), and librdkafka retries
+        that every 20 ms, holding back the first states of every transaction. Another id is
+        not held back. Order is kept: the committed producer has flushed every record, so all
+        of the next transaction's records follow them in each partition."""
+        index = self._producers.index(self._producer)
+        self._producer = self._producers[(index + 1) % len(self._producers)]
 
     def _merge(self, pending: Pending) -> None:
         self._states.update(pending.states)
@@ -536,16 +551,18 @@ def _text(key: bytes | None) -> str:
 def run(
     settings: ProcessorSettings,
     consumer: Consumer,
-    producer: Producer,
+    producers: Sequence[Producer],
     restore: Restore,
     metrics: ProcessorMetrics,
     stop: threading.Event,
     apply_tick: ApplyTick = apply,
 ) -> None:
-    """Consume until `stop` is set, then leave the group cleanly. `producer` is transactional and
-    `consumer` must use CO_PARTITIONING_ASSIGNOR."""
-    producer.init_transactions(settings.flush_timeout_s)
-    processor = Processor(settings, consumer, producer, restore, metrics, apply_tick=apply_tick)
+    """Consume until `stop` is set, then leave the group cleanly. `producers` are transactional
+    (with ids of their own; transactions take turns over them) and `consumer` must use
+    CO_PARTITIONING_ASSIGNOR."""
+    for producer in producers:
+        producer.init_transactions(settings.flush_timeout_s)
+    processor = Processor(settings, consumer, producers, restore, metrics, apply_tick=apply_tick)
     consumer.subscribe(
         [settings.topics.raw, settings.topics.commands],
         on_assign=processor.on_assign,

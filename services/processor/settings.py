@@ -33,6 +33,9 @@ class ProcessorSettings(BaseSettings):
     # history writer, alert events) wait and how much an abort redoes.
     commit_interval_ms: int = Field(default=100, ge=1, le=60_000)
     commit_max_records: int = Field(default=20_000, ge=1, le=1_000_000)
+    # Transactions take turns over this many producers, so that a new one never waits for the
+    # previous commit's markers (see run.Processor._take_turns); 1 turns that off.
+    transactional_producers: int = Field(default=2, ge=1, le=4)
     flush_timeout_s: float = Field(default=30.0, gt=0)
     # How long a crashed instance's open transaction can hold back the partitions it had
     # before the broker aborts it: shorter means faster failover, but every batch must commit
