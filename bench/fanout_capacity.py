@@ -74,7 +74,7 @@ import uvloop
 from bench.fdlimit import raise_fd_limit
 from bench.measure import ProcessSampler, median, summarize_ms, usage_to_json
 from bench.ready import NotReady, wait_http_ok
-from services.cache_updater.apply import APPLY_IF_NEWER, prepare
+from services.cache_updater.apply import StateScript, cache_stamp, prepare
 from services.dashboard_api import views
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
@@ -650,18 +650,20 @@ def publisher_process(conn: Connection, spec: PublisherSpec) -> None:
 
 
 def _publish_tapewire(conn: Connection, spec: PublisherSpec) -> None:
-    """cache_updater's write path: prepare() and the APPLY_IF_NEWER script, one pipeline per tick."""
+    """cache_updater's write path: prepare() and the APPLY_STATES script, one pipeline per tick."""
     client = redis.Redis.from_url(spec.redis_url)
     keys = RedisKeys(prefix=spec.key_prefix, channel=spec.updates_channel, alerts_channel="")
-    script = client.register_script(APPLY_IF_NEWER)
+    script = StateScript(client)
 
     def apply(batch: list[tuple[str, int]], cached_ns: int) -> None:
-        pipe = client.pipeline(transaction=False)
+        stamp = cache_stamp(cached_ns)
+        changes = []
         for instrument, version in batch:
-            change = prepare(make_state(instrument, version, cached_ns), keys, cached_ns, HISTORY_LENGTH)
-            script(keys=change.keys, args=change.args, client=pipe)
-        results = pipe.execute()
-        if sum(1 for result in results if result == 1) != len(batch):
+            state = make_state(instrument, version, cached_ns)
+            changes.append(prepare(state, state.SerializeToString(), keys, stamp, HISTORY_LENGTH))
+        pipe = client.pipeline(transaction=False)
+        script.queue(changes, pipe)
+        if sum(StateScript.applied(pipe.execute())) != len(batch):
             raise RuntimeError("a state was not applied: versions out of step")
 
     # Seed version 1 of every instrument so that the clients' snapshots hold a state.

@@ -59,7 +59,7 @@ from .alerts import (
     prepare_alert,
     restored_events,
 )
-from .apply import APPLY_IF_NEWER, Change, prepare
+from .apply import Change, StateScript, cache_stamp, prepare
 from .metrics import CacheUpdaterMetrics
 from .settings import CacheUpdaterSettings
 
@@ -95,13 +95,14 @@ class CacheUpdater:
         self._clock = clock
         self._alert_events_topic = alert_events_topic
         self._alert_retention = alert_retention
-        self._script = client.register_script(APPLY_IF_NEWER)
+        self._states_script = StateScript(client)
         self._alert_script = client.register_script(APPLY_ALERT_EVENT)
         self._last_marker_check = 0.0
         self._applied: set[int] = set()  # processed partitions this process has written states of
 
     def handle(self, batch: list[Message]) -> None:
         cached_ns = self._clock()
+        stamp = cache_stamp(cached_ns)
         changes: list[Change] = []
         alert_changes: list[AlertChange] = []
         partitions: set[int] = set()
@@ -109,7 +110,7 @@ class CacheUpdater:
             if message.topic() == self._alert_events_topic:
                 if (alert_change := self._decode_alert(message, cached_ns)) is not None:
                     alert_changes.append(alert_change)
-            elif (change := self._decode(message, cached_ns)) is not None:
+            elif (change := self._decode(message, cached_ns, stamp)) is not None:
                 changes.append(change)
                 partitions.add(message.partition() or 0)
         self._apply(changes, alert_changes)
@@ -150,8 +151,9 @@ class CacheUpdater:
     def _rebuild(self, partitions: list[int], restore: Restore, restore_alerts: Restore | None) -> None:
         started = time.monotonic()
         cached_ns = self._clock()
+        stamp = cache_stamp(cached_ns)
         changes = [
-            prepare(pb.InstrumentState.FromString(value), self._keys, cached_ns, self._history_length)
+            prepare(pb.InstrumentState.FromString(value), value, self._keys, stamp, self._history_length)
             for values in restore(partitions).values()
             for value in values.values()
         ]
@@ -187,17 +189,16 @@ class CacheUpdater:
             return 0, 0
         try:
             pipe = self._client.pipeline(transaction=False)
-            for change in changes:
-                self._script(keys=change.keys, args=change.args, client=pipe)
+            calls = self._states_script.queue(changes, pipe)
             for alert_change in alert_changes:
                 self._alert_script(keys=alert_change.keys, args=alert_change.args, client=pipe)
             results = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
-        fresh = sum(1 for result in results[: len(changes)] if result == 1)
+        fresh = sum(StateScript.applied(results[:calls]))
         self._metrics.states.labels("applied").inc(fresh)
         self._metrics.states.labels("stale").inc(len(changes) - fresh)
-        written = sum(1 for result in results[len(changes) :] if result == 1)
+        written = sum(1 for result in results[calls:] if result == 1)
         if alert_changes:
             self._metrics.alert_events.labels("applied").inc(written)
             self._metrics.alert_events.labels("stale").inc(len(alert_changes) - written)
@@ -209,7 +210,7 @@ class CacheUpdater:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
-    def _decode(self, message: Message, cached_ns: int) -> Change | None:
+    def _decode(self, message: Message, cached_ns: int, stamp: bytes) -> Change | None:
         value = message.value()
         if message.error() is not None or value is None:
             return None
@@ -225,7 +226,7 @@ class CacheUpdater:
             return None
         if state.times.processed_ns:
             self._metrics.processed_to_cached.observe(max(0, cached_ns - state.times.processed_ns) / 1e9)
-        return prepare(state, self._keys, cached_ns, self._history_length)
+        return prepare(state, value, self._keys, stamp, self._history_length)
 
     def _decode_alert(self, message: Message, cached_ns: int) -> AlertChange | None:
         value = message.value()

@@ -21,7 +21,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
-from services.cache_updater.apply import APPLY_IF_NEWER, prepare
+from services.cache_updater.apply import StateScript, cache_stamp, prepare
 from services.dashboard_api.server import build_server
 from services.dashboard_api.settings import DashboardApiSettings
 from tapewire.keys import RedisKeys
@@ -36,15 +36,19 @@ class Cache:
 
     def __init__(self, client: redis.Redis, redis_settings: RedisSettings, history_length: int = 100) -> None:
         self._keys = RedisKeys.from_settings(redis_settings)
-        self._apply = client.register_script(APPLY_IF_NEWER)
+        self._client = client
+        self._script = StateScript(client)
         self._history_length = history_length
 
     def put(self, instrument: str, version: int, **fields: Any) -> bool:
         fields.setdefault("venue", "XTST")
         state = pb.InstrumentState(instrument=instrument, version=version, **fields)
         state.times.ingest_ns = state.times.ingest_ns or time.time_ns()
-        change = prepare(state, self._keys, time.time_ns(), self._history_length)
-        return bool(self._apply(keys=list(change.keys), args=list(change.args)))
+        stamp = cache_stamp(time.time_ns())
+        change = prepare(state, state.SerializeToString(), self._keys, stamp, self._history_length)
+        pipe = self._client.pipeline(transaction=False)
+        self._script.queue([change], pipe)
+        return StateScript.applied(pipe.execute()) == [1]
 
 
 @dataclass
