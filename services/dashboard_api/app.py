@@ -32,6 +32,7 @@ from .deps import NotAllowed, Services
 from .fanout import Relay
 from .grpc_api import dashboard_service
 from .metrics import DashboardApiMetrics
+from .pubsub import PubSubConnector
 from .registry import Sessions
 from .session import CLOSE_GOING_AWAY
 from .settings import DashboardApiSettings
@@ -114,18 +115,15 @@ async def open_services(
             retry_on_error=[RedisConnectionError],
         )
     )
-    # The relay reconnects (and resyncs its connections) itself: redis-py must not retry quietly.
-    # Its connection is named after the channel so that CLIENT LIST tells which relay is which.
-    relay_redis = Redis.from_url(
-        url,
-        socket_connect_timeout=2,
-        socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
-        client_name=_client_name(f"dashboard_api-relay:{keys.channel}"),
+    # The relay's subscription is a connection of its own, read in bulk (pubsub.py); the relay
+    # reconnects (and resyncs its sessions) itself. It is named after the channel so that
+    # CLIENT LIST tells which relay is which.
+    subscriptions = PubSubConnector(
+        url, client_name=_client_name(f"dashboard_api-relay:{keys.channel}"), connect_timeout_s=2
     )
     pool = open_pool(settings.postgres, settings.db_pool_max_size, settings.db_timeout_s)
     await pool.open(wait=False)
-    relay = Relay(relay_redis, keys, metrics)
+    relay = Relay(subscriptions, keys, metrics)
     relay.start()
     commands = None
     if settings.alerts_enabled:
@@ -173,7 +171,6 @@ async def open_services(
         await sessions.close_all(CLOSE_GOING_AWAY, "server shutting down", settings.shutdown_grace_s)
         await relay.stop()
         await pool.close()
-        await relay_redis.aclose()
         await redis.aclose()
         log.info("dashboard_api stopped")
 

@@ -11,6 +11,9 @@ Each update is parsed once into a `Delta` that renders each encoding once, and i
 every watching session. Offering never awaits a client: a session queues the delta or asks to
 be dropped.
 
+The connection itself is `pubsub.py`'s: it reads in bulk and calls `handle()` for each message
+and `_on_confirmation()` for each SUBSCRIBE/UNSUBSCRIBE that Redis confirmed, synchronously.
+
 If Redis drops, updates published meanwhile are lost to this process. So after every
 reconnection each session is asked to resync: it resumes from the versions it has sent, from
 the history streams, and its version check hides anything it already sent.
@@ -24,12 +27,9 @@ import logging
 import time
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2
@@ -37,6 +37,7 @@ from tapewire.v1 import market_pb2 as pb
 
 from .encoders import Delta
 from .metrics import DashboardApiMetrics
+from .pubsub import PubSubConnection, PubSubConnector, PubSubError
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class Relay:
 
     def __init__(
         self,
-        redis: Redis,
+        connector: PubSubConnector,
         keys: RedisKeys,
         metrics: DashboardApiMetrics,
         clock: Callable[[], int] = time.time_ns,
@@ -165,14 +166,13 @@ class Relay:
     ) -> None:
         self.instruments: SubscriptionIndex[Subscriber] = SubscriptionIndex()
         self.users: SubscriptionIndex[Subscriber] = SubscriptionIndex()
-        self._redis = redis
+        self._connector = connector
         self._keys = keys
         self._metrics = metrics
         self._clock = clock
         self._max_backoff_s = max_backoff_s
-        self._pubsub: PubSub | None = None
+        self._connection: PubSubConnection | None = None
         self._channels: dict[str, _Channel] = {}
-        self._connected = False
         self._ready = False
         self._paused = False
         self._subscribed_before = False
@@ -244,7 +244,7 @@ class Relay:
         while True:
             try:
                 await self._listen()
-            except (RedisError, OSError, _Stalled) as exc:
+            except (OSError, PubSubError) as exc:
                 log.warning("relay lost redis", extra={"error": repr(exc), "retry_in_s": delay})
             except Exception:
                 # A bug must not end the relay for good: log it and start over like a disconnect.
@@ -303,48 +303,28 @@ class Relay:
             self.forget(subscriber)
 
     async def _listen(self) -> None:
-        async with self._redis.pubsub() as pubsub:
-            # Same channel objects (sessions may be waiting on their events), fresh bookkeeping.
-            self._channels = {name: channel for name, channel in self._channels.items() if channel.wanted}
-            initial = list(self._channels)
-            for channel in self._channels.values():
-                channel.pending = 1
-                channel.confirmed.clear()
-            # The bare channel name is a channel nobody publishes on: its confirmation says the
-            # connection works even when no client watches anything.
-            await pubsub.subscribe(self._keys.channel, *initial)
-            self._pubsub = pubsub
-            self._connected = True
-            try:
-                # Channels wanted while the first SUBSCRIBE was on its way.
-                self._subscribe([name for name in self._channels if name not in set(initial)], force=True)
-                await self._pump(pubsub)
-            finally:
-                self._connected = False
-                self._pubsub = None
+        connection = await self._connector.connect(self.handle, self._on_confirmation)
+        try:
+            self._attach(connection)
+            await connection.run(HEARTBEAT_S, STALL_S)
+        finally:
+            self._connection = None
+            connection.close()
 
-    async def _pump(self, pubsub: PubSub) -> None:
-        last_seen = last_ping = time.monotonic()
-        while True:
-            message = await pubsub.get_message(timeout=HEARTBEAT_S)
-            now = time.monotonic()
-            if message is not None:
-                last_seen = now
-                self._on_message(message)
-            if now - last_ping >= HEARTBEAT_S:
-                last_ping = now
-                await pubsub.ping()
-            if now - last_seen > STALL_S:
-                raise _Stalled(f"nothing from redis for {now - last_seen:.1f}s")
+    def _attach(self, connection: PubSubConnection) -> None:
+        """Subscribe a fresh connection to everything wanted; commands go to it from now on."""
+        # Same channel objects (sessions may be waiting on their events), fresh bookkeeping.
+        self._channels = {name: channel for name, channel in self._channels.items() if channel.wanted}
+        for channel in self._channels.values():
+            channel.pending = 1
+            channel.confirmed.clear()
+        # The bare channel name is a channel nobody publishes on: its confirmation says the
+        # connection works even when no client watches anything.
+        connection.subscribe([self._keys.channel, *self._channels])
+        self._connection = connection
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "message":
-            self.handle(message["channel"].decode("utf-8", "replace"), message["data"])
-            return
-        if kind not in ("subscribe", "unsubscribe"):
-            return
-        name = message["channel"].decode("utf-8", "replace")
+    def _on_confirmation(self, kind: str, name: str) -> None:
+        """Redis confirmed a SUBSCRIBE (`kind` "subscribe") or an UNSUBSCRIBE of `name`."""
         if name == self._keys.channel:
             if kind == "subscribe":
                 self._on_connected()
@@ -365,8 +345,8 @@ class Relay:
             self._resync_all()
         self._subscribed_before = True
 
-    def _subscribe(self, names: list[str], force: bool = False) -> None:
-        """Want `names`; `force` sends SUBSCRIBE even for channels already wanted (reconnect)."""
+    def _subscribe(self, names: list[str]) -> None:
+        """Want `names`: SUBSCRIBE to those not wanted already."""
         send = []
         for name in names:
             if name == self._keys.channel:
@@ -375,11 +355,11 @@ class Relay:
             channel = self._channels.get(name)
             if channel is None:
                 channel = self._channels[name] = _Channel()
-            elif channel.wanted and not force:
+            elif channel.wanted:
                 continue
             channel.wanted = True
             send.append(name)
-        self._send("subscribe", send)
+        self._send(True, send)
 
     def _unsubscribe(self, names: list[str]) -> None:
         send = []
@@ -390,12 +370,14 @@ class Relay:
             channel.wanted = False
             channel.confirmed.clear()
             send.append(name)
-        self._send("unsubscribe", send)
+        self._send(False, send)
 
-    def _send(self, command: str, names: list[str]) -> None:
-        pubsub = self._pubsub
-        if not names or pubsub is None or not self._connected:
-            # Not connected: _listen subscribes to everything wanted once it is; nothing sent
+    def _send(self, subscribe: bool, names: list[str]) -> None:
+        connection = self._connection
+        if not names:
+            return
+        if connection is None:
+            # Not connected: _attach subscribes to everything wanted once it is; nothing sent
             # means nothing to wait for, so forget channels nobody wants any more.
             for name in names:
                 channel = self._channels.get(name)
@@ -406,8 +388,10 @@ class Relay:
             channel = self._channels.get(name)
             if channel is not None:
                 channel.pending += 1
-        task = asyncio.ensure_future(getattr(pubsub, command)(*names))
-        task.add_done_callback(_log_failure)
+        if subscribe:
+            connection.subscribe(names)
+        else:
+            connection.unsubscribe(names)
 
     def _confirmations(self, names: list[str]) -> list[asyncio.Event]:
         return [self._channels[name].confirmed for name in names if name in self._channels]
@@ -424,13 +408,3 @@ class Relay:
             log.info("relay ready" if ready else "relay not ready")
         self._ready = ready
         self._metrics.relay_ready.set(1 if ready else 0)
-
-
-def _log_failure(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        # The connection is failing; the pump notices and starts over, resubscribing everything.
-        log.warning("pub/sub command failed", extra={"error": repr(task.exception())})
-
-
-class _Stalled(Exception):
-    """The subscription's connection went quiet: no update and no pong."""

@@ -1,5 +1,5 @@
 """The relay without Redis: the indexes, dispatch of published messages, and the channel bookkeeping
-(with a fake pub/sub that records SUBSCRIBE/UNSUBSCRIBE and confirms when told)."""
+(with a fake connection that records SUBSCRIBE/UNSUBSCRIBE and confirms when told)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from redis.asyncio import Redis
-
 from services.dashboard_api.encoders import Delta
 from services.dashboard_api.fanout import Relay, SubscriptionIndex, confirmed, parse_update
 from services.dashboard_api.metrics import DashboardApiMetrics
+from services.dashboard_api.pubsub import PubSubConnector
 from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
@@ -40,7 +39,7 @@ class FakeSubscriber:
         return self.accept
 
 
-class FakePubSub:
+class FakeConnection:
     """Records commands; confirms them at once when `auto_confirm`, else when `confirm()` is called."""
 
     def __init__(self, relay: Relay, auto_confirm: bool = True) -> None:
@@ -49,14 +48,14 @@ class FakePubSub:
         self.commands: list[tuple[str, tuple[str, ...]]] = []
         self.unconfirmed: list[tuple[str, str]] = []
 
-    async def subscribe(self, *names: str) -> None:
+    def subscribe(self, names: list[str]) -> None:
         self._record("subscribe", names)
 
-    async def unsubscribe(self, *names: str) -> None:
+    def unsubscribe(self, names: list[str]) -> None:
         self._record("unsubscribe", names)
 
-    def _record(self, command: str, names: tuple[str, ...]) -> None:
-        self.commands.append((command, names))
+    def _record(self, command: str, names: list[str]) -> None:
+        self.commands.append((command, tuple(names)))
         self.unconfirmed += [(command, name) for name in names]
         if self.auto_confirm:
             self.confirm()
@@ -64,22 +63,15 @@ class FakePubSub:
     def confirm(self) -> None:
         pending, self.unconfirmed = self.unconfirmed, []
         for command, name in pending:
-            self.relay._on_message({"type": command, "channel": name.encode(), "data": 1})
+            self.relay._on_confirmation(command, name)
 
 
-def connect(relay: Relay, auto_confirm: bool = True) -> FakePubSub:
+def connect(relay: Relay, auto_confirm: bool = True) -> FakeConnection:
     """What `_listen` does once the pub/sub connection is up, without Redis."""
-    pubsub = FakePubSub(relay, auto_confirm)
-    relay._pubsub = cast(Any, pubsub)
-    relay._connected = True
-    relay._on_message({"type": "subscribe", "channel": KEYS.channel.encode(), "data": 1})
+    pubsub = FakeConnection(relay, auto_confirm)
+    relay._connection = cast(Any, pubsub)
+    relay._on_confirmation("subscribe", KEYS.channel)
     return pubsub
-
-
-async def settle() -> None:
-    """Let the pub/sub commands the relay scheduled run."""
-    for _ in range(3):
-        await asyncio.sleep(0)
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
@@ -100,7 +92,7 @@ def alert_payload(user: str, status: int = apb.ALERT_STATUS_ACTIVE) -> bytes:
 
 def make_relay() -> tuple[Relay, DashboardApiMetrics]:
     metrics = DashboardApiMetrics()
-    relay = Relay(cast(Redis, None), KEYS, metrics, clock=lambda: T0 + 2_000_000)
+    relay = Relay(cast(PubSubConnector, None), KEYS, metrics, clock=lambda: T0 + 2_000_000)
     return relay, metrics
 
 
@@ -304,24 +296,19 @@ def test_subscribe_on_first_watcher_unsubscribe_on_last() -> None:
         assert sample(metrics, "dashboard_api_relay_ready") == 1
         first, second = FakeSubscriber(), FakeSubscriber()
         events = relay.watch(first, ["A", "B"])
-        await settle()
         assert pubsub.commands == [("subscribe", ("chan:A", "chan:B"))]
         assert all(event.is_set() for event in events)
         await asyncio.wait_for(confirmed(events), 1)
         again = relay.watch(second, ["B", "C"])
-        await settle()
         assert pubsub.commands[1:] == [("subscribe", ("chan:C",))]  # B is already subscribed
         assert all(event.is_set() for event in again)
         relay.unwatch(first, ["A", "B"])
-        await settle()
         assert pubsub.commands[2:] == [("unsubscribe", ("chan:A",))]  # second still watches B
         relay.forget(second)
-        await settle()
         assert sorted(pubsub.commands[3][1]) == ["chan:B", "chan:C"]
         assert pubsub.commands[3][0] == "unsubscribe"
         assert relay.channels == 0
         events = relay.watch_alerts(first, "u1")
-        await settle()
         assert pubsub.commands[4:] == [("subscribe", ("alerts:u1",))]
         assert all(event.is_set() for event in events)
 
@@ -333,11 +320,9 @@ def test_confirmation_is_awaited_before_the_event_is_set() -> None:
         relay, _ = make_relay()
         pubsub = connect(relay, auto_confirm=False)
         events = relay.watch(FakeSubscriber(), ["A"])
-        await settle()
         assert pubsub.commands == [("subscribe", ("chan:A",))]
         assert not events[0].is_set()
         waiting = asyncio.create_task(confirmed(events))
-        await settle()
         assert not waiting.done()
         pubsub.confirm()
         await asyncio.wait_for(waiting, 1)
@@ -351,11 +336,9 @@ def test_watching_again_while_an_unsubscribe_is_in_flight() -> None:
         pubsub = connect(relay, auto_confirm=False)
         subscriber = FakeSubscriber()
         relay.watch(subscriber, ["A"])
-        await settle()
         pubsub.confirm()
         relay.unwatch(subscriber, ["A"])
         events = relay.watch(subscriber, ["A"])
-        await settle()
         assert [command for command, _ in pubsub.commands] == ["subscribe", "unsubscribe", "subscribe"]
         assert not events[0].is_set()  # the unsubscribe's confirmation must not count
         pending = pubsub.unconfirmed
@@ -383,5 +366,111 @@ def test_resubscription_asks_every_session_to_resync() -> None:
         connect(relay)
         assert subscriber.resyncs == 1
         assert sample(metrics, "dashboard_api_relay_ready") == 1
+
+    run(scenario)
+
+
+# -- run(): connections, reconnection, resync ------------------------------------------------
+
+
+class ScriptedConnection:
+    """A connection that confirms every command at once and fails when the test says so."""
+
+    def __init__(self, on_message: Callable[[str, bytes], None], on_confirmation: Callable[[str, str], None]):
+        self.on_message = on_message
+        self.on_confirmation = on_confirmation
+        self.commands: list[tuple[str, tuple[str, ...]]] = []
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed = False
+
+    def subscribe(self, names: list[str]) -> None:
+        self._answer("subscribe", names)
+
+    def unsubscribe(self, names: list[str]) -> None:
+        self._answer("unsubscribe", names)
+
+    def _answer(self, command: str, names: list[str]) -> None:
+        self.commands.append((command, tuple(names)))
+        for name in names:
+            self.on_confirmation(command, name)
+
+    async def run(self, heartbeat_s: float, stall_s: float) -> None:
+        await self.lost
+        raise ConnectionResetError("redis closed the connection")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeConnector:
+    """Refuses the first `refusals` attempts, then hands out ScriptedConnections."""
+
+    def __init__(self, refusals: int = 0) -> None:
+        self.refusals = refusals
+        self.attempts = 0
+        self.connections: list[ScriptedConnection] = []
+
+    async def connect(
+        self, on_message: Callable[[str, bytes], None], on_confirmation: Callable[[str, str], None]
+    ) -> ScriptedConnection:
+        self.attempts += 1
+        if self.attempts <= self.refusals:
+            raise ConnectionRefusedError("redis is down")
+        self.connections.append(ScriptedConnection(on_message, on_confirmation))
+        return self.connections[-1]
+
+
+async def until(check: Callable[[], bool]) -> None:
+    while not check():
+        await asyncio.sleep(0.005)
+
+
+def test_run_connects_subscribes_reconnects_and_resyncs() -> None:
+    async def scenario() -> None:
+        metrics = DashboardApiMetrics()
+        connector = FakeConnector(refusals=1)
+        relay = Relay(cast(PubSubConnector, connector), KEYS, metrics, max_backoff_s=0.01)
+        subscriber = FakeSubscriber()
+        events = relay.watch(subscriber, ["A"])
+        relay.start()
+        await asyncio.wait_for(confirmed(events), 2)  # after one refusal and a backoff
+        first = connector.connections[0]
+        assert (connector.attempts, relay.ready, subscriber.resyncs) == (2, True, 0)
+        assert first.commands == [("subscribe", ("chan", "chan:A"))]
+        assert sample(metrics, "dashboard_api_relay_reconnects_total") == 1
+        first.on_message("chan:A", payload("A", 4))
+        assert [delta.version for delta in subscriber.deltas] == [4]
+
+        first.lost.set_result(None)
+        await until(lambda: len(connector.connections) == 2 and relay.ready)
+        second = connector.connections[1]
+        assert first.closed and not second.closed
+        assert second.commands == [("subscribe", ("chan", "chan:A"))]
+        assert subscriber.resyncs == 1  # updates may have been lost in between
+        assert events[0].is_set()
+        assert sample(metrics, "dashboard_api_relay_reconnects_total") == 2
+        relay.unwatch(subscriber, ["A"])
+        assert second.commands[1:] == [("unsubscribe", ("chan:A",))]
+        await relay.stop()
+        assert second.closed
+
+    run(scenario)
+
+
+def test_watches_while_disconnected_are_subscribed_on_the_next_connection() -> None:
+    async def scenario() -> None:
+        relay, _ = make_relay()
+        subscriber = FakeSubscriber()
+        connect(relay, auto_confirm=False)
+        relay._connection = None  # the connection dropped: nothing sent until the next one
+        events = relay.watch(subscriber, ["A", "B"])
+        relay.unwatch(subscriber, ["B"])
+        assert relay.channels == 1
+        fresh = FakeConnection(relay, auto_confirm=False)
+        relay._attach(cast(Any, fresh))
+        assert fresh.commands == [("subscribe", ("chan", "chan:A"))]
+        assert not events[0].is_set()
+        fresh.confirm()
+        assert events[0].is_set()
 
     run(scenario)

@@ -9,13 +9,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-from redis.asyncio import Redis
-
 from services.dashboard_api import protocol
 from services.dashboard_api.encoders import Delta, JsonEncoder
 from services.dashboard_api.fanout import Relay
 from services.dashboard_api.metrics import DashboardApiMetrics
 from services.dashboard_api.outbox import Ladder
+from services.dashboard_api.pubsub import PubSubConnector
 from services.dashboard_api.session import Session, SessionInfo, SessionLimits
 from services.dashboard_api.states import History, StatesRead, StateStore
 from tapewire.auth import Principal
@@ -125,24 +124,23 @@ class FakePubSub:
         self.silent = silent
         self.commands: list[tuple[str, tuple[str, ...]]] = []
 
-    async def subscribe(self, *names: str) -> None:
+    def subscribe(self, names: list[str]) -> None:
         self._answer("subscribe", names)
 
-    async def unsubscribe(self, *names: str) -> None:
+    def unsubscribe(self, names: list[str]) -> None:
         self._answer("unsubscribe", names)
 
-    def _answer(self, command: str, names: tuple[str, ...]) -> None:
-        self.commands.append((command, names))
+    def _answer(self, command: str, names: list[str]) -> None:
+        self.commands.append((command, tuple(names)))
         if not self.silent:
             for name in names:
-                self.relay._on_message({"type": command, "channel": name.encode(), "data": 1})
+                self.relay._on_confirmation(command, name)
 
 
 def connect(relay: Relay, silent: bool = False) -> FakePubSub:
     pubsub = FakePubSub(relay, silent)
-    relay._pubsub = cast(Any, pubsub)
-    relay._connected = True
-    relay._on_message({"type": "subscribe", "channel": KEYS.channel.encode(), "data": 1})
+    relay._connection = cast(Any, pubsub)
+    relay._on_confirmation("subscribe", KEYS.channel)
     return pubsub
 
 
@@ -188,7 +186,7 @@ class Harness:
     ) -> None:
         self.states = states
         self.metrics = DashboardApiMetrics()
-        self.relay = Relay(cast(Redis, None), KEYS, self.metrics, clock=lambda: T0 + 1000)
+        self.relay = Relay(cast(PubSubConnector, None), KEYS, self.metrics, clock=lambda: T0 + 1000)
         self.pubsub = connect(self.relay, silent_redis)
         self.transport = FakeTransport()
         limits = SessionLimits(

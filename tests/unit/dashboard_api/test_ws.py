@@ -11,7 +11,6 @@ from typing import Any, cast
 
 import jwt
 from fastapi import WebSocket
-from redis.asyncio import Redis
 from starlette.websockets import WebSocketDisconnect
 
 from services.dashboard_api import protocol
@@ -19,6 +18,7 @@ from services.dashboard_api.bars import BarStore
 from services.dashboard_api.deps import Services
 from services.dashboard_api.fanout import Relay
 from services.dashboard_api.metrics import DashboardApiMetrics
+from services.dashboard_api.pubsub import PubSubConnector
 from services.dashboard_api.registry import Sessions
 from services.dashboard_api.settings import DashboardApiSettings
 from services.dashboard_api.states import History, StatesRead, StateStore
@@ -117,20 +117,19 @@ class FakePubSub:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
 
-    async def subscribe(self, *names: str) -> None:
+    def subscribe(self, names: list[str]) -> None:
         for name in names:
-            self.relay._on_message({"type": "subscribe", "channel": name.encode(), "data": 1})
+            self.relay._on_confirmation("subscribe", name)
 
-    async def unsubscribe(self, *names: str) -> None:
+    def unsubscribe(self, names: list[str]) -> None:
         for name in names:
-            self.relay._on_message({"type": "unsubscribe", "channel": name.encode(), "data": 1})
+            self.relay._on_confirmation("unsubscribe", name)
 
 
 def make_services(verifier: TokenVerifier | None = None, **settings: Any) -> Services:
     metrics = DashboardApiMetrics()
-    relay = Relay(cast(Redis, None), KEYS, metrics)
-    relay._pubsub = cast(Any, FakePubSub(relay))
-    relay._connected = True
+    relay = Relay(cast(PubSubConnector, None), KEYS, metrics)
+    relay._connection = cast(Any, FakePubSub(relay))
     defaults: dict[str, Any] = {
         "max_client_message_bytes": 256,
         "max_instruments_per_request": 5,
