@@ -92,11 +92,11 @@ $(BENCH_INSTALLED): $(INSTALLED) pyproject.toml
 	touch $@
 
 .PHONY: bench
-bench: $(BENCH_INSTALLED) infra ## measure tapewire against its peers (about 16 min); report in results/bench/<time>/
+bench: $(BENCH_INSTALLED) infra ## measure tapewire against its peers (about 13 min); report in results/bench/<time>/
 	$(BIN)/python -m bench
 
 .PHONY: bench-quick
-bench-quick: $(BENCH_INSTALLED) infra ## the same, one repetition and shorter windows (about 3.5 min): a smoke test, not figures to quote
+bench-quick: $(BENCH_INSTALLED) infra ## the same, one repetition and shorter windows (about 4 min): a smoke test, not figures to quote
 	$(BIN)/python -m bench --quick
 
 .PHONY: clean

@@ -13,13 +13,18 @@ from typing import Any
 
 from .measure import median
 
+# The live path's targets (1,000 and 5,000 ticks/s with 100 clients, sustained rate, capacity,
+# processor) and the fan-out's; each is reported met or missed with the figure.
 TARGETS = {
-    "e2e_p50_ms_at_5k": 5.0,
-    "e2e_p99_ms_at_5k": 25.0,
-    "sustained_rate": 50_000,
+    "e2e_p50_ms_at_1k": 5.0,
+    "e2e_p99_ms_at_1k": 25.0,
+    "e2e_p99_ms_at_5k": 50.0,
+    "delivered_ratio_at_5k": 0.99,
+    "backlog_s_at_5k": 1.0,
+    "sustained_rate": 5_000,
     "capacity_rate": 50_000,
     "held_age_p99_ms": 100.0,
-    "processor_per_core": 100_000,
+    "processor_per_core": 50_000,
     "processor_vs_quix": 1.5,
     "fanout_per_core": 40_000,
     "fanout_p99_ms": 50.0,
@@ -337,20 +342,31 @@ def targets(
     results: dict[str, Any], table: dict[int, dict[str, float]]
 ) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
-    at5k = table.get(5_000)
-    if at5k:
+    if at1k := table.get(1_000):
+        for q, key in (("p50", "e2e_p50_ms_at_1k"), ("p99", "e2e_p99_ms_at_1k")):
+            goal = TARGETS[key]
+            rows.append(
+                (
+                    f"e2e {q} at 1k ticks/s, 100 clients",
+                    f"≤ {goal:g} ms",
+                    f"{_fmt(at1k[q])} ms",
+                    at1k[q] <= goal,
+                )
+            )
+    if at5k := table.get(5_000):
+        ratio, backlog = at5k["delivered_ratio"], at5k["backlog_s"]
         rows.append(
             (
-                "e2e p50 at 5k ticks/s, 100 clients",
-                "≤ 5 ms",
-                f"{_fmt(at5k['p50'])} ms",
-                at5k["p50"] <= TARGETS["e2e_p50_ms_at_5k"],
+                "5k ticks/s keeps up (delivered/expected, backlog)",
+                f"≥ {TARGETS['delivered_ratio_at_5k']:g}, ≤ {TARGETS['backlog_s_at_5k']:g} s",
+                f"{ratio:.2f}, {backlog:.2f} s",
+                ratio >= TARGETS["delivered_ratio_at_5k"] and backlog <= TARGETS["backlog_s_at_5k"],
             )
         )
         rows.append(
             (
                 "e2e p99 at 5k ticks/s, 100 clients",
-                "≤ 25 ms",
+                f"≤ {TARGETS['e2e_p99_ms_at_5k']:g} ms",
                 f"{_fmt(at5k['p99'])} ms",
                 at5k["p99"] <= TARGETS["e2e_p99_ms_at_5k"],
             )
@@ -358,12 +374,13 @@ def targets(
     steps = results.get("throughput")
     if steps:
         best = steps["max_sustainable_rate"]
+        goal = TARGETS["sustained_rate"]
         rows.append(
             (
-                "sustained end to end, p99 ≤ 100 ms",
-                "≥ 50,000 ticks/s",
+                "sustained end to end, p99 ≤ 100 ms, every version to 100 clients",
+                f"≥ {goal:,} ticks/s",
                 f"{best:,} ticks/s",
-                best >= TARGETS["sustained_rate"],
+                best >= goal,
             )
         )
     rows += _capacity_targets(results.get("capacity"))
@@ -384,11 +401,13 @@ def _capacity_targets(capacity: dict[str, Any] | None) -> list[tuple[str, str, s
     step = next((s for s in steps if s["offered_rate"] == goal), steps[-1])
     age_p99 = step["latency_ms"]["p99"]
     throttle = f"max_rate {capacity['max_rate']:g}/s"
+    # Not even the first step sustained: say below what, not "0".
+    reached = f"{best:,} ticks/s" if best else f"< {steps[0]['offered_rate']:,} ticks/s"
     return [
         (
             f"pipeline capacity, clients at {throttle}",
             f"≥ {goal:,} ticks/s",
-            f"{best:,} ticks/s",
+            reached,
             best >= goal,
         ),
         (
