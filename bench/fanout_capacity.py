@@ -75,7 +75,7 @@ from bench.fdlimit import raise_fd_limit
 from bench.measure import ProcessSampler, median, summarize_ms, usage_to_json
 from bench.ready import NotReady, wait_http_ok
 from services.cache_updater.apply import StateScript, cache_stamp, prepare
-from services.dashboard_api import views
+from services.dashboard_api.rest import views
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
 from tests.support import free_port

@@ -57,7 +57,7 @@ from typing import Any
 from quixstreams import Application, State, message_context
 
 from services.processor.codec import state_to_proto
-from services.processor.enrich import Bar, Position, Session, apply
+from services.processor.enrich import Bar, Position, TradingSession, apply
 from services.processor.enrich import State as InstrumentState
 from tapewire.dead_letters import Refused, decode_raw_tick
 
@@ -143,7 +143,7 @@ def state_from_json(data: dict[str, Any]) -> InstrumentState:
     )
 
 
-def _session_to_json(session: Session | None) -> list[Any] | None:
+def _session_to_json(session: TradingSession | None) -> list[Any] | None:
     if session is None:
         return None
     return [
@@ -157,11 +157,11 @@ def _session_to_json(session: Session | None) -> list[Any] | None:
     ]
 
 
-def _session_from_json(data: list[Any] | None) -> Session | None:
+def _session_from_json(data: list[Any] | None) -> TradingSession | None:
     if data is None:
         return None
     day, open_, high, low, volume, turnover, trade_count = data
-    return Session(
+    return TradingSession(
         day=day,
         open=Decimal(open_),
         high=Decimal(high),

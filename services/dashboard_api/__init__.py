@@ -1,15 +1,15 @@
-"""dashboard_api: REST and WebSocket access to the live state cache_updater keeps in Redis.
+"""dashboard_api: REST, WebSocket and gRPC access to the live state cache_updater keeps in Redis.
 
-settings.py   DashboardApiSettings (env prefix DASHBOARD_API_)
-app.py        create_app(): lifespan opens Redis, PostgreSQL and the relay
-server.py     the uvicorn server (closes WebSockets with 1001 on shutdown)
-routes.py     the REST endpoints, thin
-ws.py         the /ws endpoint: one Connection (queue + sender task) per client
-fanout.py     the relay: one pattern subscription per process, render once, hand to many
-protocol.py   client frames -> commands (pure)
-views.py      states, bars and server messages -> JSON (pure)
-states.py     reading states from Redis
-bars.py       reading bars from PostgreSQL
-metrics.py    Prometheus metrics, one registry per app
-deps.py       the services the endpoints depend on (lifespan state)
+settings.py          DashboardApiSettings (env prefix DASHBOARD_API_)
+app.py               create_app(): the lifespan opens Redis, PostgreSQL, Kafka and the relay
+server.py            the uvicorn server (closes WebSockets with 1001 on shutdown)
+connection_limits.py TCP connection caps and the request-head deadline, before the app
+metrics.py           Prometheus metrics, one registry per app
+rest/                the REST endpoints (routes, admin, docs), what they depend on (deps), JSON views
+live/                the live stream: relay (pub/sub -> sessions) and pubsub (its connection),
+                     session and outbox (one client, the slow-client ladder), protocol and
+                     encoders (frames in and out), limits, registry, ws and grpc_api (carriers)
+alerts/              price alerts: requests (rules), commands (to Kafka), store (a user's alerts),
+                     session_alerts (what a session does with them)
+stores/              states (Redis) and bars (PostgreSQL), read-only
 """

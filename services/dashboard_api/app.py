@@ -23,20 +23,21 @@ from tapewire.errors import StoreUnavailable
 from tapewire.grpc_server import GrpcServerOptions, start_grpc_server
 from tapewire.keys import RedisKeys
 
-from . import admin, docs_routes, routes, ws
-from .alert_store import AlertStore
-from .alerts import Alerts
-from .bars import BarStore, open_pool
-from .commands import AlertCommandMetrics, AlertCommands, open_producer
-from .deps import NotAllowed, Services
-from .fanout import Relay
-from .grpc_api import dashboard_service
+from .alerts.commands import AlertCommandMetrics, AlertCommands, open_producer
+from .alerts.session_alerts import Alerts
+from .alerts.store import AlertStore
+from .live import ws
+from .live.grpc_api import dashboard_service
+from .live.pubsub import PubSubConnector
+from .live.registry import Sessions
+from .live.relay import Relay
+from .live.session import CLOSE_GOING_AWAY
 from .metrics import DashboardApiMetrics
-from .pubsub import PubSubConnector
-from .registry import Sessions
-from .session import CLOSE_GOING_AWAY
+from .rest import admin, docs, routes
+from .rest.deps import AppContext, NotAllowed
 from .settings import DashboardApiSettings
-from .states import StateStore
+from .stores.bars import BarStore, open_pool
+from .stores.states import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +52,23 @@ def create_app(
     app_sessions = Sessions(app_metrics) if sessions is None else sessions
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Services]]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, AppContext]]:
         async with open_services(settings, app_metrics, app_sessions) as services:
             yield {"services": services}
 
-    # The schema names every endpoint, admin ones included: with auth on, docs_routes serves it
+    # The schema names every endpoint, admin ones included: with auth on, rest/docs.py serves it
     # (and the pages that show it) to callers with a valid token only.
     guarded = settings.auth.enabled
     app = FastAPI(
         title="tapewire dashboard_api",
         version="1",
         lifespan=lifespan,
-        openapi_url=None if guarded else docs_routes.OPENAPI_PATH,
-        docs_url=None if guarded else docs_routes.DOCS_PATH,
-        redoc_url=None if guarded else docs_routes.REDOC_PATH,
+        openapi_url=None if guarded else docs.OPENAPI_PATH,
+        docs_url=None if guarded else docs.DOCS_PATH,
+        redoc_url=None if guarded else docs.REDOC_PATH,
     )
     if guarded:
-        app.include_router(docs_routes.router)
+        app.include_router(docs.router)
     app.include_router(routes.router)
     app.include_router(ws.router)
     app.include_router(admin.router)
@@ -89,7 +90,7 @@ def create_app(
 @asynccontextmanager
 async def open_services(
     settings: DashboardApiSettings, metrics: DashboardApiMetrics, sessions: Sessions
-) -> AsyncIterator[Services]:
+) -> AsyncIterator[AppContext]:
     verifier = TokenVerifier.optional(settings.auth)
     if verifier is None:
         log.warning(
@@ -135,7 +136,7 @@ async def open_services(
             workers=settings.alert_workers,
         )
         commands.start()
-    services = Services(
+    services = AppContext(
         settings=settings,
         states=StateStore(redis, keys),
         bars=BarStore(pool),

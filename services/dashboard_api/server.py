@@ -12,9 +12,9 @@ from fastapi import FastAPI
 
 from .app import create_app
 from .connection_limits import ConnectionGuard, raise_open_files_limit
+from .live.registry import Sessions
+from .live.session import CLOSE_GOING_AWAY
 from .metrics import DashboardApiMetrics
-from .registry import Sessions
-from .session import CLOSE_GOING_AWAY
 from .settings import DashboardApiSettings
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from tapewire import decimals
 from tapewire.decimals import fmt
 from tapewire.v1 import market_pb2 as pb
 
-from .enrich import Bar, Position, Session, State, change, change_pct, mid, spread, spread_bps, vwap
+from .enrich import Bar, Position, State, TradingSession, change, change_pct, mid, spread, spread_bps, vwap
 
 
 def state_to_proto(state: State, processed_ns: int) -> pb.InstrumentState:
@@ -175,8 +175,8 @@ def state_from_proto(message: pb.InstrumentState) -> State:
     )
 
 
-def _session_from_proto(message: pb.InstrumentState) -> Session:
-    return Session(
+def _session_from_proto(message: pb.InstrumentState) -> TradingSession:
+    return TradingSession(
         day=message.session_day,
         open=_required(message.session_open),
         high=_required(message.session_high),

@@ -47,7 +47,7 @@ class Bar:
 
 
 @dataclass(frozen=True, slots=True)
-class Session:
+class TradingSession:
     day: int
     open: Decimal
     high: Decimal
@@ -81,7 +81,7 @@ class State:
     bid_size: Decimal | None = None
     ask_price: Decimal | None = None
     ask_size: Decimal | None = None
-    session: Session | None = None
+    session: TradingSession | None = None
     bar_1s: Bar | None = None
     bar_1m: Bar | None = None
 
@@ -143,12 +143,12 @@ def _evolve(state: State, changes: dict[str, Any]) -> State:
     return new
 
 
-def next_session(session: Session | None, trade: Trade) -> Session:
+def next_session(session: TradingSession | None, trade: Trade) -> TradingSession:
     """The session after a trade: a new one on a later UTC day, else the running one updated."""
     day = trade.exchange_time_ns // NS_PER_DAY
     notional = CONTEXT.multiply(trade.price, trade.size)
     if session is None or day > session.day:
-        return Session(
+        return TradingSession(
             day=day,
             open=trade.price,
             high=trade.price,
@@ -157,7 +157,7 @@ def next_session(session: Session | None, trade: Trade) -> Session:
             turnover=notional,
             trade_count=1,
         )
-    return Session(
+    return TradingSession(
         day=session.day,
         open=session.open,
         high=max(session.high, trade.price),
@@ -216,19 +216,19 @@ def spread_bps(bid: Decimal | None, ask: Decimal | None) -> float:
     return float(CONTEXT.divide(CONTEXT.multiply(width, _BPS), middle))
 
 
-def vwap(session: Session | None) -> Decimal | None:
+def vwap(session: TradingSession | None) -> Decimal | None:
     if session is None or session.volume == 0:
         return None
     return CONTEXT.divide(session.turnover, session.volume).quantize(DERIVED_DECIMAL_PLACES, context=CONTEXT)
 
 
-def change(session: Session | None, last_price: Decimal | None) -> Decimal | None:
+def change(session: TradingSession | None, last_price: Decimal | None) -> Decimal | None:
     if session is None or last_price is None:
         return None
     return CONTEXT.subtract(last_price, session.open)
 
 
-def change_pct(session: Session | None, last_price: Decimal | None) -> float:
+def change_pct(session: TradingSession | None, last_price: Decimal | None) -> float:
     delta = change(session, last_price)
     if session is None or delta is None or session.open == 0:
         return 0.0

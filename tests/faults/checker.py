@@ -29,7 +29,7 @@ import psycopg
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from services.dashboard_api import views
+from services.dashboard_api.rest import views
 from tapewire.db import connect_kwargs
 from tapewire.keys import STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
 from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 from websockets.exceptions import ConnectionClosed
 
-from services.dashboard_api.protocol import MAX_VERSION
+from services.dashboard_api.live.protocol import MAX_VERSION
 from services.dashboard_api.settings import DashboardApiSettings
 from tapewire.auth import AuthSettings
 from tapewire.settings import PostgresSettings, RedisSettings

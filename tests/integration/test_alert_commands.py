@@ -20,9 +20,8 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from services.dashboard_api import alert_requests
-from services.dashboard_api.alert_store import AlertStore
-from services.dashboard_api.commands import (
+from services.dashboard_api.alerts import requests as alert_requests
+from services.dashboard_api.alerts.commands import (
     SHUTDOWN_REASON,
     UNCONFIRMED_REASON,
     AlertCommandMetrics,
@@ -31,6 +30,7 @@ from services.dashboard_api.commands import (
     DeliveryCallback,
     open_producer,
 )
+from services.dashboard_api.alerts.store import AlertStore
 from tapewire.errors import StoreUnavailable
 from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings

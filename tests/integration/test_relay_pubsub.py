@@ -13,10 +13,10 @@ from contextlib import asynccontextmanager
 import pytest
 import redis
 
-from services.dashboard_api.encoders import Delta
-from services.dashboard_api.fanout import Relay, confirmed
+from services.dashboard_api.live.encoders import Delta
+from services.dashboard_api.live.pubsub import PubSubConnector
+from services.dashboard_api.live.relay import Relay, confirmed
 from services.dashboard_api.metrics import DashboardApiMetrics
-from services.dashboard_api.pubsub import PubSubConnector
 from tapewire.keys import RedisKeys
 from tapewire.settings import RedisSettings
 from tapewire.v1 import alerts_pb2 as apb

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.dashboard_api.alert_requests import (
+from services.dashboard_api.alerts.requests import (
     ALERT_NOT_FOUND,
     INVALID_ALERT,
     TOO_MANY_ALERTS,

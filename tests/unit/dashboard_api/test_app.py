@@ -12,9 +12,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.dashboard_api import routes
 from services.dashboard_api.app import create_app
-from services.dashboard_api.deps import Services
+from services.dashboard_api.rest import routes
+from services.dashboard_api.rest.deps import AppContext
 from services.dashboard_api.settings import DashboardApiSettings
 from tapewire.auth import AuthSettings
 
@@ -84,7 +84,7 @@ class FakeServices:
 
 
 def readyz(services: FakeServices) -> tuple[int, object]:
-    response = asyncio.run(routes.readyz(cast(Services, services)))
+    response = asyncio.run(routes.readyz(cast(AppContext, services)))
     return response.status_code, json.loads(bytes(response.body))
 
 

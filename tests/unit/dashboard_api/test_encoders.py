@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from services.dashboard_api import views
-from services.dashboard_api.encoders import (
+from services.dashboard_api.live.encoders import (
     ENCODERS,
     Delta,
     JsonEncoder,
@@ -16,6 +15,7 @@ from services.dashboard_api.encoders import (
     message_to_json,
     varint,
 )
+from services.dashboard_api.rest import views
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 from tapewire.v1 import stream_pb2 as spb

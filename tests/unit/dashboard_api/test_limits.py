@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.dashboard_api.limits import ErrorBudget, TokenBucket
+from services.dashboard_api.live.limits import ErrorBudget, TokenBucket
 
 
 def test_bucket_starts_full_and_allows_a_burst() -> None:

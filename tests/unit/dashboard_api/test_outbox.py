@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from services.dashboard_api.outbox import RESYNC, ConflatedNotice, Ladder, Outbox, ResyncRequest, Verdict
+from services.dashboard_api.live.outbox import RESYNC, ConflatedNotice, Ladder, Outbox, ResyncRequest, Verdict
 
 
 @dataclass(frozen=True, slots=True)

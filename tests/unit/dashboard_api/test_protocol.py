@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.dashboard_api.protocol import (
+from services.dashboard_api.live.protocol import (
     MAX_VERSION,
     CancelAlert,
     ClientError,

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.dashboard_api.pubsub import (
+from services.dashboard_api.live.pubsub import (
     Endpoint,
     ErrorReply,
     ProtocolViolation,

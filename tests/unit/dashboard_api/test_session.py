@@ -9,14 +9,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-from services.dashboard_api import protocol
-from services.dashboard_api.encoders import Delta, JsonEncoder
-from services.dashboard_api.fanout import Relay
+from services.dashboard_api.live import protocol
+from services.dashboard_api.live.encoders import Delta, JsonEncoder
+from services.dashboard_api.live.outbox import Ladder
+from services.dashboard_api.live.pubsub import PubSubConnector
+from services.dashboard_api.live.relay import Relay
+from services.dashboard_api.live.session import Session, SessionInfo, SessionLimits
 from services.dashboard_api.metrics import DashboardApiMetrics
-from services.dashboard_api.outbox import Ladder
-from services.dashboard_api.pubsub import PubSubConnector
-from services.dashboard_api.session import Session, SessionInfo, SessionLimits
-from services.dashboard_api.states import History, StatesRead, StateStore
+from services.dashboard_api.stores.states import History, StatesRead, StateStore
 from tapewire.auth import Principal
 from tapewire.errors import StoreUnavailable
 from tapewire.keys import RedisKeys

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.dashboard_api import views
-from services.dashboard_api.bars import BarRow
+from services.dashboard_api.rest import views
+from services.dashboard_api.stores.bars import BarRow
 from tapewire.v1 import market_pb2 as pb
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z

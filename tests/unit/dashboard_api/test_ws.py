@@ -13,16 +13,16 @@ import jwt
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from services.dashboard_api import protocol
-from services.dashboard_api.bars import BarStore
-from services.dashboard_api.deps import Services
-from services.dashboard_api.fanout import Relay
+from services.dashboard_api.live import protocol
+from services.dashboard_api.live.pubsub import PubSubConnector
+from services.dashboard_api.live.registry import Sessions
+from services.dashboard_api.live.relay import Relay
+from services.dashboard_api.live.ws import websocket_endpoint
 from services.dashboard_api.metrics import DashboardApiMetrics
-from services.dashboard_api.pubsub import PubSubConnector
-from services.dashboard_api.registry import Sessions
+from services.dashboard_api.rest.deps import AppContext
 from services.dashboard_api.settings import DashboardApiSettings
-from services.dashboard_api.states import History, StatesRead, StateStore
-from services.dashboard_api.ws import websocket_endpoint
+from services.dashboard_api.stores.bars import BarStore
+from services.dashboard_api.stores.states import History, StatesRead, StateStore
 from tapewire.auth import AuthSettings, TokenVerifier
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
@@ -126,7 +126,7 @@ class FakePubSub:
             self.relay._on_confirmation("unsubscribe", name)
 
 
-def make_services(verifier: TokenVerifier | None = None, **settings: Any) -> Services:
+def make_services(verifier: TokenVerifier | None = None, **settings: Any) -> AppContext:
     metrics = DashboardApiMetrics()
     relay = Relay(cast(PubSubConnector, None), KEYS, metrics)
     relay._connection = cast(Any, FakePubSub(relay))
@@ -137,7 +137,7 @@ def make_services(verifier: TokenVerifier | None = None, **settings: Any) -> Ser
         "idle_timeout_s": 0.0,
         "close_timeout_s": 1.0,
     }
-    return Services(
+    return AppContext(
         settings=DashboardApiSettings(**(defaults | settings)),
         states=cast(StateStore, FakeStates({"A": 3})),
         bars=cast(BarStore, None),
@@ -153,11 +153,11 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 10))
 
 
-def sample(services: Services, name: str, labels: dict[str, str] | None = None) -> float:
+def sample(services: AppContext, name: str, labels: dict[str, str] | None = None) -> float:
     return services.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
 
-async def connected(ws: FakeWebSocket, services: Services) -> asyncio.Task[None]:
+async def connected(ws: FakeWebSocket, services: AppContext) -> asyncio.Task[None]:
     """Run the endpoint until the welcome is out."""
     task = asyncio.create_task(websocket_endpoint(cast(WebSocket, ws), services))
     await ws.until(lambda: len(ws.sent) >= 1 or ws.closed is not None)
@@ -253,12 +253,12 @@ def test_an_unknown_encoding_is_refused_with_1008() -> None:
     run(scenario)
 
 
-def publish(services: Services, instrument: str, version: int) -> None:
+def publish(services: AppContext, instrument: str, version: int) -> None:
     state = pb.InstrumentState(instrument=instrument, version=version)
     services.relay.handle(f"chan:{instrument}", pb.Update(state=state).SerializeToString())
 
 
-async def subscribed_to_a(ws: FakeWebSocket, services: Services) -> asyncio.Task[None]:
+async def subscribed_to_a(ws: FakeWebSocket, services: AppContext) -> asyncio.Task[None]:
     """Connected, subscribed to A (at version 3) and its snapshot received."""
     task = await connected(ws, services)
     ws.client_sends({"type": "subscribe", "id": "s", "instruments": ["A"]})

@@ -12,17 +12,17 @@ from starlette.requests import HTTPConnection
 from tapewire.auth import Principal, TokenVerifier, Unauthorized
 
 if TYPE_CHECKING:
-    from .bars import BarStore
-    from .fanout import Relay
-    from .metrics import DashboardApiMetrics
-    from .registry import Sessions
-    from .session import AlertHandler
-    from .settings import DashboardApiSettings
-    from .states import StateStore
+    from ..live.registry import Sessions
+    from ..live.relay import Relay
+    from ..live.session import AlertHandler
+    from ..metrics import DashboardApiMetrics
+    from ..settings import DashboardApiSettings
+    from ..stores.bars import BarStore
+    from ..stores.states import StateStore
 
 
 @dataclass(frozen=True, slots=True)
-class Services:
+class AppContext:
     settings: DashboardApiSettings
     states: StateStore
     bars: BarStore
@@ -33,14 +33,14 @@ class Services:
     alerts: AlertHandler | None
 
 
-def get_services(connection: HTTPConnection) -> Services:
+def get_context(connection: HTTPConnection) -> AppContext:
     services = connection.state.services
-    if not isinstance(services, Services):
+    if not isinstance(services, AppContext):
         raise RuntimeError("dashboard_api services are missing: is the app's lifespan running?")
     return services
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+AppContextDep = Annotated[AppContext, Depends(get_context)]
 
 
 class NotAllowed(Exception):
@@ -52,7 +52,7 @@ class NotAllowed(Exception):
         self.reason = reason
 
 
-def get_principal(connection: HTTPConnection, services: ServicesDep) -> Principal:
+def get_principal(connection: HTTPConnection, services: AppContextDep) -> Principal:
     """The caller: from the bearer token when auth is configured, else anonymous (and admin)."""
     if services.verifier is None:
         return Principal.anonymous(admin=True)

@@ -7,10 +7,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from services.dashboard_api.encoders import Delta
-from services.dashboard_api.fanout import Relay, SubscriptionIndex, confirmed, parse_update
+from services.dashboard_api.live.encoders import Delta
+from services.dashboard_api.live.pubsub import PubSubConnector
+from services.dashboard_api.live.relay import Relay, SubscriptionIndex, confirmed, parse_update
 from services.dashboard_api.metrics import DashboardApiMetrics
-from services.dashboard_api.pubsub import PubSubConnector
 from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb

@@ -18,8 +18,8 @@ from starlette.websockets import WebSocketDisconnect
 from tapewire.auth import Principal, Unauthorized, is_valid_user_id
 from tapewire.v1 import stream_pb2
 
+from ..rest.deps import AppContext, AppContextDep
 from . import protocol
-from .deps import Services, ServicesDep
 from .encoders import ENCODERS, Frame
 from .limits import ErrorBudget, TokenBucket
 from .session import (
@@ -76,7 +76,7 @@ def negotiate(websocket: WebSocket) -> Negotiated | str:
     return Negotiated(asked or "json", None, batch)
 
 
-def authenticate(websocket: WebSocket, services: Services) -> Principal:
+def authenticate(websocket: WebSocket, services: AppContext) -> Principal:
     """Who the client is; raises Unauthorized when auth is on and the token does not do."""
     verifier = services.verifier
     if verifier is None:
@@ -91,7 +91,7 @@ def authenticate(websocket: WebSocket, services: Services) -> Principal:
 
 
 @router.websocket("/ws")
-async def websocket_endpoint(websocket: WebSocket, services: ServicesDep) -> None:
+async def websocket_endpoint(websocket: WebSocket, services: AppContextDep) -> None:
     negotiated = negotiate(websocket)
     await websocket.accept(subprotocol=negotiated.subprotocol if isinstance(negotiated, Negotiated) else None)
     if isinstance(negotiated, str):
@@ -109,12 +109,12 @@ async def websocket_endpoint(websocket: WebSocket, services: ServicesDep) -> Non
     await Connection(websocket, services, principal, negotiated).run()
 
 
-async def _refuse(websocket: WebSocket, services: Services, code: int, reason: str) -> None:
+async def _refuse(websocket: WebSocket, services: AppContext, code: int, reason: str) -> None:
     services.metrics.closes.labels(str(code)).inc()
     await websocket.close(code, reason[:120])
 
 
-def session_limits(services: Services, batch: bool = False) -> SessionLimits:
+def session_limits(services: AppContext, batch: bool = False) -> SessionLimits:
     """The limits of one session; `batch`: the client takes `Updates` frames."""
     settings = services.settings
     return SessionLimits(
@@ -133,7 +133,7 @@ class Connection:
     """One WebSocket client: its session, its receive loop and the socket's close."""
 
     def __init__(
-        self, websocket: WebSocket, services: Services, principal: Principal, negotiated: Negotiated
+        self, websocket: WebSocket, services: AppContext, principal: Principal, negotiated: Negotiated
     ) -> None:
         settings = services.settings
         encoder = ENCODERS[negotiated.encoding]

@@ -11,9 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from . import protocol, views
-from .bars import Interval
-from .deps import PrincipalDep, ServicesDep
+from ..live import protocol
+from ..stores.bars import Interval
+from . import views
+from .deps import AppContextDep, PrincipalDep
 
 router = APIRouter()
 
@@ -154,13 +155,13 @@ class ApiError(Exception):
 
 
 @router.get("/api/instruments", response_model=Instruments, responses=errors(401))
-async def instruments(services: ServicesDep, _caller: PrincipalDep) -> JSONResponse:
+async def instruments(services: AppContextDep, _caller: PrincipalDep) -> JSONResponse:
     return JSONResponse({"instruments": await services.states.instruments()})
 
 
 @router.get("/api/snapshot", response_model=Snapshot, responses=errors(400, 401))
 async def snapshot(
-    services: ServicesDep, _caller: PrincipalDep, instruments: str | None = None
+    services: AppContextDep, _caller: PrincipalDep, instruments: str | None = None
 ) -> JSONResponse:
     """The current states of `instruments` (comma-separated), or of every instrument."""
     if instruments is None:
@@ -176,7 +177,7 @@ async def snapshot(
 
 @router.get("/api/bars", response_model=Bars, responses=errors(400, 401))
 async def bars(
-    services: ServicesDep,
+    services: AppContextDep,
     _caller: PrincipalDep,
     instrument: str,
     interval: Interval = "1m",
@@ -211,7 +212,7 @@ async def healthz() -> JSONResponse:
         },
     },
 )
-async def readyz(services: ServicesDep) -> JSONResponse:
+async def readyz(services: AppContextDep) -> JSONResponse:
     """Ready when Redis answers and live updates flow (PostgreSQL only serves history): not
     while draining or paused by an operator (so that a load balancer stops sending clients here)."""
     reasons = []
@@ -240,7 +241,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         },
     },
 )
-async def metrics(services: ServicesDep) -> Response:
+async def metrics(services: AppContextDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -2,7 +2,7 @@
 
 create: validate, check the user's quota against the alerts in Redis, queue the command for
 Kafka and answer `alert.accepted` with the new id at once (or `busy`). The processor's events
-come back through Redis pub/sub to every session of the user (fanout.py).
+come back through Redis pub/sub to every session of the user (live/relay.py).
 cancel: only an ACTIVE alert of the user's own; the command is routed by its instrument.
 list: the latest event of each of the user's alerts, from Redis.
 """
@@ -15,9 +15,10 @@ from dataclasses import replace
 from tapewire.errors import StoreUnavailable
 from tapewire.v1 import stream_pb2
 
-from . import alert_requests, protocol
-from .alert_store import AlertStore
+from ..live import protocol
+from . import requests as alert_requests
 from .commands import AlertCommands, Busy
+from .store import AlertStore
 
 
 class Alerts:

@@ -15,7 +15,7 @@ rather than by the processor after a round trip through Kafka. It is forwarded i
 canonical form of tapewire.decimals ("190.50" becomes "190.5").
 
 Whether the user may still create one (`check_quota`) or may cancel this one (`cancellable`)
-depends on their stored alerts; the session reads them (alert_store.py) and asks here.
+depends on their stored alerts; the session reads them (alerts/store.py) and asks here.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import stream_pb2 as spb
 
 # One error type and one way of echoing client input for the whole protocol.
-from .protocol import INVALID_ALERT, ClientError
-from .protocol import shown as _shown
+from ..live.protocol import INVALID_ALERT, ClientError
+from ..live.protocol import shown as _shown
 
 TOO_MANY_ALERTS = "too_many_alerts"
 ALERT_NOT_FOUND = "alert_not_found"

@@ -28,12 +28,12 @@ from tapewire.auth import Principal
 from tapewire.errors import StoreUnavailable
 from tapewire.v1 import alerts_pb2, stream_pb2
 
+from ..metrics import DashboardApiMetrics
+from ..stores.states import StateStore
 from . import protocol
 from .encoders import Delta, Encoder, Frame
-from .fanout import Relay, confirmed
-from .metrics import DashboardApiMetrics
 from .outbox import RESYNC, ConflatedNotice, Ladder, Outbox, ResyncRequest, Verdict
-from .states import StateStore
+from .relay import Relay, confirmed
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What clients see of states and bars, as JSON (pure, no I/O); messages are in encoders.py.
+"""What clients see of states and bars, as JSON (pure, no I/O); messages are in live/encoders.py.
 
 Field names are the proto's (snake_case). Decimal strings stay strings, because a JSON number
 would become a binary float in the browser; an empty decimal (not known yet) becomes null.
@@ -16,7 +16,7 @@ from tapewire import decimals
 from tapewire.v1 import market_pb2 as pb
 
 if TYPE_CHECKING:
-    from .bars import BarRow
+    from ..stores.bars import BarRow
 
 JsonObject = dict[str, Any]
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from tapewire.v1 import alerts_pb2, market_pb2, stream_pb2
 
-from . import views
+from ..rest import views
 
 # JSON "type" of each ServerMessage kind, where it is not the kind's own name.
 _JSON_TYPES = {"alert_accepted": "alert.accepted", "alert_list": "alert.list"}

@@ -22,8 +22,8 @@ from tapewire.errors import StoreUnavailable
 from tapewire.grpc_server import Service, current_principal
 from tapewire.v1 import dashboard_pb2, stream_pb2
 
+from ..rest.deps import AppContext
 from . import protocol
-from .deps import Services
 from .encoders import ENCODERS, Frame
 from .session import (
     CLOSE_BY_OPERATOR,
@@ -58,7 +58,7 @@ class _StreamTransport:
 
 
 class DashboardServicer:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: AppContext) -> None:
         self._services = services
         settings = services.settings
         self._limits = protocol.Limits(
@@ -122,7 +122,7 @@ class DashboardServicer:
             await context.abort(_STATUS_OF_CLOSE.get(code, grpc.StatusCode.INTERNAL), reason)
 
 
-def dashboard_service(services: Services) -> Service:
+def dashboard_service(services: AppContext) -> Service:
     return Service(SERVICE_NAME, DashboardServicer(services), _add_to_server)
 
 

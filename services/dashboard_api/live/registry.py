@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 
-from .metrics import DashboardApiMetrics
+from ..metrics import DashboardApiMetrics
 from .session import CLOSE_SERVICE_RESTART, Session
 
 log = logging.getLogger(__name__)

@@ -64,7 +64,7 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class CreateAlert:
-    """Checked by alert_requests: the fields as the client sent them."""
+    """Checked by alerts/requests.py: the fields as the client sent them."""
 
     fields: dict[str, Any]
     request_id: str = ""

@@ -46,7 +46,7 @@ from tapewire.kafka import producer_config
 from tapewire.settings import KafkaSettings
 from tapewire.v1 import alerts_pb2 as apb
 
-from .alert_requests import DIRECTION_TO_PROTO, Direction
+from .requests import DIRECTION_TO_PROTO, Direction
 
 log = logging.getLogger(__name__)
 

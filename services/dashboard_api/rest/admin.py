@@ -17,10 +17,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from .deps import AdminDep, ServicesDep
-from .outbox import Ladder
+from ..live.outbox import Ladder
+from ..live.session import CLOSE_BY_OPERATOR
+from .deps import AdminDep, AppContextDep
 from .routes import errors
-from .session import CLOSE_BY_OPERATOR
 
 router = APIRouter(prefix="/admin")
 
@@ -73,7 +73,7 @@ _background: set[asyncio.Task[int]] = set()
 
 
 @router.get("/connections", response_model=Connections, responses=errors(400, 401, 403))
-async def connections(services: ServicesDep, _admin: AdminDep, limit: int = 1000) -> JSONResponse:
+async def connections(services: AppContextDep, _admin: AdminDep, limit: int = 1000) -> JSONResponse:
     sessions = services.sessions.all()
     by_transport = Counter(session.info.transport for session in sessions)
     listed = [
@@ -105,7 +105,7 @@ async def connections(services: ServicesDep, _admin: AdminDep, limit: int = 1000
 @router.post(
     "/connections/{connection_id}/disconnect", response_model=Disconnected, responses=errors(401, 403, 404)
 )
-async def disconnect(connection_id: str, services: ServicesDep, _admin: AdminDep) -> JSONResponse:
+async def disconnect(connection_id: str, services: AppContextDep, _admin: AdminDep) -> JSONResponse:
     session = services.sessions.get(connection_id)
     if session is None:
         return JSONResponse({"error": "no such connection", "code": "not_found"}, status_code=404)
@@ -114,19 +114,19 @@ async def disconnect(connection_id: str, services: ServicesDep, _admin: AdminDep
 
 
 @router.post("/relay/pause", response_model=Paused, responses=errors(401, 403))
-async def pause(services: ServicesDep, _admin: AdminDep) -> JSONResponse:
+async def pause(services: AppContextDep, _admin: AdminDep) -> JSONResponse:
     services.relay.pause()
     return JSONResponse({"paused": True})
 
 
 @router.post("/relay/resume", response_model=Paused, responses=errors(401, 403))
-async def resume(services: ServicesDep, _admin: AdminDep) -> JSONResponse:
+async def resume(services: AppContextDep, _admin: AdminDep) -> JSONResponse:
     services.relay.resume()
     return JSONResponse({"paused": False})
 
 
 @router.post("/drain", status_code=202, response_model=Draining, responses=errors(400, 401, 403))
-async def drain(services: ServicesDep, _admin: AdminDep, period_s: float | None = None) -> JSONResponse:
+async def drain(services: AppContextDep, _admin: AdminDep, period_s: float | None = None) -> JSONResponse:
     if period_s is None:
         period_s = services.settings.drain_period_s
     if not 0 <= period_s <= 3600:

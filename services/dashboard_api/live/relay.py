@@ -35,8 +35,8 @@ from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2
 from tapewire.v1 import market_pb2 as pb
 
+from ..metrics import DashboardApiMetrics
 from .encoders import Delta
-from .metrics import DashboardApiMetrics
 from .pubsub import PubSubConnection, PubSubConnector, PubSubError
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Reading what the pipeline wrote: states from Redis, bars from PostgreSQL."""
