@@ -230,7 +230,8 @@ def _pid_alive(pid: int, hint: str | None = None) -> bool:
             return False
         if hint is not None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            return hint.encode() in cmdline
+            # Empty while the process is between fork and exec (a server just launched): alive.
+            return not cmdline or hint.encode() in cmdline
     except (OSError, IndexError):
         return hint is None
     return True
