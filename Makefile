@@ -82,6 +82,10 @@ down: ## stop the local servers (data is kept; `$(PYTHON) tools/devstack.py down
 run: $(INSTALLED) dashboard infra ## set up, then run the whole suite and the dashboard, the simulator feeding it
 	$(BIN)/python -m tools.suite
 
+.PHONY: check
+check: $(INSTALLED) proto-check lint ## the quick loop: generated code, ruff, mypy --strict and the unit tests; no servers, no browser
+	$(BIN)/python -m pytest -q tests/unit
+
 .PHONY: test
 test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium infra ## set up, then run every test against real servers, the browser's included
 	eval "$$($(PYTHON) tools/devstack.py env)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
