@@ -7,7 +7,8 @@ version-guarded: a state of an aborted transaction is computed again, by whichev
 redoes it, with the same version and the same content (stage stamps aside), and Redis keeps the
 first. Alert events (`tt_alert_events`, applied by alerts.py) are read **committed**: which
 command an alert meets first may differ on a redo, so an aborted event might never be redone.
-One pipeline per batch carries one script call per record, in order; offsets are stored after
+One pipeline per batch carries the script calls (up to 64 states per call, each state applied
+exactly as alone; one call per alert event), in order; offsets are stored after
 the pipeline returned and committed by librdkafka in the background (`auto.commit.interval.ms`),
 so a crash replays records that the version check, or the alerts' forward-only status, ignores.
 
