@@ -23,7 +23,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from tapewire.errors import KafkaFailure
+from tapewire.errors import ConfigurationError, KafkaFailure
 from tapewire.settings import CHANGELOG_TOPIC_CONFIG, KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -288,3 +288,27 @@ def record_time_ns(message: Message) -> int | None:
     if kind == TIMESTAMP_NOT_AVAILABLE or ms is None or ms < 0:
         return None
     return int(ms) * 1_000_000
+
+
+def partition_counts(kafka: KafkaSettings, names: list[str], timeout_s: float = 30.0) -> dict[str, int]:
+    """Partitions per topic, waiting for topics just created to show in the metadata (a broker
+    that has only just started can answer before it knows them)."""
+    consumer = Consumer({**kafka.as_librdkafka_dict(), "group.id": "tapewire-metadata"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            metadata = consumer.list_topics(timeout=10)
+            missing = [
+                name
+                for name in names
+                if not metadata.topics.get(name) or not metadata.topics[name].partitions
+            ]
+            if not missing:
+                return {name: len(metadata.topics[name].partitions) for name in names}
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"topics {missing} are not in the broker's metadata after {timeout_s:.0f}s"
+                )
+            time.sleep(0.5)
+    finally:
+        consumer.close()

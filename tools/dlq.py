@@ -45,6 +45,7 @@ from tapewire.dead_letters import Refused, decode_raw_tick
 from tapewire.errors import KafkaFailure, TapewireError
 from tapewire.kafka import producer_config
 from tapewire.settings import KafkaSettings, TopicSettings
+from tapewire.startup import explain
 from tapewire.v1 import market_pb2 as pb
 
 # The headers the processor puts on every dead letter, and the one replay adds.
@@ -810,20 +811,6 @@ def _client_log(verbose: bool, err: TextIO) -> logging.Logger:
     return log
 
 
-def explain(error: ValidationError) -> str:
-    """One line per problem, naming the environment variable to fix."""
-    prefixes = {
-        cls.__name__: cls.model_config.get("env_prefix", "")
-        for cls in (DlqSettings, KafkaSettings, TopicSettings)
-    }
-    prefix = prefixes.get(error.title, "")
-    lines = []
-    for problem in error.errors():
-        name = "_".join(str(part) for part in problem["loc"]).upper()
-        lines.append(f"  {prefix}{name}: {problem['msg']}")
-    return "\n".join(lines)
-
-
 def main(
     argv: Sequence[str] | None = None,
     settings: DlqSettings | None = None,
@@ -837,7 +824,7 @@ def main(
     try:
         settings = settings or DlqSettings()
     except ValidationError as exc:
-        print(f"dlq: bad settings:\n{explain(exc)}", file=err)
+        print(f"dlq: bad settings:\n{explain(exc, DlqSettings)}", file=err)
         return 2
     ctx = Context(
         settings=settings,

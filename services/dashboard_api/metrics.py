@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from tapewire.startup import process_registry
 
 # Milliseconds matter: the whole pipeline aims at single-digit ms from cache to client.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -34,11 +28,8 @@ E2E_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 
 class DashboardApiMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        if registry is None:
-            registry = CollectorRegistry()
-            # The process, platform and GC metrics the default registry would have had.
-            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-                registry.register(collector)
+        # The service's registry (tapewire.startup.process_registry), or one of its own in tests.
+        registry = process_registry() if registry is None else registry
         self.registry = registry
         self.connections = Gauge(
             "dashboard_api_ws_connections", "Open WebSocket connections", registry=registry

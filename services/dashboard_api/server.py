@@ -6,9 +6,11 @@ import logging
 import math
 import resource
 import socket
+import threading
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from .app import create_app
 from .connection_limits import ConnectionGuard, raise_open_files_limit
@@ -78,8 +80,17 @@ def uvicorn_config(app: FastAPI, settings: DashboardApiSettings, guard: Connecti
     )
 
 
-def build_server(settings: DashboardApiSettings) -> DashboardServer:
-    metrics = DashboardApiMetrics()
+def serve(settings: DashboardApiSettings, stop: threading.Event, registry: CollectorRegistry) -> None:
+    """Run dashboard_api until SIGTERM/SIGINT. uvicorn watches the signals itself while it serves,
+    then raises the one it took again against the handlers that were there before (those of
+    `stop`, which only set it): a clean shutdown exits 0 like every other service."""
+    build_server(settings, registry).run()
+
+
+def build_server(
+    settings: DashboardApiSettings, registry: CollectorRegistry | None = None
+) -> DashboardServer:
+    metrics = DashboardApiMetrics(registry)
     sessions = Sessions(metrics)
     app = create_app(settings, metrics, sessions)
     guard = ConnectionGuard(

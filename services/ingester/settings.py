@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ingester.queue import QueuePolicy
@@ -97,18 +97,3 @@ class IngesterSettings(BaseSettings):
             max_concurrent_rpcs=self.grpc_max_streams,
             max_concurrent_streams=self.grpc_max_streams,
         )
-
-
-def explain(error: ValidationError) -> str:
-    """One line per problem, naming the environment variable to fix."""
-    prefixes = {
-        cls.__name__: cls.model_config.get("env_prefix", "")
-        for cls in (IngesterSettings, KafkaSettings, TopicSettings, LogSettings, AuthSettings)
-    }
-    prefix = prefixes.get(error.title, "")
-    lines = []
-    for problem in error.errors():
-        name = "_".join(str(part) for part in problem["loc"]).upper()
-        message = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"  {prefix}{name}: {message}" if name else f"  {message}")
-    return "\n".join(lines)

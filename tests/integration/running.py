@@ -10,13 +10,13 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry
 
-from services.cache_updater.__main__ import serve as serve_cache_updater
+from services.cache_updater.service import serve as serve_cache_updater
 from services.cache_updater.settings import CacheUpdaterSettings
-from services.history_writer.__main__ import serve as serve_history_writer
+from services.history_writer.service import serve as serve_history_writer
 from services.history_writer.settings import HistoryWriterSettings
-from services.processor.__main__ import serve as serve_processor
 from services.processor.enrich import apply
 from services.processor.run import ApplyTick
+from services.processor.service import serve as serve_processor
 from services.processor.settings import ProcessorSettings
 
 

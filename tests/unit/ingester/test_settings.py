@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.ingester.settings import IngesterSettings, explain
+from services.ingester.settings import IngesterSettings
+from tapewire.startup import explain
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +60,7 @@ def error_text(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError) as caught:
         IngesterSettings()
-    return explain(caught.value)
+    return explain(caught.value, IngesterSettings)
 
 
 def test_a_replay_without_a_path_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,4 +127,4 @@ def test_the_record_bound_and_the_ack_wait(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("INGESTER_MAX_RECORD_BYTES", "1000001")
     with pytest.raises(ValidationError) as caught:
         IngesterSettings()
-    assert "INGESTER_MAX_RECORD_BYTES" in explain(caught.value)
+    assert "INGESTER_MAX_RECORD_BYTES" in explain(caught.value, IngesterSettings)

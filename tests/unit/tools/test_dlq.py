@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from tapewire.startup import explain
 from tapewire.v1 import market_pb2 as pb
 from tools.dlq import (
     DeadLetter,
@@ -21,7 +22,6 @@ from tools.dlq import (
     Selection,
     Verdict,
     dead_letter,
-    explain,
     format_line,
     format_summary,
     hexdump,
@@ -276,5 +276,6 @@ def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
         DlqSettings()
 
     assert (
-        explain(caught.value) == "  PROCESSOR_MAX_RECORD_BYTES: Input should be greater than or equal to 256"
+        explain(caught.value, DlqSettings)
+        == "  PROCESSOR_MAX_RECORD_BYTES: Input should be greater than or equal to 256"
     )

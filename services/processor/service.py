@@ -1,0 +1,103 @@
+"""The processor as a service: wire the settings and adapters, then run (`serve`).
+
+The process runs one loop: the transactional enrichment of ticks and alert commands. History
+(PostgreSQL) is written by a service of its own, services.history_writer, so that nothing in
+this process competes with the live path for its interpreter lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
+
+from tapewire.errors import ConfigurationError
+from tapewire.kafka import (
+    consumer_config,
+    ensure_all_topics,
+    partition_counts,
+    read_latest_per_key,
+    transactional_producer_config,
+)
+from tapewire.ops import serve_ops
+from tapewire.settings import TopicSettings
+
+from .enrich import apply
+from .metrics import ProcessorMetrics
+from .run import CO_PARTITIONING_ASSIGNOR, ApplyTick, run
+from .settings import ProcessorSettings
+
+log = logging.getLogger("services.processor")
+
+
+def serve(
+    settings: ProcessorSettings,
+    stop: threading.Event,
+    registry: CollectorRegistry,
+    apply_tick: ApplyTick = apply,
+) -> None:
+    """Run the processor until `stop` is set: the whole service, minus signals and logging.
+    `apply_tick` is the business rule (tests pass one that fails on purpose)."""
+    topics = settings.topics
+    ensure_all_topics(settings.kafka, topics)
+    outputs = [topics.processed, topics.processor_state, topics.processor_alerts]
+    check_partitioning(topics, partition_counts(settings.kafka, [topics.raw, topics.commands, *outputs]))
+    metrics = ProcessorMetrics(registry)
+    ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
+    client_id = f"processor-{socket.gethostname()}-{os.getpid()}"
+    consumer = Consumer(
+        consumer_config(
+            settings.kafka,
+            settings.group_id,
+            client_id,
+            **{"partition.assignment.strategy": CO_PARTITIONING_ASSIGNOR},
+        )
+    )
+    # Unique per process: zombie fencing comes from the consumer group generation (KIP-447),
+    # so the ids need not survive restarts.
+    instance = f"{client_id}-{uuid.uuid4().hex[:8]}"
+    producers = [
+        Producer(
+            transactional_producer_config(
+                settings.kafka, client_id, f"{instance}-{turn}", settings.transaction_timeout_ms
+            )
+        )
+        for turn in range(settings.transactional_producers)
+    ]
+
+    def restore(changelog: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return read_latest_per_key(settings.kafka, changelog, partitions)
+
+    log.info(
+        "processor starting",
+        extra={"group": settings.group_id, "topic": topics.raw, "commands_topic": topics.commands},
+    )
+    try:
+        run(settings, consumer, producers, restore, metrics, stop, apply_tick)
+    finally:
+        stop.set()
+        if ops:
+            ops.close()
+    log.info("processor stopped")
+
+
+def check_partitioning(topics: TopicSettings, counts: Mapping[str, int]) -> None:
+    """Output for raw partition p goes to partition p: the outputs need at least as many partitions.
+    Commands must have exactly as many: only then does an instrument's key hash to the same
+    partition number in both topics. `counts` holds the partitions of every topic named."""
+    outputs = [topics.processed, topics.processor_state, topics.processor_alerts]
+    raw = counts[topics.raw]
+    short = {name: counts[name] for name in outputs if counts[name] < raw}
+    if short:
+        raise ConfigurationError(f"{topics.raw} has {raw} partitions but {short} have fewer; they must match")
+    if counts[topics.commands] != raw:
+        raise ConfigurationError(
+            f"{topics.commands} has {counts[topics.commands]} partitions and {topics.raw} {raw}: they must be"
+            " equal, so that an instrument's commands and ticks land on the same partition number"
+        )
