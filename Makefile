@@ -88,7 +88,7 @@ check: $(INSTALLED) proto-check lint ## the quick loop: generated code, ruff, my
 
 .PHONY: test
 test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium infra ## set up, then run every test against real servers, the browser's included
-	eval "$$($(PYTHON) tools/devstack.py env)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
+	eval "$$($(PYTHON) tools/devstack.py env)" && $(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 BENCH_INSTALLED := $(VENV)/.bench-installed
 $(BENCH_INSTALLED): $(INSTALLED) pyproject.toml
