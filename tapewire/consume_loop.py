@@ -69,9 +69,12 @@ class LoopMetrics:
             registry=registry,
         )
         self._last_lag_report = 0.0
+        self._reported: set[tuple[str, str]] = set()
 
     def report_lag(self, consumer: Consumer, interval_s: float) -> None:
-        """Lag from the high watermarks the fetches carried (no extra broker round trip)."""
+        """Lag from the high watermarks the fetches carried (no extra broker round trip), for
+        the partitions assigned now: one given up in a rebalance stops being reported, or an
+        autoscaler summing the lag of every instance would count it twice."""
         now = time.monotonic()
         if now - self._last_lag_report < interval_s:
             return
@@ -81,11 +84,17 @@ class LoopMetrics:
             positions = consumer.position(assigned) if assigned else []
         except KafkaException:
             return
+        reported: set[tuple[str, str]] = set()
         for tp in positions:
             _low, high = consumer.get_watermark_offsets(tp, cached=True)
             if high is None or high < 0 or tp.offset < 0:
                 continue
-            self.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+            labels = (tp.topic, str(tp.partition))
+            self.lag.labels(*labels).set(max(0, high - tp.offset))
+            reported.add(labels)
+        for labels in self._reported - reported:
+            self.lag.remove(*labels)
+        self._reported = reported
 
 
 def batch_bounds(messages: Iterable[Message]) -> dict[tuple[str, int], tuple[int, int]]:

@@ -218,3 +218,19 @@ def test_poll_batch_takes_what_is_queued_after_the_first_record_without_waiting(
     assert seen(poll_batch(cast(Consumer, consumer), 1, 0.1)) == [(0, 3)]
     assert seen(poll_batch(cast(Consumer, consumer), 10, 0.1)) == [(0, 4)]
     assert poll_batch(cast(Consumer, consumer), 10, 0.1) == []
+
+
+def test_lag_is_reported_for_the_partitions_assigned_now_only() -> None:
+    consumer = FakeConsumer(records(2, 5))
+    consumer.positions = {0: 2, 1: 5}
+    registry = CollectorRegistry()
+    metrics = LoopMetrics("t", registry)
+
+    metrics.report_lag(cast(Consumer, consumer), 0)
+    assert registry.get_sample_value("t_consumer_lag", {"topic": "t", "partition": "0"}) == 3
+    assert registry.get_sample_value("t_consumer_lag", {"topic": "t", "partition": "1"}) == 0
+
+    del consumer.log[1]  # partition 1 went to another instance in a rebalance
+    metrics.report_lag(cast(Consumer, consumer), 0)
+    assert registry.get_sample_value("t_consumer_lag", {"topic": "t", "partition": "1"}) is None
+    assert registry.get_sample_value("t_consumer_lag", {"topic": "t", "partition": "0"}) == 3
