@@ -41,8 +41,8 @@ $(DASHBOARD_BUILT): $(NPM_INSTALLED) $(DASHBOARD_SOURCES)
 dashboard: $(DASHBOARD_BUILT) ## install and build the Next.js dashboard (dashboard/)
 
 .PHONY: dashboard-check
-dashboard-check: $(NPM_INSTALLED) ## type-check, lint and unit-test the dashboard
-	cd $(DASHBOARD) && npm run --silent typecheck && npm run --silent lint && npm run --silent test:unit
+dashboard-check: $(NPM_INSTALLED) ## type-check, lint, format-check (Prettier) and unit-test the dashboard
+	cd $(DASHBOARD) && npm run --silent typecheck && npm run --silent lint && npm run --silent format:check && npm run --silent test:unit
 
 .PHONY: chromium
 chromium: ## install Chromium (Debian package) for the browser tests, unless one is there

@@ -4,6 +4,7 @@ import { useState, type FormEvent } from "react";
 
 import { shownAlerts, validPrice, type AlertEntry } from "@/lib/alerts";
 import type { AlertReply } from "@/lib/feed";
+import { nanosFromMs } from "@/lib/nanos";
 import type { Alert, AlertDirection } from "@/lib/types";
 
 interface Props {
@@ -35,7 +36,14 @@ export default function AlertsPanel({ instruments, defaultInstrument, lastPrice,
     const reply = await create(chosen, direction, price.trim());
     setBusy(false);
     if (!reply.ok || !reply.alertId) return setMessage(reply.error ?? "refused");
-    onPending({ alert_id: reply.alertId, user_id: userId, instrument: chosen, direction, price: price.trim(), created_ns: Date.now() * 1e6 });
+    onPending({
+      alert_id: reply.alertId,
+      user_id: userId,
+      instrument: chosen,
+      direction,
+      price: price.trim(),
+      created_ns: nanosFromMs(Date.now()),
+    });
     setMessage(`alert on ${chosen} ${direction} ${price.trim()} sent`);
     setPrice("");
   }
@@ -53,35 +61,69 @@ export default function AlertsPanel({ instruments, defaultInstrument, lastPrice,
         <label>
           <span className="sr-only">Instrument</span>
           <select value={chosen} onChange={(e) => setInstrument(e.target.value)} aria-label="Instrument" name="instrument">
-            {instruments.map((name) => <option key={name} value={name}>{name}</option>)}
+            {instruments.map((name) => (
+              <option key={name} value={name}>
+                {name}
+              </option>
+            ))}
           </select>
         </label>
         <label>
           <span className="sr-only">Direction</span>
-          <select value={direction} onChange={(e) => setDirection(e.target.value as AlertDirection)} aria-label="Direction" name="direction">
+          <select
+            value={direction}
+            onChange={(e) => setDirection(e.target.value as AlertDirection)}
+            aria-label="Direction"
+            name="direction"
+          >
             <option value="above">at or above</option>
             <option value="below">at or below</option>
           </select>
         </label>
         <label>
           <span className="sr-only">Price</span>
-          <input value={price} onChange={(e) => setPrice(e.target.value)} inputMode="decimal" name="price" aria-label="Price"
-            placeholder={chosen ? lastPrice(chosen) ?? "price" : "price"} maxLength={24} autoComplete="off" />
+          <input
+            value={price}
+            onChange={(e) => setPrice(e.target.value)}
+            inputMode="decimal"
+            name="price"
+            aria-label="Price"
+            placeholder={chosen ? (lastPrice(chosen) ?? "price") : "price"}
+            maxLength={24}
+            autoComplete="off"
+          />
         </label>
-        <button type="submit" disabled={busy}>Add alert</button>
+        <button type="submit" disabled={busy}>
+          Add alert
+        </button>
       </form>
-      {message && <p className="form-message" role="status">{message}</p>}
+      {message && (
+        <p className="form-message" role="status">
+          {message}
+        </p>
+      )}
       <ul className="alert-list" data-testid="alert-list">
         {entries.map((entry) => (
-          <li key={entry.alert.alert_id} data-alert-id={entry.alert.alert_id} data-status={entry.status} className={`alert-${entry.status}`}>
-            <span className="alert-what">{entry.alert.instrument} {entry.alert.direction === "above" ? "≥" : "≤"} {entry.alert.price}</span>
+          <li
+            key={entry.alert.alert_id}
+            data-alert-id={entry.alert.alert_id}
+            data-status={entry.status}
+            className={`alert-${entry.status}`}
+          >
+            <span className="alert-what">
+              {entry.alert.instrument} {entry.alert.direction === "above" ? "≥" : "≤"} {entry.alert.price}
+            </span>
             <span className="alert-status">
               {entry.status}
               {entry.status === "triggered" && entry.triggerPrice ? ` at ${entry.triggerPrice}` : ""}
               {entry.reason ? `: ${entry.reason}` : ""}
             </span>
             {entry.status === "active" && (
-              <button type="button" onClick={() => onCancel(entry.alert.alert_id)} aria-label={`Cancel alert ${entry.alert.instrument} ${entry.alert.direction} ${entry.alert.price}`}>
+              <button
+                type="button"
+                onClick={() => onCancel(entry.alert.alert_id)}
+                aria-label={`Cancel alert ${entry.alert.instrument} ${entry.alert.direction} ${entry.alert.price}`}
+              >
                 Cancel
               </button>
             )}

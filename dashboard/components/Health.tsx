@@ -14,8 +14,15 @@ const LABEL: Record<FeedView["status"], string> = {
 /** Feed health: what the connection is doing, how much flows and how fresh it is. */
 export default function Health({ view }: { view: FeedView }) {
   return (
-    <section className="health" aria-label="Feed health" data-testid="health" data-status={view.status}
-      data-gaps={view.gaps} data-resumed={view.resumed} data-reconnects={view.reconnects}>
+    <section
+      className="health"
+      aria-label="Feed health"
+      data-testid="health"
+      data-status={view.status}
+      data-gaps={view.gaps}
+      data-resumed={view.resumed}
+      data-reconnects={view.reconnects}
+    >
       <span className={`status status-${view.status}`} role="status" data-testid="status">
         <span className="dot" aria-hidden="true" />
         {LABEL[view.status]}
@@ -30,9 +37,14 @@ export default function Health({ view }: { view: FeedView }) {
         p99 <b data-testid="p99">{milliseconds(view.p99Ms)}</b>
       </span>
       <span className="figure" title="Versions missed without the server saying so (should stay 0)">
-        gaps <b data-testid="gaps" className={view.gaps ? "bad" : ""}>{view.gaps}</b>
+        {"gaps "}
+        <b data-testid="gaps" className={view.gaps ? "bad" : ""}>
+          {view.gaps}
+        </b>
       </span>
-      <span className="notice" data-testid="notice" aria-live="polite">{view.notice}</span>
+      <span className="notice" data-testid="notice" aria-live="polite">
+        {view.notice}
+      </span>
     </section>
   );
 }

@@ -13,7 +13,9 @@ export default function Toasts({ toasts, dismiss }: { toasts: Toast[]; dismiss: 
       {toasts.map((toast) => (
         <div key={toast.id} className={`toast toast-${toast.tone}`} data-testid="toast">
           <span>{toast.text}</span>
-          <button type="button" aria-label="Dismiss" onClick={() => dismiss(toast.id)}>×</button>
+          <button type="button" aria-label="Dismiss" onClick={() => dismiss(toast.id)}>
+            ×
+          </button>
         </div>
       ))}
     </div>

@@ -47,11 +47,16 @@ function Cell({ state, previous, column }: { state: InstrumentState; previous?: 
   const before = previous[column];
   const now = state[column];
   if (before === now) return <span>{text}</span>;
-  const moved = typeof now === "number" || typeof before === "number"
-    ? Math.sign(Number(now) - Number(before))
-    : direction(before as string | null, now as string | null);
+  const moved =
+    typeof now === "number" || typeof before === "number"
+      ? Math.sign(Number(now) - Number(before))
+      : direction(before as string | null, now as string | null);
   const flash = moved > 0 ? "flash-up" : moved < 0 ? "flash-down" : "";
-  return <span key={state.version} className={flash}>{text}</span>;
+  return (
+    <span key={state.version} className={flash}>
+      {text}
+    </span>
+  );
 }
 
 export default function Watchlist({ book, rows, selected, sort, onSort, onSelect, onRemove }: Props) {
@@ -78,15 +83,21 @@ export default function Watchlist({ book, rows, selected, sort, onSort, onSelect
         <thead>
           <tr>
             {COLUMNS.map((column) => (
-              <th key={column.key} scope="col" className={column.numeric ? "num" : ""}
-                aria-sort={sort.key === column.key ? (sort.descending ? "descending" : "ascending") : "none"}>
+              <th
+                key={column.key}
+                scope="col"
+                className={column.numeric ? "num" : ""}
+                aria-sort={sort.key === column.key ? (sort.descending ? "descending" : "ascending") : "none"}
+              >
                 <button type="button" onClick={() => onSort(nextSort(sort, column.key))}>
                   {column.label}
                   <span aria-hidden="true">{sort.key === column.key ? (sort.descending ? " ▾" : " ▴") : ""}</span>
                 </button>
               </th>
             ))}
-            <th scope="col"><span className="sr-only">Remove</span></th>
+            <th scope="col">
+              <span className="sr-only">Remove</span>
+            </th>
           </tr>
         </thead>
         <tbody ref={body}>
@@ -94,18 +105,43 @@ export default function Watchlist({ book, rows, selected, sort, onSort, onSelect
             const state = book.get(instrument);
             const previous = book.previous(instrument);
             return (
-              <tr key={instrument} tabIndex={0} data-instrument={instrument} data-version={state?.version ?? 0}
-                aria-selected={selected === instrument} className={selected === instrument ? "selected" : ""}
-                onClick={() => onSelect(instrument)} onKeyDown={(event) => onKeyDown(event, instrument, index)}>
+              <tr
+                key={instrument}
+                tabIndex={0}
+                data-instrument={instrument}
+                data-version={state?.version ?? 0}
+                aria-selected={selected === instrument}
+                className={selected === instrument ? "selected" : ""}
+                onClick={() => onSelect(instrument)}
+                onKeyDown={(event) => onKeyDown(event, instrument, index)}
+              >
                 {COLUMNS.map((column) => (
-                  <td key={column.key} data-field={column.key}
-                    className={`${column.numeric ? "num" : "name"} ${column.key.startsWith("change") && state ? tone(state) : ""}`}>
-                    {state ? <Cell state={state} previous={previous} column={column.key} /> : column.key === "instrument" ? instrument : "—"}
+                  <td
+                    key={column.key}
+                    data-field={column.key}
+                    className={`${column.numeric ? "num" : "name"} ${column.key.startsWith("change") && state ? tone(state) : ""}`}
+                  >
+                    {state ? (
+                      <Cell state={state} previous={previous} column={column.key} />
+                    ) : column.key === "instrument" ? (
+                      instrument
+                    ) : (
+                      "—"
+                    )}
                   </td>
                 ))}
                 <td className="remove">
-                  <button type="button" aria-label={`Remove ${instrument}`} title="Remove from watchlist"
-                    onClick={(event) => { event.stopPropagation(); onRemove(instrument); }}>×</button>
+                  <button
+                    type="button"
+                    aria-label={`Remove ${instrument}`}
+                    title="Remove from watchlist"
+                    onClick={(event) => {
+                      event.stopPropagation();
+                      onRemove(instrument);
+                    }}
+                  >
+                    ×
+                  </button>
                 </td>
               </tr>
             );

@@ -2,14 +2,15 @@
 // Events can arrive out of order across a reconnect (a list reply racing a live event), so a
 // terminal status is never overwritten and an older event never replaces a newer one.
 
-import type { Alert, AlertEvent, AlertStatus, Decimal } from "./types";
+import { compareNanos } from "./nanos";
+import type { Alert, AlertEvent, AlertStatus, Decimal, Nanos } from "./types";
 
 export interface AlertEntry {
   alert: Alert;
   status: AlertStatus | "pending";
   triggerPrice: Decimal;
   reason: string;
-  eventNs: number;
+  eventNs: Nanos;
 }
 
 export type AlertsAction =
@@ -23,7 +24,7 @@ export const MAX_SHOWN_ALERTS = 200;
 function merge(entries: Map<string, AlertEntry>, event: Omit<AlertEvent, "type">): void {
   const held = entries.get(event.alert.alert_id);
   if (held && TERMINAL.has(held.status)) return;
-  if (held && held.status !== "pending" && held.eventNs > event.event_ns) return;
+  if (held && held.status !== "pending" && compareNanos(held.eventNs, event.event_ns) > 0) return;
   entries.set(event.alert.alert_id, {
     alert: event.alert,
     status: event.status,
@@ -38,7 +39,7 @@ export function alertsReducer(state: Map<string, AlertEntry>, action: AlertsActi
   if (action.kind === "event") merge(next, action.event);
   else if (action.kind === "list") for (const event of action.events) merge(next, event);
   else if (!next.has(action.alert.alert_id)) {
-    next.set(action.alert.alert_id, { alert: action.alert, status: "pending", triggerPrice: null, reason: "", eventNs: 0 });
+    next.set(action.alert.alert_id, { alert: action.alert, status: "pending", triggerPrice: null, reason: "", eventNs: "0" });
   }
   return next;
 }
@@ -47,7 +48,7 @@ export function alertsReducer(state: Map<string, AlertEntry>, action: AlertsActi
 export function shownAlerts(entries: Map<string, AlertEntry>): AlertEntry[] {
   const open = (entry: AlertEntry) => (entry.status === "active" || entry.status === "pending" ? 0 : 1);
   return [...entries.values()]
-    .sort((a, b) => open(a) - open(b) || b.alert.created_ns - a.alert.created_ns)
+    .sort((a, b) => open(a) - open(b) || compareNanos(b.alert.created_ns, a.alert.created_ns))
     .slice(0, MAX_SHOWN_ALERTS);
 }
 

@@ -1,5 +1,6 @@
 // Bars into chart points (pure). The chart's time axis is in UTC seconds.
 
+import { nanosToSeconds } from "./nanos";
 import type { Bar, InstrumentState, StoredBar } from "./types";
 
 export type Interval = "1s" | "1m";
@@ -21,7 +22,7 @@ export interface LinePoint {
 export function candleOf(bar: Bar): Candle | null {
   const [open, high, low, close] = [bar.open, bar.high, bar.low, bar.close].map(Number);
   if (![open, high, low, close].every(Number.isFinite)) return null;
-  return { time: Math.floor(bar.start_time_ns / 1e9), open, high, low, close };
+  return { time: nanosToSeconds(bar.start_time_ns), open, high, low, close };
 }
 
 /** Candles and VWAP points from stored bars, oldest first, one per time (the chart requires it). */

@@ -4,7 +4,7 @@ import { Book } from "./book";
 import type { InstrumentState, Snapshot } from "./types";
 
 function state(instrument: string, version: number, last = "100"): InstrumentState {
-  return { instrument, version, last_price: last, times: { ingest_ns: 0 } } as unknown as InstrumentState;
+  return { instrument, version, last_price: last, times: { ingest_ns: "0" } } as unknown as InstrumentState;
 }
 
 function snapshot(partial: Partial<Snapshot>): Snapshot {

@@ -60,17 +60,27 @@ export class Book {
     for (const name of instruments) this.skipping.add(name);
   }
 
-  applyUpdate(state: InstrumentState): Applied {
+  /** What `applyUpdate` would make of `state`, without applying it. */
+  classify(state: InstrumentState): Applied {
     const held = this.states.get(state.instrument);
     if (held && state.version <= held.version) return "stale";
-    let result: Applied = "applied";
-    const expected = held ? held.version + 1 : 1;
-    if (state.version !== expected && !this.skipping.has(state.instrument)) {
-      // A first state we never saw may start anywhere only if we never held the instrument
-      // and the server sent it as a snapshot; an update out of nowhere is a gap.
-      this.gaps += held ? state.version - expected : 0;
-      result = held ? "gap" : "applied";
-    }
+    // A first state we never saw may start anywhere (the server sent it as a snapshot); after
+    // that, anything but the next version is a gap, unless the server announced the jump.
+    if (held && state.version !== held.version + 1 && !this.skipping.has(state.instrument)) return "gap";
+    return "applied";
+  }
+
+  /** Count the versions between the one held and `state` as lost without notice. */
+  recordGap(state: InstrumentState): void {
+    const held = this.states.get(state.instrument);
+    if (held && state.version > held.version + 1) this.gaps += state.version - held.version - 1;
+  }
+
+  applyUpdate(state: InstrumentState): Applied {
+    const result = this.classify(state);
+    if (result === "stale") return result;
+    if (result === "gap") this.recordGap(state);
+    const held = this.states.get(state.instrument);
     this.skipping.delete(state.instrument);
     if (held) this.before.set(state.instrument, held);
     this.states.set(state.instrument, state);

@@ -1,10 +1,31 @@
 // The live connection: protocol v1 over a browser WebSocket. It keeps the Book current,
 // reconnects with backoff and resumes from the versions the Book holds, answers the server's
 // liveness rules, and carries alert commands. The page reads it through `view()`.
+// The socket comes from a factory (a browser WebSocket by default), and the clock and the
+// jitter can be passed in too, so the whole client runs in unit tests without a network.
 
 import { Book } from "./book";
+import { hasStamp, msSince, parseJson } from "./nanos";
 import { LatencyWindow, RateMeter, backoffMs } from "./stats";
 import type { AlertDirection, AlertEvent, InstrumentState, ServerMessage, Snapshot } from "./types";
+
+/** What the feed uses of a WebSocket: a browser `WebSocket` is one, a test's fake is another. */
+export interface FeedSocket {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+export type SocketFactory = (url: string, protocols: string[]) => FeedSocket;
+
+/** WebSocket.OPEN, without needing the WebSocket global (absent from Node's test runs). */
+export const SOCKET_OPEN = 1;
+
+// A WebSocket has all of FeedSocket; only its handlers' event types are wider than ours.
+const browserSocket: SocketFactory = (url, protocols) => new WebSocket(url, protocols) as unknown as FeedSocket;
 
 export type ConnectionStatus = "connecting" | "live" | "reconnecting" | "resyncing" | "unauthorized";
 
@@ -38,6 +59,17 @@ interface FeedOptions {
   initial: InstrumentState[];
   onAlert: (event: AlertEvent) => void;
   onAlertList: (events: Omit<AlertEvent, "type">[]) => void;
+  /** Opens the connection; a browser WebSocket by default. */
+  createSocket?: SocketFactory;
+  /** The jitter of the reconnect backoff, in [0, 1); Math.random by default. */
+  random?: () => number;
+  /** Wall-clock epoch milliseconds with sub-millisecond precision; from `performance` by default. */
+  now?: () => number;
+}
+
+interface PendingRequest {
+  resolve: (message: ServerMessage) => void;
+  timer: ReturnType<typeof setTimeout> | null;
 }
 
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -49,7 +81,7 @@ function epochMs(): number {
 
 export class Feed {
   readonly book: Book;
-  private socket: WebSocket | null = null;
+  private socket: FeedSocket | null = null;
   private instruments: string[];
   /** The same, for the per-update membership test. */
   private watched: Set<string>;
@@ -67,7 +99,7 @@ export class Feed {
   private lastHeardMs = 0;
   private silenceLimitMs = 45_000;
   private nextId = 0;
-  private readonly pending = new Map<string, (message: ServerMessage) => void>();
+  private readonly pending = new Map<string, PendingRequest>();
   private readonly latency = new LatencyWindow();
   private readonly rate = new RateMeter();
   private readonly listeners = new Set<() => void>();
@@ -75,11 +107,22 @@ export class Feed {
   /** instrument → the last version being replayed from history: those are not live, so they
    * count as resumed but not in the latency figures. */
   private readonly replayingUntil = new Map<string, number>();
+  /** Instruments re-subscribed after a version gap, waiting for their snapshot: their updates
+   * until then are dropped (the resume replays them in order). */
+  private readonly resyncing = new Set<string>();
+  /** The ids of those resubscriptions → their instrument (an error reply releases it). */
+  private readonly resyncIds = new Map<string, string>();
+  private readonly createSocket: SocketFactory;
+  private readonly random: () => number;
+  private readonly now: () => number;
 
   constructor(private readonly options: FeedOptions) {
     this.book = new Book(options.initial);
     this.instruments = [...options.instruments];
     this.watched = new Set(this.instruments);
+    this.createSocket = options.createSocket ?? browserSocket;
+    this.random = options.random ?? Math.random;
+    this.now = options.now ?? epochMs;
   }
 
   start(): void {
@@ -90,8 +133,10 @@ export class Feed {
   stop(): void {
     this.stopped = true;
     this.clearTimers();
-    this.socket?.close(1000, "page closed");
+    const socket = this.socket;
     this.socket = null;
+    this.failPending("page closed");
+    socket?.close(1000, "page closed");
   }
 
   subscribe(listener: () => void): () => void {
@@ -107,7 +152,7 @@ export class Feed {
   }
 
   view(): FeedView {
-    const now = epochMs();
+    const now = this.now();
     const [p50Ms, p99Ms] = this.latency.quantiles([0.5, 0.99]);
     return {
       status: this.status,
@@ -129,8 +174,11 @@ export class Feed {
     const removed = this.instruments.filter((name) => !next.includes(name));
     this.instruments = [...next];
     this.watched = new Set(next);
-    for (const name of removed) this.book.forget(name);
-    if (this.socket?.readyState !== WebSocket.OPEN) return;
+    for (const name of removed) {
+      this.book.forget(name);
+      this.resyncing.delete(name);
+    }
+    if (this.socket?.readyState !== SOCKET_OPEN) return;
     if (removed.length) this.send({ type: "unsubscribe", id: this.id(), instruments: removed });
     if (added.length) this.send({ type: "subscribe", id: this.id(), instruments: added, since: this.book.since(added) });
     this.emit();
@@ -145,23 +193,39 @@ export class Feed {
   }
 
   private request(message: Record<string, unknown>): Promise<AlertReply> {
-    if (this.socket?.readyState !== WebSocket.OPEN) {
+    if (this.socket?.readyState !== SOCKET_OPEN) {
       return Promise.resolve({ ok: false, error: "not connected: try again when live" });
     }
     const id = this.id();
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        resolve({ ok: false, error: "no reply from the server" });
-      }, REQUEST_TIMEOUT_MS);
-      this.pending.set(id, (reply) => {
-        clearTimeout(timer);
-        if (reply.type === "error") resolve({ ok: false, error: `${reply.code}: ${reply.reason}` });
-        else if (reply.type === "alert.accepted") resolve({ ok: true, alertId: reply.alert_id });
-        else resolve({ ok: true });
-      });
+      const entry: PendingRequest = {
+        timer: setTimeout(() => {
+          this.pending.delete(id);
+          resolve({ ok: false, error: "no reply from the server" });
+        }, REQUEST_TIMEOUT_MS),
+        resolve: (reply) => {
+          if (reply.type === "error") resolve({ ok: false, error: `${reply.code}: ${reply.reason}` });
+          else if (reply.type === "alert.accepted") resolve({ ok: true, alertId: reply.alert_id });
+          else resolve({ ok: true });
+        },
+      };
+      this.pending.set(id, entry);
       this.send({ ...message, id });
     });
+  }
+
+  /** Settle a pending request (its timer cleared) with `message`. */
+  private settle(id: string, message: ServerMessage): void {
+    const entry = this.pending.get(id);
+    if (!entry) return;
+    this.pending.delete(id);
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.resolve(message);
+  }
+
+  /** Every request still waiting fails now (connection lost or page closed); timers cleared. */
+  private failPending(reason: string): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, { type: "error", code: "disconnected", reason });
   }
 
   private connect(): void {
@@ -170,7 +234,7 @@ export class Feed {
     if (this.options.token) url.searchParams.set("token", this.options.token);
     // Several updates per frame when they queue up (docs/websocket.md): fewer frames to parse.
     url.searchParams.set("batch", "true");
-    const socket = new WebSocket(url.toString(), ["tapewire.v1.json"]);
+    const socket = this.createSocket(url.toString(), ["tapewire.v1.json"]);
     this.socket = socket;
     socket.onmessage = (event) => this.onFrame(event.data);
     socket.onclose = (event) => this.onClose(socket, event.code, event.reason);
@@ -178,22 +242,27 @@ export class Feed {
     socket.onerror = () => undefined;
   }
 
-  private onClose(socket: WebSocket, code: number, reason: string): void {
+  private onClose(socket: FeedSocket, code: number, reason: string): void {
     if (socket !== this.socket) return;
     this.socket = null;
     this.clearTimers();
-    for (const resolve of this.pending.values()) resolve({ type: "error", code: "disconnected", reason: "connection lost" });
-    this.pending.clear();
+    this.failPending("connection lost");
+    // The reconnect resumes every instrument from what the book holds.
+    this.resyncing.clear();
+    this.resyncIds.clear();
     if (this.stopped) return;
     if (code === 4001) {
       this.setStatus("unauthorized", `the server refused the token (${reason || "4001"}): log in again`);
       return;
     }
     // 1012 (instance draining) means "come back at once"; anything else backs off.
-    const delay = code === 1012 ? 0 : backoffMs(this.attempt, Math.random());
+    const delay = code === 1012 ? 0 : backoffMs(this.attempt, this.random());
     this.attempt += 1;
     this.setStatus("reconnecting", `connection lost (${code}${reason ? ` ${reason}` : ""}); retrying in ${(delay / 1000).toFixed(1)} s`);
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.connect();
+    }, delay);
   }
 
   private onFrame(data: unknown): void {
@@ -201,7 +270,8 @@ export class Feed {
     this.lastHeardMs = Date.now();
     let message: ServerMessage;
     try {
-      message = JSON.parse(data) as ServerMessage;
+      // Nanosecond stamps stay exact (lib/nanos.ts): they are beyond a double's integers.
+      message = parseJson(data) as ServerMessage;
     } catch {
       return;
     }
@@ -231,17 +301,16 @@ export class Feed {
       default:
         break;
     }
-    if ("id" in message && message.id && this.pending.has(message.id)) {
-      const resolve = this.pending.get(message.id)!;
-      this.pending.delete(message.id);
-      resolve(message);
-    }
+    if (message.type === "error" && message.id && this.resyncIds.has(message.id)) this.onResyncRefused(message.id);
+    if ("id" in message && message.id) this.settle(message.id, message);
   }
 
   private onWelcome(userId: string, heartbeatS: number, idleTimeoutS: number): void {
     this.userId = userId;
     this.attempt = 0;
     if (this.everConnected) this.reconnects += 1;
+    // A second welcome on one connection must not leave the first one's timers running.
+    this.clearTimers();
     // The server closes a client that says nothing for idle_timeout_s; a dead server is one
     // that sends nothing (not even a heartbeat) for well over heartbeat_s.
     this.pingTimer = setInterval(() => this.send({ type: "ping" }), (idleTimeoutS * 1000) / 3);
@@ -258,6 +327,16 @@ export class Feed {
   }
 
   private onSnapshot(snapshot: Snapshot): void {
+    if (snapshot.id) {
+      this.settle(snapshot.id, snapshot);
+      this.resyncIds.delete(snapshot.id);
+    }
+    const resynced = [
+      ...snapshot.states.map((s) => s.instrument),
+      ...Object.keys(snapshot.resumed),
+      ...snapshot.missing,
+      ...Object.keys(snapshot.ahead ?? {}),
+    ].filter((name) => this.resyncing.delete(name));
     const replayed = Object.values(snapshot.resumed).reduce((n, r) => n + Math.max(0, r.to - r.from + 1), 0);
     this.book.applySnapshot(snapshot);
     for (const [name, range] of Object.entries(snapshot.resumed)) this.replayingUntil.set(name, range.to);
@@ -265,23 +344,60 @@ export class Feed {
     for (const state of snapshot.states) this.changed.add(state.instrument);
     let notice = "live";
     if (snapshot.reason === "resync") notice = "resynced with the server";
+    else if (resynced.length) notice = `resynced ${resynced.join(", ")} after a version gap`;
     else if (this.everConnected && Object.keys(snapshot.resumed).length) {
-      notice = `reconnected: resumed ${replayed} missed updates` + (snapshot.gaps.length ? `, ${snapshot.gaps.length} fresh (history too short)` : ", no gaps");
+      notice =
+        `reconnected: resumed ${replayed} missed updates` +
+        (snapshot.gaps.length ? `, ${snapshot.gaps.length} fresh (history too short)` : ", no gaps");
     }
     this.everConnected = true;
-    this.setStatus("live", notice);
+    if (this.resyncing.size) this.setStatus("resyncing", this.notice);
+    else this.setStatus("live", notice);
   }
 
   private onUpdate(state: InstrumentState): void {
     if (!this.watched.has(state.instrument)) return;
-    if (this.book.applyUpdate(state) === "stale") return;
-    const now = epochMs();
+    // Waiting for the resume asked after a gap: it replays this version in its turn.
+    if (this.resyncing.has(state.instrument)) return;
+    const kind = this.book.classify(state);
+    if (kind === "stale") return;
+    if (kind === "gap") {
+      this.onGap(state);
+      return;
+    }
+    this.book.applyUpdate(state);
+    const now = this.now();
     const replayed = (this.replayingUntil.get(state.instrument) ?? 0) >= state.version;
-    if (!replayed && state.times.ingest_ns > 0) this.latency.add(now - state.times.ingest_ns / 1e6);
+    if (!replayed && hasStamp(state.times?.ingest_ns)) this.latency.add(msSince(state.times.ingest_ns, now));
     this.rate.add(now);
     this.changed.add(state.instrument);
     if (this.status === "resyncing") this.setStatus("live", "caught up");
     else this.emit();
+  }
+
+  /** Versions went missing without notice (docs/websocket.md promises they never do): count
+   * them, keep the state held, and resubscribe the instrument with `since` = the version held,
+   * so the server replays what was missed in order (or, when its history does not reach back,
+   * sends the current state: `snapshot.gaps`). Until that snapshot, its updates are dropped. */
+  private onGap(state: InstrumentState): void {
+    const name = state.instrument;
+    const held = this.book.get(name)?.version ?? 0;
+    this.book.recordGap(state);
+    this.resyncing.add(name);
+    const id = this.id();
+    this.resyncIds.set(id, name);
+    this.send({ type: "subscribe", id, instruments: [name], since: { [name]: held } });
+    this.setStatus("resyncing", `version gap on ${name} (${held} → ${state.version}): resyncing`);
+  }
+
+  /** The server refused the resubscription (rate limit, say): stop waiting for its replay and
+   * take the next update as it comes, as after an announced jump. */
+  private onResyncRefused(id: string): void {
+    const name = this.resyncIds.get(id)!;
+    this.resyncIds.delete(id);
+    if (!this.resyncing.delete(name)) return;
+    this.book.markConflated([name]);
+    if (this.resyncing.size === 0) this.setStatus("live", `could not resync ${name}: taking its next update`);
   }
 
   private setStatus(status: ConnectionStatus, notice: string): void {
@@ -295,7 +411,7 @@ export class Feed {
   }
 
   private send(message: Record<string, unknown>): void {
-    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+    if (this.socket?.readyState === SOCKET_OPEN) this.socket.send(JSON.stringify(message));
   }
 
   private id(): string {

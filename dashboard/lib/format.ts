@@ -32,7 +32,11 @@ export function volume(value: Decimal | undefined): string {
   if (value === null || value === undefined) return DASH;
   const n = Number(value);
   if (!Number.isFinite(n)) return value;
-  const units: [number, string][] = [[1e9, "B"], [1e6, "M"], [1e3, "k"]];
+  const units: [number, string][] = [
+    [1e9, "B"],
+    [1e6, "M"],
+    [1e3, "k"],
+  ];
   for (const [size, unit] of units) if (Math.abs(n) >= size) return `${(n / size).toFixed(2)}${unit}`;
   return value;
 }

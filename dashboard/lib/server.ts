@@ -1,6 +1,7 @@
 // What the Next.js server needs to know and fetch: where dashboard_api is (for itself and for
 // browsers), which token to use, and the snapshot the first paint is rendered from.
 
+import { errorOf, getInstruments, getSnapshot } from "./api";
 import type { InstrumentState } from "./types";
 
 export const TOKEN_COOKIE = "tw_token";
@@ -140,41 +141,23 @@ export type Loaded =
   | { kind: "unauthorized"; reason: string }
   | { kind: "unavailable"; reason: string };
 
-async function getJson(url: string, token: string | null): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(url, {
-    headers: token ? { Authorization: `Bearer ${token}` } : {},
-    cache: "no-store",
-    signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-  });
-  return { status: response.status, body: await response.json().catch(() => null) };
-}
-
-function reasonOf(body: unknown, fallback: string): string {
-  if (body && typeof body === "object" && "error" in body) return String((body as { error: unknown }).error);
-  return fallback;
-}
-
-async function fetchStates(api: string, token: string | null, names: string[]): Promise<{ status: number; body: unknown }> {
-  if (names.length === 0) return { status: 200, body: { states: [] } };
-  return getJson(`${api}/api/snapshot?instruments=${encodeURIComponent(names.join(","))}`, token);
-}
-
 /** The instruments there are, and the current state of those on the watchlist (all by default).
  * With a remembered watchlist both requests go out at once: the first paint waits for one round trip. */
 export async function loadSnapshot(api: string, token: string | null, watchlist: string[] | null): Promise<Loaded> {
+  const options = { token, timeoutMs: FETCH_TIMEOUT_MS };
   try {
     const [listed, early] = await Promise.all([
-      getJson(`${api}/api/instruments`, token),
-      watchlist ? fetchStates(api, token, watchlist) : Promise.resolve(null),
+      getInstruments(api, options),
+      watchlist ? getSnapshot(api, watchlist, options) : Promise.resolve(null),
     ]);
     if (listed.status === 401 || listed.status === 403) {
-      return { kind: "unauthorized", reason: reasonOf(listed.body, `HTTP ${listed.status}`) };
+      return { kind: "unauthorized", reason: errorOf(listed.body, `HTTP ${listed.status}`) };
     }
-    if (listed.status !== 200) return { kind: "unavailable", reason: reasonOf(listed.body, `HTTP ${listed.status}`) };
-    const instruments = ((listed.body as { instruments: string[] }).instruments ?? []).slice().sort();
-    const snapshot = early ?? (await fetchStates(api, token, instruments.slice(0, 50)));
-    if (snapshot.status !== 200) return { kind: "unavailable", reason: reasonOf(snapshot.body, `HTTP ${snapshot.status}`) };
-    return { kind: "ok", instruments, states: (snapshot.body as { states: InstrumentState[] }).states };
+    if (listed.status !== 200) return { kind: "unavailable", reason: errorOf(listed.body, `HTTP ${listed.status}`) };
+    const instruments = (listed.body?.instruments ?? []).slice().sort();
+    const snapshot = early ?? (await getSnapshot(api, instruments.slice(0, 50), options));
+    if (snapshot.status !== 200) return { kind: "unavailable", reason: errorOf(snapshot.body, `HTTP ${snapshot.status}`) };
+    return { kind: "ok", instruments, states: snapshot.body?.states ?? [] };
   } catch (error) {
     return { kind: "unavailable", reason: `dashboard_api is not reachable (${(error as Error).message})` };
   }

@@ -1,10 +1,15 @@
 // The JSON of protocol v1 (docs/websocket.md) as the dashboard reads it. Decimals are strings
-// (a JSON number would become a binary float), unknown ones null; times are epoch nanoseconds.
+// (a JSON number would become a binary float), unknown ones null; times are epoch nanoseconds,
+// read by `parseJson` (lib/nanos.ts) as their exact digits: they exceed Number.MAX_SAFE_INTEGER.
+
+import type { Nanos } from "./nanos";
+
+export type { Nanos };
 
 export type Decimal = string | null;
 
 export interface Bar {
-  start_time_ns: number;
+  start_time_ns: Nanos;
   open: Decimal;
   high: Decimal;
   low: Decimal;
@@ -19,11 +24,11 @@ export interface StoredBar extends Bar {
 }
 
 export interface StageTimes {
-  exchange_ns: number;
-  ingest_ns: number;
-  processed_ns: number;
-  cached_ns: number;
-  sent_ns: number;
+  exchange_ns: Nanos;
+  ingest_ns: Nanos;
+  processed_ns: Nanos;
+  cached_ns: Nanos;
+  sent_ns: Nanos;
 }
 
 export interface InstrumentState {
@@ -59,7 +64,7 @@ export interface Alert {
   instrument: string;
   direction: AlertDirection;
   price: string;
-  created_ns: number;
+  created_ns: Nanos;
 }
 
 export interface AlertEvent {
@@ -69,7 +74,7 @@ export interface AlertEvent {
   trigger_price: Decimal;
   trigger_version: number;
   reason: string;
-  event_ns: number;
+  event_ns: Nanos;
 }
 
 export interface Welcome {
@@ -89,6 +94,8 @@ export interface Snapshot {
   missing: string[];
   resumed: Record<string, { from: number; to: number }>;
   gaps: string[];
+  /** instrument → the server's version, for a `since` beyond it (nothing follows until it passes). */
+  ahead?: Record<string, number>;
 }
 
 export interface Update {
@@ -122,5 +129,5 @@ export type ServerMessage =
   | { type: "alert.accepted"; id?: string; alert_id: string }
   | { type: "alert.list"; id?: string; alerts: Omit<AlertEvent, "type">[] }
   | { type: "unsubscribed"; id?: string; instruments: string[] }
-  | { type: "pong"; id?: string; server_time_ns: number }
-  | { type: "heartbeat"; server_time_ns: number };
+  | { type: "pong"; id?: string; server_time_ns: Nanos }
+  | { type: "heartbeat"; server_time_ns: Nanos };

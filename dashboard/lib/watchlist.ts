@@ -8,7 +8,10 @@ export const MAX_WATCHLIST = 200;
 /** Names from untrusted text (a cookie, storage): valid ones only, no repeats, bounded. */
 export function parseWatchlist(text: string | null | undefined): string[] | null {
   if (!text) return null;
-  const names = text.split(",").map((name) => name.trim()).filter((name) => NAME.test(name));
+  const names = text
+    .split(",")
+    .map((name) => name.trim())
+    .filter((name) => NAME.test(name));
   return [...new Set(names)].slice(0, MAX_WATCHLIST);
 }
 

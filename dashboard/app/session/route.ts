@@ -3,6 +3,7 @@
 
 import { NextResponse, type NextRequest } from "next/server";
 
+import { checkToken } from "@/lib/api";
 import { TOKEN_COOKIE, cleanToken, endpoints } from "@/lib/server";
 
 function home(request: NextRequest, error?: string): NextResponse {
@@ -22,19 +23,10 @@ export async function POST(request: NextRequest): Promise<NextResponse> {
   const token = cleanToken(form?.get("token")?.toString());
   if (!token) return home(request, "enter a token (printable characters, at most 8 KiB)");
   const api = endpoints(request.headers.get("host"), request.headers.get("x-forwarded-proto"));
-  let status: number;
-  try {
-    const answer = await fetch(`${api.internal}/api/instruments`, {
-      headers: { Authorization: `Bearer ${token}` },
-      cache: "no-store",
-      signal: AbortSignal.timeout(3000),
-    });
-    status = answer.status;
-  } catch {
-    return home(request, "dashboard_api is not reachable: try again");
-  }
-  if (status === 401 || status === 403) return home(request, "the token was refused (invalid or expired)");
-  if (status !== 200) return home(request, `dashboard_api answered HTTP ${status}`);
+  const check = await checkToken(api.internal, token);
+  if (check === "unreachable") return home(request, "dashboard_api is not reachable: try again");
+  if (check === "refused") return home(request, "the token was refused (invalid or expired)");
+  if (check !== "ok") return home(request, `dashboard_api answered HTTP ${check.status}`);
   const response = home(request);
   response.cookies.set(TOKEN_COOKIE, token, {
     httpOnly: true,
