@@ -20,6 +20,12 @@ from tests.support import kafka_for_tests, own_postgres, own_redis, own_topics
 
 
 @pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """`@pytest.mark.anyio` tests run on asyncio only (anyio's own pytest plugin runs them)."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
 def stack_env() -> dict[str, str]:
     """Addresses of the real Kafka, Redis and PostgreSQL the tests run against."""
     wanted = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "DATABASE_URL")

@@ -24,7 +24,7 @@ from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, To
 from tests.support import consume_all, free_port, produce_raw, service_env, wait_for
 from tools.suite import Suite, prepare
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 T0_S = 1_763_649_000  # 2025-11-20 14:30:00 UTC
 SUBSCRIBED = ["AAPL", "MSFT"]
@@ -140,7 +140,7 @@ async def collect_until(
     return updates
 
 
-def test_replay_flows_to_websocket_rest_postgres_and_dlq(
+async def test_replay_flows_to_websocket_rest_postgres_and_dlq(
     suite: Suite,
     suite_env: dict[str, str],
     kafka_settings: KafkaSettings,
@@ -160,47 +160,43 @@ def test_replay_flows_to_websocket_rest_postgres_and_dlq(
     replay = tmp_path / "ticks.ndjson"
     replay.write_text("\n".join(replay_lines()) + "\n")
 
-    async def scenario() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        async with websockets.connect(f"ws://127.0.0.1:{suite_env['DASHBOARD_API_PORT']}/ws") as ws:
-            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            assert welcome["type"] == "welcome" and welcome["protocol"] == 1
-            await ws.send(json.dumps({"type": "subscribe", "instruments": SUBSCRIBED}))
-            snapshot = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            await ws.send("not json")
-            error = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            assert error["type"] == "error" and error["reason"]
-            # A price alert through Kafka and the processor, back to this connection: it must be
-            # ACTIVE in the processor before the trades start, or they could pass it by.
-            create = {"type": "alert.create", "id": "a", "instrument": "AAPL", "direction": "above"}
-            await ws.send(json.dumps({**create, "price": "119.5"}))
-            accepted = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            assert accepted["type"] == "alert.accepted" and accepted["id"] == "a", accepted
-            active = json.loads(await asyncio.wait_for(ws.recv(), 30))
-            assert (active["type"], active["status"]) == ("alert", "active"), active
-            assert active["alert"]["alert_id"] == accepted["alert_id"]
-            ingester = suite.start_service(
-                "ingester",
-                {
-                    "INGESTER_SOURCE": "replay",
-                    "INGESTER_REPLAY_PATH": str(replay),
-                    "INGESTER_REPLAY_SPEED": "0",
-                },
-            )
-            alerts: list[dict[str, Any]] = []
-            updates = await collect_until(ws, {"AAPL": 30, "MSFT": 30}, timeout_s=60, alerts=alerts)
-            while not alerts:
-                alerts.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
-            (triggered,) = alerts
-            assert (triggered["type"], triggered["status"]) == ("alert", "triggered"), triggered
-            assert (triggered["trigger_price"], triggered["trigger_version"]) == ("120", 21)
-            assert triggered["times"]["ingest_ns"] > 0 and triggered["times"]["processed_ns"] > 0
-            await ws.send(json.dumps({"type": "alert.list", "id": "l"}))
-            listing = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            assert [a["status"] for a in listing["alerts"]] == ["triggered"], listing
-            assert await asyncio.to_thread(ingester.wait, 60) == 0, suite.log_tail("ingester")
-            return snapshot, updates
-
-    snapshot, updates = asyncio.run(scenario())
+    async with websockets.connect(f"ws://127.0.0.1:{suite_env['DASHBOARD_API_PORT']}/ws") as ws:
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert welcome["type"] == "welcome" and welcome["protocol"] == 1
+        await ws.send(json.dumps({"type": "subscribe", "instruments": SUBSCRIBED}))
+        snapshot = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        await ws.send("not json")
+        error = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert error["type"] == "error" and error["reason"]
+        # A price alert through Kafka and the processor, back to this connection: it must be
+        # ACTIVE in the processor before the trades start, or they could pass it by.
+        create = {"type": "alert.create", "id": "a", "instrument": "AAPL", "direction": "above"}
+        await ws.send(json.dumps({**create, "price": "119.5"}))
+        accepted = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert accepted["type"] == "alert.accepted" and accepted["id"] == "a", accepted
+        active = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert (active["type"], active["status"]) == ("alert", "active"), active
+        assert active["alert"]["alert_id"] == accepted["alert_id"]
+        ingester = suite.start_service(
+            "ingester",
+            {
+                "INGESTER_SOURCE": "replay",
+                "INGESTER_REPLAY_PATH": str(replay),
+                "INGESTER_REPLAY_SPEED": "0",
+            },
+        )
+        alerts: list[dict[str, Any]] = []
+        updates = await collect_until(ws, {"AAPL": 30, "MSFT": 30}, timeout_s=60, alerts=alerts)
+        while not alerts:
+            alerts.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        (triggered,) = alerts
+        assert (triggered["type"], triggered["status"]) == ("alert", "triggered"), triggered
+        assert (triggered["trigger_price"], triggered["trigger_version"]) == ("120", 21)
+        assert triggered["times"]["ingest_ns"] > 0 and triggered["times"]["processed_ns"] > 0
+        await ws.send(json.dumps({"type": "alert.list", "id": "l"}))
+        listing = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert [a["status"] for a in listing["alerts"]] == ["triggered"], listing
+        assert await asyncio.to_thread(ingester.wait, 60) == 0, suite.log_tail("ingester")
 
     assert snapshot["type"] == "snapshot"
     assert snapshot["states"] == [] and sorted(snapshot["missing"]) == SUBSCRIBED

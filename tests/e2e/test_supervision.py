@@ -33,7 +33,7 @@ from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, To
 from tests.support import free_port, service_env
 from tools.suite import SERVICES, RestartDelays, RestartPolicy, Suite, prepare, supervise
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150), pytest.mark.anyio]
 
 API = "dashboard_api"
 INSTRUMENTS = instrument_names(4)
@@ -223,11 +223,13 @@ def check_restart_recorded(
     assert f"suite: {service} restarted (pid {new.pid})" in run.reports
 
 
-def test_each_service_killed_comes_back_and_the_client_keeps_its_updates(supervised: Supervised) -> None:
+async def test_each_service_killed_comes_back_and_the_client_keeps_its_updates(
+    supervised: Supervised,
+) -> None:
     run = supervised
     others = [name for name in SERVICES if name != API]
 
-    async def scenario() -> None:
+    try:
         async with httpx.AsyncClient(timeout=2) as http:
             for service in SERVICES:
                 await eventually(lambda s=service: answers(http, run.health_url(s)), 60, f"{service} healthy")
@@ -258,9 +260,6 @@ def test_each_service_killed_comes_back_and_the_client_keeps_its_updates(supervi
             assert watcher.connections == 2
             await ws.close()
             await reader
-
-    try:
-        asyncio.run(scenario())
     except websockets.ConnectionClosedError:
         pytest.fail("the client's connection broke with an error")
     assert run.policy.counts() == dict.fromkeys(SERVICES, 1), "a service restarted that was not killed"

@@ -27,12 +27,11 @@ from tests.integration.dashboard_support import (
     Cache,
     eventually,
     receive,
-    run,
     serving,
     subscribe,
 )
 
-pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120), pytest.mark.anyio]
 
 SUBSCRIBERS = 2_000
 SNAPSHOT_REQUESTS = 1_000
@@ -60,7 +59,7 @@ def _roomy(settings: DashboardApiSettings, **overrides: object) -> DashboardApiS
     return settings.model_copy(update=values)
 
 
-def test_thousands_of_subscribers_at_once_all_get_a_snapshot(
+async def test_thousands_of_subscribers_at_once_all_get_a_snapshot(
     dashboard_settings: DashboardApiSettings, cache: Cache
 ) -> None:
     cache.put("AAA", 1, last_price="101")
@@ -77,22 +76,20 @@ def test_thousands_of_subscribers_at_once_all_get_a_snapshot(
             closes[exc.rcvd.code if exc.rcvd else None] += 1
             return False
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(_roomy(dashboard_settings)) as app:
             started = time.monotonic()
             served = await asyncio.gather(*(one_subscriber(app) for _ in range(SUBSCRIBERS)))
             elapsed = time.monotonic() - started
             assert sum(served) == SUBSCRIBERS, f"{sum(served)} snapshots in {elapsed:.1f}s, closes {closes}"
 
-    run(scenario())
 
-
-def test_a_thousand_snapshot_requests_at_once_all_answer_200(
+async def test_a_thousand_snapshot_requests_at_once_all_answer_200(
     dashboard_settings: DashboardApiSettings, cache: Cache
 ) -> None:
     cache.put("AAA", 1, last_price="101")
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(_roomy(dashboard_settings)) as app:
             started = time.monotonic()
             answers = await asyncio.gather(
@@ -102,8 +99,6 @@ def test_a_thousand_snapshot_requests_at_once_all_answer_200(
             statuses = Counter(status for status, _body in answers)
             refusals = {body for status, body in answers if status != 200}
             assert statuses == {200: SNAPSHOT_REQUESTS}, (f"{elapsed:.1f}s", statuses, refusals)
-
-    run(scenario())
 
 
 async def _get(port: int, target: str, address: str = "127.0.0.1") -> tuple[int, bytes]:
@@ -118,12 +113,12 @@ async def _get(port: int, target: str, address: str = "127.0.0.1") -> tuple[int,
     return int(head.split(b" ", 2)[1]), body
 
 
-def test_idle_sockets_are_closed_at_the_handshake_deadline_and_starve_no_one(
+async def test_idle_sockets_are_closed_at_the_handshake_deadline_and_starve_no_one(
     dashboard_settings: DashboardApiSettings, cache: Cache
 ) -> None:
     cache.put("AAA", 1, last_price="101")
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with (
             serving(_roomy(dashboard_settings, handshake_timeout_s=1.0)) as app,
             _sockets(app.port, IDLE_SOCKETS, IDLE_ADDRESS) as idle,
@@ -142,15 +137,13 @@ def test_idle_sockets_are_closed_at_the_handshake_deadline_and_starve_no_one(
             assert await asyncio.wait_for(trickle, 10) < 1.0 + 2
             assert await app.metric("dashboard_api_handshake_timeouts_total") == IDLE_SOCKETS + 1
 
-    run(scenario())
 
-
-def test_connections_beyond_the_per_address_cap_are_refused_at_once(
+async def test_connections_beyond_the_per_address_cap_are_refused_at_once(
     dashboard_settings: DashboardApiSettings,
 ) -> None:
     cap = 50
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(_roomy(dashboard_settings, max_connections_per_ip=cap)) as app:
             # A WebSocket gives its slot back when it closes, not only plain HTTP connections.
             async with connect(
@@ -165,8 +158,6 @@ def test_connections_beyond_the_per_address_cap_are_refused_at_once(
                 assert await app.metric("dashboard_api_refused_connections_total", {"cap": "address"}) == 10
             await eventually(lambda: _open_connections(app, 1), "the idle sockets' slots to be released")
             assert (await _get(app.port, "/healthz", CAPPED_ADDRESS))[0] == 200
-
-    run(scenario())
 
 
 @contextlib.asynccontextmanager

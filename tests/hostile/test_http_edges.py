@@ -3,6 +3,7 @@ on, unknown paths and methods, readiness while paused, and resume positions out 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -21,13 +22,12 @@ from tests.integration.dashboard_support import (
     Cache,
     make_settings,
     receive,
-    run,
     send,
     serving,
     subscribe,
 )
 
-pytestmark = [pytest.mark.hostile, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.hostile, pytest.mark.timeout(90), pytest.mark.anyio]
 
 SECRET = "hostile-test-secret-long-enough-for-hs256"
 DOCS_PATHS = ("/openapi.json", "/docs", "/redoc")
@@ -52,11 +52,11 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 # -- tokens -----------------------------------------------------------------------------------
 
 
-def test_a_string_exp_is_refused_on_rest_and_websocket(auth_settings: DashboardApiSettings) -> None:
+async def test_a_string_exp_is_refused_on_rest_and_websocket(auth_settings: DashboardApiSettings) -> None:
     # PyJWT alone turns "9999999999" into a number: a token that never expires.
     forged = bearer(exp="9999999999")
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(auth_settings) as app:
             body = assert_error(await app.http.get("/api/instruments", headers=forged), 401, "unauthorized")
             assert body["error"] == 'token "exp" claim must be a number'
@@ -70,14 +70,12 @@ def test_a_string_exp_is_refused_on_rest_and_websocket(auth_settings: DashboardA
             )
             assert (await app.http.get("/api/instruments", headers=bearer())).status_code == 200
 
-    run(scenario())
-
 
 # -- the schema and its pages -----------------------------------------------------------------
 
 
-def test_the_schema_and_docs_need_a_token_when_auth_is_on(auth_settings: DashboardApiSettings) -> None:
-    async def scenario() -> None:
+async def test_the_schema_and_docs_need_a_token_when_auth_is_on(auth_settings: DashboardApiSettings) -> None:
+    async with asyncio.timeout(80):
         async with serving(auth_settings) as app:
             for path in DOCS_PATHS:
                 response = await app.http.get(path)
@@ -92,25 +90,23 @@ def test_the_schema_and_docs_need_a_token_when_auth_is_on(auth_settings: Dashboa
                 page = await app.http.get(path, headers=bearer())
                 assert page.status_code == 200 and "/openapi.json" in page.text, path
 
-    run(scenario())
 
-
-def test_the_schema_and_docs_stay_open_when_auth_is_off(dashboard_settings: DashboardApiSettings) -> None:
-    async def scenario() -> None:
+async def test_the_schema_and_docs_stay_open_when_auth_is_off(
+    dashboard_settings: DashboardApiSettings,
+) -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             for path in DOCS_PATHS:
                 assert (await app.http.get(path)).status_code == 200, path
-
-    run(scenario())
 
 
 # -- routing's own errors ---------------------------------------------------------------------
 
 
-def test_unknown_paths_and_wrong_methods_get_the_documented_error_shape(
+async def test_unknown_paths_and_wrong_methods_get_the_documented_error_shape(
     dashboard_settings: DashboardApiSettings, auth_settings: DashboardApiSettings
 ) -> None:
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         for settings in (dashboard_settings, auth_settings):
             async with serving(settings) as app:
                 for path in ("/nope", "/api/../etc/passwd", "/api/instruments/x", "/ws"):
@@ -124,14 +120,12 @@ def test_unknown_paths_and_wrong_methods_get_the_documented_error_shape(
                     assert_error(response, 405, "method_not_allowed")
                     assert response.headers["allow"] == allowed, (method, path)
 
-    run(scenario())
-
 
 # -- readiness --------------------------------------------------------------------------------
 
 
-def test_readyz_is_503_while_the_relay_is_paused(dashboard_settings: DashboardApiSettings) -> None:
-    async def scenario() -> None:
+async def test_readyz_is_503_while_the_relay_is_paused(dashboard_settings: DashboardApiSettings) -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             assert (await app.http.post("/admin/relay/pause")).status_code == 200
             ready = await app.http.get("/readyz")
@@ -144,19 +138,17 @@ def test_readyz_is_503_while_the_relay_is_paused(dashboard_settings: DashboardAp
             ready = await app.http.get("/readyz")
             assert (ready.status_code, ready.json()) == (200, {"status": "ok"})
 
-    run(scenario())
-
 
 # -- resume positions -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("since", [2**64 - 1, 2**63, MAX_VERSION + 1])
-def test_a_since_beyond_int64_is_invalid_since_not_a_close(
+async def test_a_since_beyond_int64_is_invalid_since_not_a_close(
     dashboard_settings: DashboardApiSettings, cache: Cache, since: int
 ) -> None:
     cache.put("A", 1)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app, app.ws() as ws:
             await send(ws, {"type": "subscribe", "id": "s", "instruments": ["A"], "since": {"A": since}})
             error = await receive(ws)
@@ -165,17 +157,15 @@ def test_a_since_beyond_int64_is_invalid_since_not_a_close(
             snapshot = await subscribe(ws, "A", since={"A": MAX_VERSION})
             assert (snapshot["ahead"], snapshot["resumed"], snapshot["gaps"]) == ({"A": 1}, {}, [])
 
-    run(scenario())
 
-
-def test_a_since_ahead_of_the_server_is_named_and_its_updates_held_back(
+async def test_a_since_ahead_of_the_server_is_named_and_its_updates_held_back(
     dashboard_settings: DashboardApiSettings, cache: Cache
 ) -> None:
     for version in (1, 2, 3):
         cache.put("A", version)
     cache.put("B", 1)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             async with app.ws() as ws:
                 snapshot = await subscribe(ws, "A", "B", since={"A": 5, "B": 1})
@@ -191,5 +181,3 @@ def test_a_since_ahead_of_the_server_is_named_and_its_updates_held_back(
                 await ws.send(json.dumps({"type": "subscribe", "instruments": ["A"], "since": {"A": 9}}))
                 message = stream_pb2.ServerMessage.FromString(await ws.recv(decode=False))
                 assert dict(message.snapshot.ahead) == {"A": 6}
-
-    run(scenario())

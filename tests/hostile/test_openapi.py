@@ -41,9 +41,9 @@ from tapewire.auth import AuthSettings
 from tapewire.db import connect_kwargs
 from tapewire.settings import PostgresSettings, RedisSettings
 from tapewire.v1 import market_pb2 as pb
-from tests.integration.dashboard_support import Cache, make_settings, run, serving
+from tests.integration.dashboard_support import Cache, make_settings, serving
 
-pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120), pytest.mark.anyio]
 
 # Per operation and generation mode: ~10 operations x 2 modes (+ the seeded ones) stay well
 # under a minute against a local server.
@@ -158,7 +158,7 @@ def check(
             findings.failures.setdefault((case.operation.label, failure.title), group.message)
 
 
-def test_every_operation_answers_as_its_schema_says(
+async def test_every_operation_answers_as_its_schema_says(
     dashboard_settings: DashboardApiSettings, postgres_settings: PostgresSettings, cache: Cache
 ) -> None:
     for version, name in enumerate(INSTRUMENTS, start=1):
@@ -168,7 +168,7 @@ def test_every_operation_answers_as_its_schema_says(
     cache.put("ZERO", 1)  # every decimal unknown: nulls where the schema must allow them
     store_bars(postgres_settings, "AAPL")
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             response = await app.http.get("/openapi.json")
             assert response.status_code == 200
@@ -176,8 +176,6 @@ def test_every_operation_answers_as_its_schema_says(
         statuses = assert_no_failures(findings)
         never_ok = {label for label, seen in statuses.items() if not any(200 <= s < 300 for s in seen)}
         assert not never_ok, f"no case of {sorted(never_ok)} was accepted: {statuses}"
-
-    run(scenario())
 
 
 def assert_no_failures(findings: Findings) -> dict[str, dict[int, int]]:
@@ -194,7 +192,7 @@ def bearer(**claims: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {jwt.encode(payload, SECRET, algorithm='HS256')}"}
 
 
-def test_the_refusals_of_who_calls_are_documented_too(
+async def test_the_refusals_of_who_calls_are_documented_too(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings
 ) -> None:
     """With auth on: no token (401 everywhere but the probes), an expired one (401), a valid one
@@ -203,7 +201,7 @@ def test_the_refusals_of_who_calls_are_documented_too(
         redis_settings, postgres_settings, auth=AuthSettings(hs256_secret=SecretStr(SECRET))
     )
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(settings) as app:
             response = await app.http.get("/openapi.json", headers=bearer())
             assert response.status_code == 200
@@ -212,5 +210,3 @@ def test_the_refusals_of_who_calls_are_documented_too(
                 findings = await asyncio.to_thread(fuzz, response.json(), base, headers, 10)
                 statuses = assert_no_failures(findings)
                 assert statuses["GET /admin/connections"].get(refused), (headers, statuses)
-
-    run(scenario())

@@ -161,10 +161,6 @@ def versions(snapshot: dict[str, Any]) -> dict[str, int]:
     return {state["instrument"]: state["version"] for state in snapshot["states"]}
 
 
-def run(scenario: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(scenario, 80))
-
-
 def make_settings(redis: RedisSettings, postgres: PostgresSettings, **overrides: Any) -> DashboardApiSettings:
     values: dict[str, Any] = {
         "host": "127.0.0.1",

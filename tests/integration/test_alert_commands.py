@@ -8,9 +8,10 @@ a producer pointed at a port where no broker listens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -37,13 +38,9 @@ from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
 from tapewire.v1 import alerts_pb2 as apb
 from tests.support import consume_all, free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60), pytest.mark.anyio]
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
-
-
-def run(scenario: Coroutine[Any, Any, None], timeout_s: float = 40.0) -> None:
-    asyncio.run(asyncio.wait_for(scenario, timeout_s))
 
 
 class Failures:
@@ -68,14 +65,14 @@ def commands_for(producer: Any, topic: str, registry: CollectorRegistry, **optio
 # ---- to the commands topic -----------------------------------------------------------------
 
 
-def test_creates_and_cancels_reach_the_commands_topic_keyed_by_instrument(
+async def test_creates_and_cancels_reach_the_commands_topic_keyed_by_instrument(
     kafka_settings: KafkaSettings, topics: TopicSettings
 ) -> None:
     registry = CollectorRegistry()
     failures = Failures()
     ids: list[str] = []
 
-    async def scenario() -> None:
+    async with asyncio.timeout(40):
         commands = commands_for(open_producer(kafka_settings), topics.commands, registry)
         commands.start()
         ids.append(commands.submit_create("ann", "AAPL", "above", alert_requests_price("190.50"), failures))
@@ -83,8 +80,6 @@ def test_creates_and_cancels_reach_the_commands_topic_keyed_by_instrument(
         ids.append(commands.submit_create("bob", "ES.FUT", "above", "6000.25", failures))
         commands.submit_cancel("ann", ids[0], "AAPL", failures)
         await commands.stop(timeout_s=20)
-
-    run(scenario())
 
     assert len(set(ids)) == 3
     assert all(uuid.UUID(alert_id).version == 4 for alert_id in ids)
@@ -131,14 +126,13 @@ def alert_requests_price(text: str) -> Any:
     return price
 
 
-def test_a_full_queue_answers_busy_and_queues_nothing_more(
+async def test_a_full_queue_answers_busy_and_queues_nothing_more(
     kafka_settings: KafkaSettings, topics: TopicSettings
 ) -> None:
     registry = CollectorRegistry()
     accepted: list[str] = []
 
-    async def scenario() -> None:
-        # Not started: nothing takes from the queue, so it fills.
+    async with asyncio.timeout(40):
         commands = commands_for(open_producer(kafka_settings), topics.commands, registry, queue_size=2)
         accepted.append(commands.submit_create("ann", "AAPL", "above", "1"))
         commands.submit_cancel("ann", accepted[0], "AAPL")
@@ -153,24 +147,20 @@ def test_a_full_queue_answers_busy_and_queues_nothing_more(
         commands.start()
         await commands.stop(timeout_s=20)
 
-    run(scenario())
-
     records = consume_all(kafka_settings, topics.commands, 2)
     kinds = [apb.AlertCommand.FromString(r.value() or b"").WhichOneof("command") for r in records]
     assert sorted(kinds) == ["cancel", "create"]
     assert (sample(registry, "queued"), sample(registry, "busy"), sample(registry, "delivered")) == (2, 2, 2)
 
 
-def test_commands_after_stop_are_busy(kafka_settings: KafkaSettings, topics: TopicSettings) -> None:
-    async def scenario() -> None:
+async def test_commands_after_stop_are_busy(kafka_settings: KafkaSettings, topics: TopicSettings) -> None:
+    async with asyncio.timeout(40):
         commands = commands_for(open_producer(kafka_settings), topics.commands, CollectorRegistry())
         commands.start()
         await commands.stop(timeout_s=5)
         with pytest.raises(Busy, match="shutting down"):
             commands.submit_create("ann", "AAPL", "above", "1")
         await commands.stop(timeout_s=5)  # a second stop does nothing
-
-    run(scenario())
 
 
 def dead_broker(delivery_timeout_ms: int) -> Any:
@@ -180,7 +170,7 @@ def dead_broker(delivery_timeout_ms: int) -> Any:
     )
 
 
-def test_a_delivery_failure_after_the_ack_reaches_on_failed() -> None:
+async def test_a_delivery_failure_after_the_ack_reaches_on_failed() -> None:
     registry = CollectorRegistry()
     failures = Failures()
     reported = asyncio.Event()
@@ -189,7 +179,7 @@ def test_a_delivery_failure_after_the_ack_reaches_on_failed() -> None:
         failures(alert_id, reason)
         reported.set()
 
-    async def scenario() -> None:
+    async with asyncio.timeout(40):
         commands = commands_for(dead_broker(delivery_timeout_ms=500), "tt_commands", registry)
         commands.start()
         alert_id = commands.submit_create("ann", "AAPL", "above", "1", on_failed)
@@ -197,8 +187,6 @@ def test_a_delivery_failure_after_the_ack_reaches_on_failed() -> None:
         assert list(failures.reported) == [alert_id]
         assert "timed out" in failures.reported[alert_id].lower()
         await commands.stop(timeout_s=1)
-
-    run(scenario())
     assert (sample(registry, "queued"), sample(registry, "delivered"), sample(registry, "failed")) == (
         1,
         0,
@@ -206,11 +194,11 @@ def test_a_delivery_failure_after_the_ack_reaches_on_failed() -> None:
     )
 
 
-def test_stop_reports_what_it_could_not_deliver_in_time() -> None:
+async def test_stop_reports_what_it_could_not_deliver_in_time() -> None:
     registry = CollectorRegistry()
     failures = Failures()
 
-    async def scenario() -> None:
+    async with asyncio.timeout(40):
         commands = commands_for(dead_broker(delivery_timeout_ms=30_000), "tt_commands", registry, workers=1)
         commands.start()
         in_flight = commands.submit_create("ann", "AAPL", "above", "1", failures)
@@ -218,23 +206,19 @@ def test_stop_reports_what_it_could_not_deliver_in_time() -> None:
         await asyncio.sleep(0.1)  # the worker took the first and waits for its acknowledgement
         await commands.stop(timeout_s=0.3)
         assert failures.reported == {in_flight: UNCONFIRMED_REASON, queued: SHUTDOWN_REASON}
-
-    run(scenario())
     assert sample(registry, "failed") == 2
     assert registry.get_sample_value("dashboard_api_alert_command_queue_depth") == 0
 
 
-def test_stop_without_start_reports_everything_queued() -> None:
+async def test_stop_without_start_reports_everything_queued() -> None:
     failures = Failures()
 
-    async def scenario() -> None:
+    async with asyncio.timeout(40):
         commands = commands_for(FakeProducer(), "tt_commands", CollectorRegistry())
         first = commands.submit_create("ann", "AAPL", "above", "1", failures)
         commands.submit_cancel("ann", first, "AAPL", failures)
         await commands.stop(timeout_s=5)
         assert failures.reported == {first: SHUTDOWN_REASON}  # the cancel carries the same alert id
-
-    run(scenario())
 
 
 class FakeProducer:
@@ -270,27 +254,25 @@ class FakeProducer:
         return len(waiting)
 
 
-def test_a_full_librdkafka_buffer_is_waited_out() -> None:
+async def test_a_full_librdkafka_buffer_is_waited_out() -> None:
     registry = CollectorRegistry()
     producer = FakeProducer(full=5)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(40):
         commands = commands_for(producer, "tt_commands", registry, buffer_full_wait_s=0.001)
         commands.start()
         for price in ("1", "2", "3"):
             commands.submit_create("ann", "AAPL", "above", price)
         await commands.stop(timeout_s=5)
-
-    run(scenario())
     # Nothing lost, and submitted order kept although the first produce had to wait.
     assert [apb.AlertCommand.FromString(v).create.price for v in producer.produced] == ["1", "2", "3"]
     assert sample(registry, "delivered") == 3
 
 
-def test_a_record_refused_outright_is_reported() -> None:
+async def test_a_record_refused_outright_is_reported() -> None:
     failures = Failures()
 
-    async def scenario() -> None:
+    async with asyncio.timeout(40):
         producer = FakeProducer(refuse=KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         commands = commands_for(producer, "tt_commands", CollectorRegistry())
         commands.start()
@@ -298,16 +280,14 @@ def test_a_record_refused_outright_is_reported() -> None:
         await commands.stop(timeout_s=5)
         assert failures.reported[alert_id].startswith("kafka refused the command:")
 
-    run(scenario())
 
-
-def test_per_record_failures_only_hit_their_own_alerts_and_a_bad_callback_is_contained() -> None:
+async def test_per_record_failures_only_hit_their_own_alerts_and_a_bad_callback_is_contained() -> None:
     failures = Failures()
 
     def broken(_alert_id: str, _reason: str) -> None:
         raise RuntimeError("the session is gone")
 
-    async def scenario() -> None:
+    async with asyncio.timeout(40):
         producer = FakeProducer(fail=frozenset({b"MSFT"}))
         commands = commands_for(producer, "tt_commands", CollectorRegistry())
         commands.start()
@@ -317,8 +297,6 @@ def test_per_record_failures_only_hit_their_own_alerts_and_a_bad_callback_is_con
         await commands.stop(timeout_s=5)
         assert ok not in failures.reported
         assert failures.reported == {lost: KafkaError(KafkaError._MSG_TIMED_OUT).str()}
-
-    run(scenario())
 
 
 # ---- the alert store -----------------------------------------------------------------------
@@ -344,20 +322,18 @@ def write(client: redis.Redis, keys: RedisKeys, user_id: str, *events: apb.Alert
     )
 
 
-def with_store(
-    redis_settings: RedisSettings, check: Callable[[AlertStore], Coroutine[Any, Any, None]]
+@contextlib.asynccontextmanager
+async def store_for(redis_settings: RedisSettings) -> AsyncIterator[AlertStore]:
+    client = Redis.from_url(redis_settings.url.get_secret_value())
+    try:
+        yield AlertStore(client, RedisKeys.from_settings(redis_settings))
+    finally:
+        await client.aclose()
+
+
+async def test_alert_store_lists_counts_and_finds(
+    redis_settings: RedisSettings, redis_client: redis.Redis
 ) -> None:
-    async def scenario() -> None:
-        client = Redis.from_url(redis_settings.url.get_secret_value())
-        try:
-            await check(AlertStore(client, RedisKeys.from_settings(redis_settings)))
-        finally:
-            await client.aclose()
-
-    run(scenario())
-
-
-def test_alert_store_lists_counts_and_finds(redis_settings: RedisSettings, redis_client: redis.Redis) -> None:
     keys = RedisKeys.from_settings(redis_settings)
     newest = alert_event("ann", T0 + 3, instrument="MSFT")
     oldest = alert_event("ann", T0 + 1)
@@ -371,7 +347,7 @@ def test_alert_store_lists_counts_and_finds(redis_settings: RedisSettings, redis
     misfiled = alert_event("bob", T0 + 5)
     write(redis_client, keys, "ann", misfiled)
 
-    async def check(store: AlertStore) -> None:
+    async with asyncio.timeout(40), store_for(redis_settings) as store:
         assert await store.list("ann") == [oldest, triggered, newest, cancelled]
         assert await store.list("bob") == [someone_elses]
         assert await store.list("nobody") == []
@@ -398,18 +374,14 @@ def test_alert_store_lists_counts_and_finds(redis_settings: RedisSettings, redis
             assert isinstance(refused, alert_requests.ClientError)
             assert refused.code == alert_requests.ALERT_NOT_FOUND
 
-    with_store(redis_settings, check)
 
-
-def test_alert_store_says_unavailable_when_redis_is_down(unique: str) -> None:
+async def test_alert_store_says_unavailable_when_redis_is_down(unique: str) -> None:
     down = RedisSettings(url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"), key_prefix=f"t{unique}:")
 
-    async def check(store: AlertStore) -> None:
+    async with asyncio.timeout(40), store_for(down) as store:
         with pytest.raises(StoreUnavailable):
             await store.list("ann")
         with pytest.raises(StoreUnavailable):
             await store.active_count("ann")
         with pytest.raises(StoreUnavailable):
             await store.find("ann", str(uuid.uuid4()))
-
-    with_store(down, check)

@@ -36,7 +36,6 @@ from tests.integration.dashboard_support import (
     eventually,
     make_settings,
     receive,
-    run,
     send,
     serving,
     subscribe,
@@ -44,18 +43,18 @@ from tests.integration.dashboard_support import (
     versions,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90), pytest.mark.anyio]
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 
 # REST
 
 
-def test_instruments_and_snapshot(dashboard_settings: DashboardApiSettings, cache: Cache) -> None:
+async def test_instruments_and_snapshot(dashboard_settings: DashboardApiSettings, cache: Cache) -> None:
     cache.put("MSFT", 3, last_price="410.5", spread="0.02", spread_bps=0.48)
     cache.put("AAPL", 7, last_price="187.42")
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             response = await app.http.get("/api/instruments")
             assert (response.status_code, response.json()) == (200, {"instruments": ["AAPL", "MSFT"]})
@@ -88,8 +87,6 @@ def test_instruments_and_snapshot(dashboard_settings: DashboardApiSettings, cach
                 assert response.json()["code"] == code, query
                 assert response.json()["error"], query
 
-    run(scenario())
-
 
 def insert_bars(
     postgres: PostgresSettings,
@@ -121,7 +118,7 @@ def insert_bars(
             )
 
 
-def test_bars(dashboard_settings: DashboardApiSettings, postgres_settings: PostgresSettings) -> None:
+async def test_bars(dashboard_settings: DashboardApiSettings, postgres_settings: PostgresSettings) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     insert_bars(postgres_settings, "bars_1s", "AAPL", [start + timedelta(seconds=s) for s in range(5)])
     insert_bars(postgres_settings, "bars_1s", "MSFT", [start])
@@ -130,7 +127,7 @@ def test_bars(dashboard_settings: DashboardApiSettings, postgres_settings: Postg
         postgres_settings, "bars_1m", "AAPL", [start + timedelta(minutes=m) for m in (2, 0, 1)], vwap=None
     )
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             response = await app.http.get(
                 "/api/bars", params={"instrument": "AAPL", "interval": "1s", "limit": 3}
@@ -181,11 +178,9 @@ def test_bars(dashboard_settings: DashboardApiSettings, postgres_settings: Postg
                 response = await app.http.get("/api/bars", params=params)
                 assert (response.status_code, response.json()["code"]) == (400, code), params
 
-    run(scenario())
 
-
-def test_health_ready_and_metrics(dashboard_settings: DashboardApiSettings) -> None:
-    async def scenario() -> None:
+async def test_health_ready_and_metrics(dashboard_settings: DashboardApiSettings) -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             health = await app.http.get("/healthz")
             assert (health.status_code, health.json()) == (200, {"status": "ok"})
@@ -207,13 +202,13 @@ def test_health_ready_and_metrics(dashboard_settings: DashboardApiSettings) -> N
             ):
                 assert name in metrics.text, name
 
-    run(scenario())
 
-
-def test_client_sockets_get_the_configured_send_buffer(dashboard_settings: DashboardApiSettings) -> None:
+async def test_client_sockets_get_the_configured_send_buffer(
+    dashboard_settings: DashboardApiSettings,
+) -> None:
     settings = dashboard_settings.model_copy(update={"socket_send_buffer_bytes": 65_536})
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(settings) as app:
             # Accepted connections inherit the listener's buffer sizes; Linux reports twice the
             # value set (its bookkeeping overhead).
@@ -222,10 +217,8 @@ def test_client_sockets_get_the_configured_send_buffer(dashboard_settings: Dashb
                 await ws.send(json.dumps({"type": "ping", "id": "p"}))
                 assert (await receive(ws))["type"] == "pong"
 
-    run(scenario())
 
-
-def test_starts_and_reports_when_the_stores_are_down(unique: str) -> None:
+async def test_starts_and_reports_when_the_stores_are_down(unique: str) -> None:
     # Bound but not listening: connections are refused at once.
     with socket.socket() as closed_port:
         closed_port.bind(("127.0.0.1", 0))
@@ -239,7 +232,7 @@ def test_starts_and_reports_when_the_stores_are_down(unique: str) -> None:
             subscribe_timeout_s=0.5,
         )
 
-        async def scenario() -> None:
+        async with asyncio.timeout(80):
             async with serving(dashboard_settings, wait_ready=False) as app:
                 assert (await app.http.get("/healthz")).status_code == 200
                 ready = await app.http.get("/readyz")
@@ -262,19 +255,17 @@ def test_starts_and_reports_when_the_stores_are_down(unique: str) -> None:
                     reply = await receive(ws)
                     assert (reply["type"], reply["code"], reply["id"]) == ("error", "unavailable", "s")
 
-        run(scenario())
-
 
 # WebSocket
 
 
-def test_snapshot_then_updates_for_subscribed_instruments_only(
+async def test_snapshot_then_updates_for_subscribed_instruments_only(
     dashboard_settings: DashboardApiSettings, cache: Cache
 ) -> None:
     cache.put("AAPL", 1)
     cache.put("MSFT", 1)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app, app.ws() as ws:
             cache.put("AAPL", 2)  # published before subscribing: in the snapshot, never re-sent
             snapshot = await subscribe(ws, "AAPL", "LATER")
@@ -299,10 +290,8 @@ def test_snapshot_then_updates_for_subscribed_instruments_only(
             assert await app.metric("dashboard_api_ws_messages_sent_total", {"type": "snapshot"}) == 1
             assert await app.metric("dashboard_api_ws_connections") == 1
 
-    run(scenario())
 
-
-def test_subscribing_midway_through_a_burst_misses_nothing_and_repeats_nothing(
+async def test_subscribing_midway_through_a_burst_misses_nothing_and_repeats_nothing(
     dashboard_settings: DashboardApiSettings, redis_client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
     total = 5_000
@@ -320,7 +309,7 @@ def test_subscribing_midway_through_a_burst_misses_nothing_and_repeats_nothing(
             failures.append(exc)
             midway.set()
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app, app.ws() as ws:
             publisher = threading.Thread(target=publish, name="race-publisher")
             publisher.start()
@@ -340,8 +329,6 @@ def test_subscribing_midway_through_a_burst_misses_nothing_and_repeats_nothing(
             assert seen == list(range(start + 1, total + 1)), _describe_gap(seen, start)
             assert await drain_until_pong(ws) == []
 
-    run(scenario())
-
 
 def _describe_gap(seen: list[int], start: int) -> str:
     expected = start + 1
@@ -352,11 +339,11 @@ def _describe_gap(seen: list[int], start: int) -> str:
     return f"after snapshot {start}: {len(seen)} updates, last {seen[-1] if seen else None}"
 
 
-def test_unsubscribe_stops_updates(dashboard_settings: DashboardApiSettings, cache: Cache) -> None:
+async def test_unsubscribe_stops_updates(dashboard_settings: DashboardApiSettings, cache: Cache) -> None:
     cache.put("AAPL", 1)
     cache.put("MSFT", 1)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app, app.ws() as ws:
             assert versions(await subscribe(ws, "AAPL", "MSFT")) == {"AAPL": 1, "MSFT": 1}
             await send(ws, {"type": "unsubscribe", "instruments": ["AAPL", "NEVER"]})
@@ -372,10 +359,8 @@ def test_unsubscribe_stops_updates(dashboard_settings: DashboardApiSettings, cac
             cache.put("AAPL", 4)
             assert (await receive(ws))["version"] == 4
 
-    run(scenario())
 
-
-def test_bad_messages_get_error_replies_and_the_connection_stays_usable(
+async def test_bad_messages_get_error_replies_and_the_connection_stays_usable(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, cache: Cache
 ) -> None:
     dashboard_settings = make_settings(
@@ -383,7 +368,7 @@ def test_bad_messages_get_error_replies_and_the_connection_stays_usable(
     )
     cache.put("AAPL", 5)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app, app.ws() as ws:
             for frame, code in [
                 ("not json", "invalid_json"),
@@ -416,8 +401,6 @@ def test_bad_messages_get_error_replies_and_the_connection_stays_usable(
                 await receive(ws)
             assert closed.value.rcvd is not None
             assert closed.value.rcvd.code == 1009
-
-    run(scenario())
 
 
 class PacedPublisher:
@@ -469,7 +452,7 @@ class PacedPublisher:
                 raise AssertionError(f"the reading client is stuck at version {self.received}")
 
 
-def test_a_client_that_does_not_read_goes_down_the_ladder_to_4008_while_others_keep_receiving(
+async def test_a_client_that_does_not_read_goes_down_the_ladder_to_4008_while_others_keep_receiving(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, cache: Cache
 ) -> None:
     dashboard_settings = make_settings(
@@ -486,7 +469,7 @@ def test_a_client_that_does_not_read_goes_down_the_ladder_to_4008_while_others_k
         assert not publisher.failures, publisher.failures
         return await app.metric("dashboard_api_slow_consumer_disconnects_total") >= 1
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             # The slow client: a tiny receive buffer and a one-message queue, so it pushes back early.
             slow_socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -527,24 +510,22 @@ def test_a_client_that_does_not_read_goes_down_the_ladder_to_4008_while_others_k
             for step in ("conflating", "resyncing", "disconnect"):
                 assert await app.metric("dashboard_api_slow_client_steps_total", {"step": step}) == 1
 
-    run(scenario())
 
-
-def test_ping_pong(dashboard_settings: DashboardApiSettings) -> None:
-    async def scenario() -> None:
+async def test_ping_pong(dashboard_settings: DashboardApiSettings) -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app, app.ws() as ws:
             await send(ws, {"type": "ping"})
             pong = await receive(ws)
             assert pong["type"] == "pong" and pong["server_time_ns"] > 0
             assert await app.metric("dashboard_api_ws_messages_sent_total", {"type": "pong"}) == 1
 
-    run(scenario())
 
-
-def test_shutdown_closes_websockets_with_1001(dashboard_settings: DashboardApiSettings, cache: Cache) -> None:
+async def test_shutdown_closes_websockets_with_1001(
+    dashboard_settings: DashboardApiSettings, cache: Cache
+) -> None:
     cache.put("AAPL", 1)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app, app.ws() as ws:
             await subscribe(ws, "AAPL")
             await app.stop()
@@ -553,10 +534,8 @@ def test_shutdown_closes_websockets_with_1001(dashboard_settings: DashboardApiSe
             assert closed.value.rcvd is not None
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "server shutting down")
 
-    run(scenario())
 
-
-def test_the_relay_reconnects_and_resyncs_its_clients(
+async def test_the_relay_reconnects_and_resyncs_its_clients(
     dashboard_settings: DashboardApiSettings,
     redis_settings: RedisSettings,
     redis_client: redis.Redis,
@@ -565,7 +544,7 @@ def test_the_relay_reconnects_and_resyncs_its_clients(
     cache.put("AAPL", 1)
     relay_name = f"dashboard_api-relay:{redis_settings.updates_channel}"
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app, app.ws() as ws:
             assert versions(await subscribe(ws, "AAPL")) == {"AAPL": 1}
             (relay,) = [c for c in redis_client.client_list() if c["name"] == relay_name]
@@ -592,8 +571,6 @@ def test_the_relay_reconnects_and_resyncs_its_clients(
                 [("update", 2), ("resync", {"AAPL": {"from": 3, "to": 2}}), ("update", 3)],
             ), seen
             assert await drain_until_pong(ws) == []
-
-    run(scenario())
 
 
 async def _metric_at_least(app: App, name: str, value: float) -> bool:

@@ -22,7 +22,7 @@ from tapewire.settings import RedisSettings
 from tapewire.v1 import alerts_pb2 as apb
 from tests.integration.dashboard_support import Cache
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60), pytest.mark.anyio]
 
 WAIT_S = 10.0
 
@@ -78,7 +78,7 @@ def client_id(client: redis.Redis, name: str) -> str:
     return str(found)
 
 
-def test_updates_published_after_the_confirmation_arrive_once(
+async def test_updates_published_after_the_confirmation_arrive_once(
     redis_settings: RedisSettings, redis_client: redis.Redis, cache: Cache
 ) -> None:
     connector = PubSubConnector(redis_settings.url.get_secret_value(), client_name=relay_name(redis_settings))
@@ -87,70 +87,61 @@ def test_updates_published_after_the_confirmation_arrive_once(
     def subscribers() -> int:
         return int(dict(redis_client.pubsub_numsub(channel))[channel.encode()])
 
-    async def scenario() -> None:
-        async with running(connector, redis_settings) as relay:
-            watcher = Watcher()
-            await asyncio.wait_for(confirmed(relay.watch(watcher, ["AAPL", "MSFT"])), WAIT_S)
-            assert relay.ready
-            assert subscribers() == 1
-            for version in (1, 2, 3):
-                cache.put("AAPL", version)
-            await until(lambda: watcher.versions == [1, 2, 3], "three updates")
-            relay.unwatch(watcher, ["AAPL"])
-            await until(lambda: subscribers() == 0, "the UNSUBSCRIBE")
-            cache.put("AAPL", 4)
-            cache.put("MSFT", 1)
-            await until(lambda: watcher.versions == [1, 2, 3, 1], "MSFT's update only")
-
-    asyncio.run(scenario())
+    async with running(connector, redis_settings) as relay:
+        watcher = Watcher()
+        await asyncio.wait_for(confirmed(relay.watch(watcher, ["AAPL", "MSFT"])), WAIT_S)
+        assert relay.ready
+        assert subscribers() == 1
+        for version in (1, 2, 3):
+            cache.put("AAPL", version)
+        await until(lambda: watcher.versions == [1, 2, 3], "three updates")
+        relay.unwatch(watcher, ["AAPL"])
+        await until(lambda: subscribers() == 0, "the UNSUBSCRIBE")
+        cache.put("AAPL", 4)
+        cache.put("MSFT", 1)
+        await until(lambda: watcher.versions == [1, 2, 3, 1], "MSFT's update only")
 
 
-def test_a_killed_connection_is_replaced_and_every_session_resyncs(
+async def test_a_killed_connection_is_replaced_and_every_session_resyncs(
     redis_settings: RedisSettings, redis_client: redis.Redis, cache: Cache
 ) -> None:
     url = redis_settings.url.get_secret_value()
     name = relay_name(redis_settings)
 
-    async def scenario() -> None:
-        async with running(PubSubConnector(url, client_name=name), redis_settings) as relay:
-            watcher = Watcher()
-            await asyncio.wait_for(confirmed(relay.watch(watcher, ["AAPL"])), WAIT_S)
-            killed = client_id(redis_client, name)
-            redis_client.client_kill_filter(_id=killed)
-            await until(lambda: watcher.resyncs == 1, "the resync")
-            assert relay.ready
-            assert client_id(redis_client, name) != killed
-            cache.put("AAPL", 1)
-            await until(lambda: watcher.versions == [1], "an update on the new connection")
-
-    asyncio.run(scenario())
+    async with running(PubSubConnector(url, client_name=name), redis_settings) as relay:
+        watcher = Watcher()
+        await asyncio.wait_for(confirmed(relay.watch(watcher, ["AAPL"])), WAIT_S)
+        killed = client_id(redis_client, name)
+        redis_client.client_kill_filter(_id=killed)
+        await until(lambda: watcher.resyncs == 1, "the resync")
+        assert relay.ready
+        assert client_id(redis_client, name) != killed
+        cache.put("AAPL", 1)
+        await until(lambda: watcher.versions == [1], "an update on the new connection")
 
 
-def test_a_message_above_the_bound_drops_the_connection_not_the_relay(
+async def test_a_message_above_the_bound_drops_the_connection_not_the_relay(
     redis_settings: RedisSettings, redis_client: redis.Redis, cache: Cache
 ) -> None:
     url = redis_settings.url.get_secret_value()
     name = relay_name(redis_settings)
     channel = RedisKeys.from_settings(redis_settings).updates("AAPL")
 
-    async def scenario() -> None:
-        connector = PubSubConnector(url, client_name=name, max_reply_bytes=64 * 1024)
-        metrics = DashboardApiMetrics()
-        async with running(connector, redis_settings, metrics) as relay:
-            watcher = Watcher()
-            await asyncio.wait_for(confirmed(relay.watch(watcher, ["AAPL"])), WAIT_S)
-            first = client_id(redis_client, name)
-            redis_client.publish(channel, b"\x0a" * (4 * 1024 * 1024))
-            await until(lambda: watcher.resyncs == 1, "the resync")
-            assert client_id(redis_client, name) != first
-            cache.put("AAPL", 1)
-            await until(lambda: watcher.versions == [1], "an update after the oversized one")
-            assert sample(metrics, "dashboard_api_updates_received_total") == 1  # not the oversized one
-
-    asyncio.run(scenario())
+    connector = PubSubConnector(url, client_name=name, max_reply_bytes=64 * 1024)
+    metrics = DashboardApiMetrics()
+    async with running(connector, redis_settings, metrics) as relay:
+        watcher = Watcher()
+        await asyncio.wait_for(confirmed(relay.watch(watcher, ["AAPL"])), WAIT_S)
+        first = client_id(redis_client, name)
+        redis_client.publish(channel, b"\x0a" * (4 * 1024 * 1024))
+        await until(lambda: watcher.resyncs == 1, "the resync")
+        assert client_id(redis_client, name) != first
+        cache.put("AAPL", 1)
+        await until(lambda: watcher.versions == [1], "an update after the oversized one")
+        assert sample(metrics, "dashboard_api_updates_received_total") == 1  # not the oversized one
 
 
-def test_a_user_and_password_log_in_and_a_wrong_password_keeps_retrying(
+async def test_a_user_and_password_log_in_and_a_wrong_password_keeps_retrying(
     redis_settings: RedisSettings,
     redis_client: redis.Redis,
     cache: Cache,
@@ -167,7 +158,7 @@ def test_a_user_and_password_log_in_and_a_wrong_password_keeps_retrying(
     )
     address = redis_settings.url.get_secret_value().split("://", 1)[1]
 
-    async def scenario() -> None:
+    try:
         good = PubSubConnector(f"redis://{user}:s3cret%3Apw@{address}", client_name=f"{user}-relay")
         async with running(good, redis_settings) as relay:
             watcher = Watcher()
@@ -181,8 +172,5 @@ def test_a_user_and_password_log_in_and_a_wrong_password_keeps_retrying(
             assert not relay.ready
         errors = [getattr(record, "error", "") for record in caplog.records]
         assert sum("WRONGPASS" in error for error in errors) >= 2, errors
-
-    try:
-        asyncio.run(scenario())
     finally:
         redis_client.acl_deluser(user)

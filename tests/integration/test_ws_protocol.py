@@ -28,7 +28,6 @@ from tests.integration.dashboard_support import (
     eventually,
     make_settings,
     receive,
-    run,
     send,
     serving,
     subscribe,
@@ -37,7 +36,7 @@ from tests.integration.dashboard_support import (
 )
 from tests.support import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), pytest.mark.anyio]
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
@@ -122,37 +121,37 @@ def publisher_cache(redis_client: redis.Redis, redis_settings: RedisSettings) ->
 # -- resume -----------------------------------------------------------------------------------
 
 
-def test_resume_after_a_forced_disconnect_under_load_has_no_gap_and_no_repeat(
+async def test_resume_after_a_forced_disconnect_under_load_has_no_gap_and_no_repeat(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, publisher_cache: Cache
 ) -> None:
     settings = make_settings(redis_settings, postgres_settings)
     follower = Follower()
 
-    async def scenario() -> None:
-        async with serving(settings) as app:
-            for round_ in range(3):
-                async with app.ws() as ws:
-                    since = dict(follower.last)
-                    follower.apply(await subscribe(ws, "R1", "R2", since=since or None))
-                    await follower.read(ws, 300)
-                    listing = (await app.http.get("/admin/connections")).json()
-                    (connection,) = listing["connections"]
-                    # An operator's disconnect: the client is cut off mid-stream.
-                    cut = await app.http.post(f"/admin/connections/{connection['connection_id']}/disconnect")
-                    assert cut.status_code == 200
-                    with pytest.raises(ConnectionClosed) as closed:
-                        while True:
-                            follower.apply(await receive(ws))
-                    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4010, round_
-                await asyncio.sleep(0.2)  # versions go by while it is away
-
     with Publisher(publisher_cache, ["R1", "R2"]):
-        run(scenario())
+        async with asyncio.timeout(80):
+            async with serving(settings) as app:
+                for round_ in range(3):
+                    async with app.ws() as ws:
+                        since = dict(follower.last)
+                        follower.apply(await subscribe(ws, "R1", "R2", since=since or None))
+                        await follower.read(ws, 300)
+                        listing = (await app.http.get("/admin/connections")).json()
+                        (connection,) = listing["connections"]
+                        # An operator's disconnect: the client is cut off mid-stream.
+                        cut = await app.http.post(
+                            f"/admin/connections/{connection['connection_id']}/disconnect"
+                        )
+                        assert cut.status_code == 200
+                        with pytest.raises(ConnectionClosed) as closed:
+                            while True:
+                                follower.apply(await receive(ws))
+                        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4010, round_
+                    await asyncio.sleep(0.2)  # versions go by while it is away
     assert follower.problems == []
     assert follower.updates >= 900
 
 
-def test_resume_on_another_instance_and_each_instance_subscribes_only_to_its_clients(
+async def test_resume_on_another_instance_and_each_instance_subscribes_only_to_its_clients(
     redis_settings: RedisSettings,
     postgres_settings: PostgresSettings,
     publisher_cache: Cache,
@@ -166,26 +165,26 @@ def test_resume_on_another_instance_and_each_instance_subscribes_only_to_its_cli
         ((_, count),) = redis_client.pubsub_numsub(channel + instrument)
         return int(count)
 
-    async def scenario() -> None:
-        async with serving(settings) as first, serving(settings) as second:
-            async with first.ws() as ws:
-                follower.apply(await subscribe(ws, "S1"))
-                await follower.read(ws, 200)
-                assert (subscribers("S1"), subscribers("S2")) == (1, 0)
-                assert (await first.http.get("/admin/connections")).json()["relay"]["channels"] == 1
-                assert (await second.http.get("/admin/connections")).json()["relay"]["channels"] == 0
-            await asyncio.sleep(0.2)
-            async with second.ws() as ws:
-                follower.apply(await subscribe(ws, "S1", since={"S1": follower.last["S1"]}))
-                await follower.read(ws, 200)
-                await eventually(lambda: true(subscribers("S1") == 1), "the first instance to unsubscribe")
-
     with Publisher(publisher_cache, ["S1", "S2"]):
-        run(scenario())
+        async with asyncio.timeout(80):
+            async with serving(settings) as first, serving(settings) as second:
+                async with first.ws() as ws:
+                    follower.apply(await subscribe(ws, "S1"))
+                    await follower.read(ws, 200)
+                    assert (subscribers("S1"), subscribers("S2")) == (1, 0)
+                    assert (await first.http.get("/admin/connections")).json()["relay"]["channels"] == 1
+                    assert (await second.http.get("/admin/connections")).json()["relay"]["channels"] == 0
+                await asyncio.sleep(0.2)
+                async with second.ws() as ws:
+                    follower.apply(await subscribe(ws, "S1", since={"S1": follower.last["S1"]}))
+                    await follower.read(ws, 200)
+                    await eventually(
+                        lambda: true(subscribers("S1") == 1), "the first instance to unsubscribe"
+                    )
     assert follower.problems == []
 
 
-def test_resume_beyond_the_history_gets_a_fresh_state_and_says_so(
+async def test_resume_beyond_the_history_gets_a_fresh_state_and_says_so(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, redis_client: redis.Redis
 ) -> None:
     settings = make_settings(redis_settings, postgres_settings)
@@ -193,7 +192,7 @@ def test_resume_beyond_the_history_gets_a_fresh_state_and_says_so(
     for version in range(1, 301):
         short.put("H", version)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(settings) as app, app.ws() as ws:
             snapshot = await subscribe(ws, "H", "NEW", since={"H": 10, "NEW": 0})
             assert snapshot["gaps"] == ["H"]
@@ -210,18 +209,16 @@ def test_resume_beyond_the_history_gets_a_fresh_state_and_says_so(
             assert [(await receive(ws))["version"] for _ in range(2)] == [299, 300]
             assert await app.metric("dashboard_api_replayed_updates_total") == 2
 
-    run(scenario())
-
 
 # -- throttles, liveness and limits -----------------------------------------------------------
 
 
-def test_max_rate_throttles_per_instrument_and_the_latest_state_wins(
+async def test_max_rate_throttles_per_instrument_and_the_latest_state_wins(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, publisher_cache: Cache
 ) -> None:
     settings = make_settings(redis_settings, postgres_settings)
 
-    async def scenario() -> tuple[list[int], int]:
+    with Publisher(publisher_cache, ["T"], rate=200) as publisher:
         async with serving(settings) as app, app.ws() as ws:
             await subscribe(ws, "T", max_rate=4)
             started = time.monotonic()
@@ -230,22 +227,19 @@ def test_max_rate_throttles_per_instrument_and_the_latest_state_wins(
                 message = await receive(ws)
                 assert message["type"] == "update", message
                 seen.append(message["version"])
-            return seen, len(seen)
-
-    with Publisher(publisher_cache, ["T"], rate=200) as publisher:
-        seen, count = asyncio.run(scenario())
+            count = len(seen)
         published = publisher.last("T")
     assert 4 <= count <= 11, seen  # ~4 per second over 2 s, plus the first
     assert seen == sorted(set(seen)), "increasing, never repeated"
     assert published > 100 and seen[-1] > published - 100, "the latest state wins"
 
 
-def test_heartbeat_and_idle_timeout(
+async def test_heartbeat_and_idle_timeout(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings
 ) -> None:
     settings = make_settings(redis_settings, postgres_settings, heartbeat_s=0.2, idle_timeout_s=1.0)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(settings) as app, app.ws() as ws:
             heartbeat = await receive(ws)
             assert heartbeat["type"] == "heartbeat" and heartbeat["server_time_ns"] > 0
@@ -262,17 +256,15 @@ def test_heartbeat_and_idle_timeout(
                 while (message := await receive(pinging))["type"] != "pong" or message.get("id") != "last":
                     pass
 
-    run(scenario())
 
-
-def test_rate_limit_then_close_for_abuse(
+async def test_rate_limit_then_close_for_abuse(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings
 ) -> None:
     settings = make_settings(
         redis_settings, postgres_settings, max_messages_per_second=5, max_errors_per_minute=10
     )
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(settings) as app, app.ws() as ws:
             for _ in range(30):
                 await send(ws, {"type": "ping"})
@@ -287,19 +279,17 @@ def test_rate_limit_then_close_for_abuse(
             assert 1 <= codes.count("rate_limited") <= 11
             assert await app.metric("dashboard_api_client_errors_total", {"code": "rate_limited"}) == 11
 
-    run(scenario())
-
 
 # -- encodings --------------------------------------------------------------------------------
 
 
-def test_protobuf_frames_and_compression_are_negotiated(
+async def test_protobuf_frames_and_compression_are_negotiated(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, cache: Cache
 ) -> None:
     settings = make_settings(redis_settings, postgres_settings, ws_per_message_deflate=True)
     cache.put("P", 1, last_price="10.5")
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(settings) as app:
             async with app.raw_ws(subprotocols=["tapewire.v1.protobuf"], compression="deflate") as ws:
                 assert ws.subprotocol == "tapewire.v1.protobuf"
@@ -325,8 +315,6 @@ def test_protobuf_frames_and_compression_are_negotiated(
                     await ws.recv()
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
-    run(scenario())
-
 
 # -- auth and admin ---------------------------------------------------------------------------
 
@@ -343,10 +331,10 @@ def auth_settings(redis_settings: RedisSettings, postgres_settings: PostgresSett
     )
 
 
-def test_auth_refuses_the_unauthenticated_everywhere(auth_settings: Any, cache: Cache) -> None:
+async def test_auth_refuses_the_unauthenticated_everywhere(auth_settings: Any, cache: Cache) -> None:
     cache.put("A", 1)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with serving(auth_settings) as app:
             for query, headers in [
                 ("", None),
@@ -389,47 +377,43 @@ def test_auth_refuses_the_unauthenticated_everywhere(auth_settings: Any, cache: 
                 reply = await health.Check(health_pb2.HealthCheckRequest(service="tapewire.v1.Dashboard"))
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
-    run(scenario())
 
-
-def test_admin_pause_resume_and_drain(dashboard_settings: Any, publisher_cache: Cache) -> None:
+async def test_admin_pause_resume_and_drain(dashboard_settings: Any, publisher_cache: Cache) -> None:
     follower = Follower()
 
-    async def scenario() -> None:
-        async with serving(dashboard_settings) as app:
-            async with app.ws() as ws:
-                follower.apply(await subscribe(ws, "D"))
-                await follower.read(ws, 50)
-                assert (await app.http.post("/admin/relay/pause")).json() == {"paused": True}
-                await asyncio.sleep(0.3)
-                # Drain what was on its way before the pause, then nothing comes.
-                with pytest.raises(AssertionError, match="no message"):
-                    while True:
-                        follower.apply(await receive(ws, timeout_s=0.5))
-                assert (await app.http.post("/admin/relay/resume")).json() == {"paused": False}
-                # The pause is caught up from history: no gap.
-                await follower.read(ws, 100)
-                drain = await app.http.post("/admin/drain", params={"period_s": 0})
-                assert drain.status_code == 202
-                with pytest.raises(ConnectionClosed) as closed:
-                    while True:
-                        follower.apply(await receive(ws))
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
-            assert (await app.http.get("/readyz")).status_code == 503
-            async with app.raw_ws() as refused:
-                with pytest.raises(ConnectionClosed) as closed:
-                    await refused.recv()
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
-
     with Publisher(publisher_cache, ["D"], rate=200):
-        run(scenario())
+        async with asyncio.timeout(80):
+            async with serving(dashboard_settings) as app:
+                async with app.ws() as ws:
+                    follower.apply(await subscribe(ws, "D"))
+                    await follower.read(ws, 50)
+                    assert (await app.http.post("/admin/relay/pause")).json() == {"paused": True}
+                    await asyncio.sleep(0.3)
+                    # Drain what was on its way before the pause, then nothing comes.
+                    with pytest.raises(AssertionError, match="no message"):
+                        while True:
+                            follower.apply(await receive(ws, timeout_s=0.5))
+                    assert (await app.http.post("/admin/relay/resume")).json() == {"paused": False}
+                    # The pause is caught up from history: no gap.
+                    await follower.read(ws, 100)
+                    drain = await app.http.post("/admin/drain", params={"period_s": 0})
+                    assert drain.status_code == 202
+                    with pytest.raises(ConnectionClosed) as closed:
+                        while True:
+                            follower.apply(await receive(ws))
+                    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+                assert (await app.http.get("/readyz")).status_code == 503
+                async with app.raw_ws() as refused:
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await refused.recv()
+                    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
     assert follower.problems == []
 
 
 # -- gRPC -------------------------------------------------------------------------------------
 
 
-def test_grpc_subscribe_resumes_like_the_websocket(
+async def test_grpc_subscribe_resumes_like_the_websocket(
     redis_settings: RedisSettings, postgres_settings: PostgresSettings, cache: Cache
 ) -> None:
     settings = make_settings(
@@ -438,7 +422,7 @@ def test_grpc_subscribe_resumes_like_the_websocket(
     for version in range(1, 11):
         cache.put("G", version)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(80):
         async with (
             serving(settings) as app,
             grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel,
@@ -468,5 +452,3 @@ def test_grpc_subscribe_resumes_like_the_websocket(
                 names = {service.name for service in response.list_services_response.service}
                 assert "tapewire.v1.Dashboard" in names
                 break
-
-    run(scenario())

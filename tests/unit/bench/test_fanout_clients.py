@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
+import pytest
+
 from bench.fanout_capacity import ClientStats, TapewireClient
+
+pytestmark = pytest.mark.anyio
 
 
 def update(instrument: str, version: int, cached_ns: int) -> dict[str, object]:
@@ -17,24 +20,21 @@ def update(instrument: str, version: int, cached_ns: int) -> dict[str, object]:
     }
 
 
-def received(frames: list[bytes], now_ns: int) -> ClientStats:
-    async def feed() -> ClientStats:
-        stats = ClientStats(window=(0, 2**62))
-        client = TapewireClient("127.0.0.1", 1, "/ws", ["A", "B"], stats)
-        for frame in frames:
-            client.on_message(frame, now_ns)
-        return stats
-
-    return asyncio.run(feed())
+async def received(frames: list[bytes], now_ns: int) -> ClientStats:
+    stats = ClientStats(window=(0, 2**62))
+    client = TapewireClient("127.0.0.1", 1, "/ws", ["A", "B"], stats)
+    for frame in frames:
+        client.on_message(frame, now_ns)
+    return stats
 
 
-def test_an_updates_frame_counts_each_update_with_its_own_latency() -> None:
+async def test_an_updates_frame_counts_each_update_with_its_own_latency() -> None:
     batch = {"type": "updates", "updates": [update("A", 7, 1_000_000), update("B", 3, 3_000_000)]}
-    stats = received([json.dumps(batch, separators=(",", ":")).encode()], now_ns=5_000_000)
+    stats = await received([json.dumps(batch, separators=(",", ":")).encode()], now_ns=5_000_000)
     assert stats.in_window == 2
     assert sorted(stats.latencies_ms) == [2.0, 4.0]
 
 
-def test_a_lone_update_counts_once() -> None:
-    stats = received([json.dumps(update("A", 8, 4_000_000), separators=(",", ":")).encode()], 5_000_000)
+async def test_a_lone_update_counts_once() -> None:
+    stats = await received([json.dumps(update("A", 8, 4_000_000), separators=(",", ":")).encode()], 5_000_000)
     assert (stats.in_window, list(stats.latencies_ms)) == (1, [1.0])

@@ -3,7 +3,6 @@ from FastAPI's defaults when auth is on, and /readyz while the relay is paused."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import cast
@@ -17,6 +16,8 @@ from services.dashboard_api.rest import routes
 from services.dashboard_api.rest.deps import AppContext
 from services.dashboard_api.settings import DashboardApiSettings
 from tapewire.auth import AuthSettings
+
+pytestmark = pytest.mark.anyio
 
 SECRET = "unit-test-secret-that-is-long-enough!!"
 
@@ -37,10 +38,10 @@ async def request(auth: bool, method: str, path: str) -> httpx.Response:
 
 
 @pytest.mark.parametrize("auth", [False, True])
-def test_unknown_paths_and_wrong_methods_use_the_error_shape(auth: bool) -> None:
-    missing = asyncio.run(request(auth, "GET", "/no/such/path"))
+async def test_unknown_paths_and_wrong_methods_use_the_error_shape(auth: bool) -> None:
+    missing = await request(auth, "GET", "/no/such/path")
     assert (missing.status_code, missing.json()) == (404, {"error": "Not Found", "code": "not_found"})
-    wrong = asyncio.run(request(auth, "POST", "/healthz"))
+    wrong = await request(auth, "POST", "/healthz")
     assert (wrong.status_code, wrong.json()["code"], wrong.headers["allow"]) == (
         405,
         "method_not_allowed",
@@ -83,16 +84,16 @@ class FakeServices:
     states: FakeStates = field(default_factory=FakeStates)
 
 
-def readyz(services: FakeServices) -> tuple[int, object]:
-    response = asyncio.run(routes.readyz(cast(AppContext, services)))
+async def readyz(services: FakeServices) -> tuple[int, object]:
+    response = await routes.readyz(cast(AppContext, services))
     return response.status_code, json.loads(bytes(response.body))
 
 
-def test_readyz_is_503_while_the_relay_is_paused() -> None:
+async def test_readyz_is_503_while_the_relay_is_paused() -> None:
     services = FakeServices()
-    assert readyz(services) == (200, {"status": "ok"})
+    assert await readyz(services) == (200, {"status": "ok"})
     services.relay.paused = True
-    assert readyz(services) == (
+    assert await readyz(services) == (
         503,
         {"status": "not ready", "reasons": ["relay paused (POST /admin/relay/resume)"]},
     )

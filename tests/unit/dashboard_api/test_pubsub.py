@@ -9,7 +9,7 @@ import contextlib
 import datetime
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from services.dashboard_api.live.pubsub import (
     Stalled,
     command,
 )
+
+pytestmark = pytest.mark.anyio
 
 
 class Calls:
@@ -220,10 +222,6 @@ def test_a_url_redis_py_refuses_is_refused_at_once() -> None:
 # -- against a fake Redis on loopback ----------------------------------------------------------
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 10))
-
-
 class FakeRedis:
     """Accepts one client; the test reads its commands and writes the replies it wants."""
 
@@ -266,8 +264,8 @@ async def connected(url: str, calls: Calls, **options: Any) -> PubSubConnection:
     return await PubSubConnector(url, **options).connect(calls.message, calls.confirmation)
 
 
-def test_the_connection_logs_in_names_itself_and_subscribes() -> None:
-    async def scenario() -> None:
+async def test_the_connection_logs_in_names_itself_and_subscribes() -> None:
+    async with asyncio.timeout(10):
         calls = Calls()
         async with fake_redis() as (fake, port):
             connection = await connected(f"redis://u:pw@127.0.0.1:{port}/5", calls, client_name="relay:x")
@@ -289,11 +287,9 @@ def test_the_connection_logs_in_names_itself_and_subscribes() -> None:
             connection.subscribe(["chan:B"])  # closed: dropped, not an error
             connection.close()
 
-    run(scenario)
 
-
-def test_garbage_from_the_server_ends_run_and_closes_the_connection() -> None:
-    async def scenario() -> None:
+async def test_garbage_from_the_server_ends_run_and_closes_the_connection() -> None:
+    async with asyncio.timeout(10):
         async with fake_redis() as (fake, port):
             connection = await connected(f"redis://127.0.0.1:{port}", Calls())
             reader, writer = await fake.accepted.get()
@@ -302,11 +298,9 @@ def test_garbage_from_the_server_ends_run_and_closes_the_connection() -> None:
                 await connection.run(heartbeat_s=60, stall_s=120)
             assert await reader.read() == b""  # the client hung up
 
-    run(scenario)
 
-
-def test_an_oversized_reply_ends_run() -> None:
-    async def scenario() -> None:
+async def test_an_oversized_reply_ends_run() -> None:
+    async with asyncio.timeout(10):
         async with fake_redis() as (fake, port):
             connection = await connected(f"redis://127.0.0.1:{port}", Calls(), max_reply_bytes=4096)
             _, writer = await fake.accepted.get()
@@ -314,11 +308,9 @@ def test_an_oversized_reply_ends_run() -> None:
             with pytest.raises(ProtocolViolation, match="above 4096 bytes"):
                 await connection.run(heartbeat_s=60, stall_s=120)
 
-    run(scenario)
 
-
-def test_a_silent_server_is_pinged_then_given_up_on() -> None:
-    async def scenario() -> None:
+async def test_a_silent_server_is_pinged_then_given_up_on() -> None:
+    async with asyncio.timeout(10):
         async with fake_redis() as (fake, port):
             connection = await connected(f"redis://127.0.0.1:{port}", Calls())
             reader, _ = await fake.accepted.get()
@@ -327,11 +319,9 @@ def test_a_silent_server_is_pinged_then_given_up_on() -> None:
             assert (await fake.commands(reader, 2)) == [[b"PING"], [b"PING"]]
             connection.close()
 
-    run(scenario)
 
-
-def test_pongs_keep_the_connection_alive() -> None:
-    async def scenario() -> None:
+async def test_pongs_keep_the_connection_alive() -> None:
+    async with asyncio.timeout(10):
         async with fake_redis() as (fake, port):
             connection = await connected(f"redis://127.0.0.1:{port}", Calls())
             reader, writer = await fake.accepted.get()
@@ -343,11 +333,9 @@ def test_pongs_keep_the_connection_alive() -> None:
             running.cancel()
             connection.close()
 
-    run(scenario)
 
-
-def test_a_refused_login_ends_run() -> None:
-    async def scenario() -> None:
+async def test_a_refused_login_ends_run() -> None:
+    async with asyncio.timeout(10):
         async with fake_redis() as (fake, port):
             connection = await connected(f"redis://:wrong@127.0.0.1:{port}", Calls())
             _, writer = await fake.accepted.get()
@@ -355,13 +343,11 @@ def test_a_refused_login_ends_run() -> None:
             with pytest.raises(ErrorReply, match="WRONGPASS"):
                 await connection.run(heartbeat_s=60, stall_s=120)
 
-    run(scenario)
 
-
-def test_rediss_speaks_tls_and_checks_the_certificate(tmp_path: Path) -> None:
+async def test_rediss_speaks_tls_and_checks_the_certificate(tmp_path: Path) -> None:
     server_tls, ca_file = self_signed(tmp_path)
 
-    async def scenario() -> None:
+    async with asyncio.timeout(10):
         calls = Calls()
         async with fake_redis(server_tls) as (fake, port):
             connection = await connected(f"rediss://localhost:{port}?ssl_ca_certs={ca_file}", calls)
@@ -374,8 +360,6 @@ def test_rediss_speaks_tls_and_checks_the_certificate(tmp_path: Path) -> None:
             connection.close()
             with pytest.raises(ssl.SSLCertVerificationError):
                 await connected(f"rediss://localhost:{port}", calls)  # not signed by a known CA
-
-    run(scenario)
 
 
 def self_signed(directory: Path) -> tuple[ssl.SSLContext, Path]:

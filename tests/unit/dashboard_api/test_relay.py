@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
+
+import pytest
 
 from services.dashboard_api.live.encoders import Delta
 from services.dashboard_api.live.pubsub import PubSubConnector
@@ -14,6 +16,8 @@ from services.dashboard_api.metrics import DashboardApiMetrics
 from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
+
+pytestmark = pytest.mark.anyio
 
 KEYS = RedisKeys(prefix="p:", channel="chan", alerts_channel="alerts")
 T0 = 1_767_225_600_000_000_000
@@ -72,10 +76,6 @@ def connect(relay: Relay, auto_confirm: bool = True) -> FakeConnection:
     relay._connection = cast(Any, pubsub)
     relay._on_confirmation("subscribe", KEYS.channel)
     return pubsub
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 10))
 
 
 def payload(instrument: str, version: int, cached_ns: int = T0, ingest_ns: int = 0) -> bytes:
@@ -288,8 +288,8 @@ def test_watch_before_any_connection_returns_events_not_set() -> None:
     assert list(relay.instruments.keys()) == []
 
 
-def test_subscribe_on_first_watcher_unsubscribe_on_last() -> None:
-    async def scenario() -> None:
+async def test_subscribe_on_first_watcher_unsubscribe_on_last() -> None:
+    async with asyncio.timeout(10):
         relay, metrics = make_relay()
         pubsub = connect(relay)
         assert relay.ready
@@ -312,11 +312,9 @@ def test_subscribe_on_first_watcher_unsubscribe_on_last() -> None:
         assert pubsub.commands[4:] == [("subscribe", ("alerts:u1",))]
         assert all(event.is_set() for event in events)
 
-    run(scenario)
 
-
-def test_confirmation_is_awaited_before_the_event_is_set() -> None:
-    async def scenario() -> None:
+async def test_confirmation_is_awaited_before_the_event_is_set() -> None:
+    async with asyncio.timeout(10):
         relay, _ = make_relay()
         pubsub = connect(relay, auto_confirm=False)
         events = relay.watch(FakeSubscriber(), ["A"])
@@ -327,11 +325,9 @@ def test_confirmation_is_awaited_before_the_event_is_set() -> None:
         pubsub.confirm()
         await asyncio.wait_for(waiting, 1)
 
-    run(scenario)
 
-
-def test_watching_again_while_an_unsubscribe_is_in_flight() -> None:
-    async def scenario() -> None:
+async def test_watching_again_while_an_unsubscribe_is_in_flight() -> None:
+    async with asyncio.timeout(10):
         relay, _ = make_relay()
         pubsub = connect(relay, auto_confirm=False)
         subscriber = FakeSubscriber()
@@ -350,11 +346,9 @@ def test_watching_again_while_an_unsubscribe_is_in_flight() -> None:
         assert events[0].is_set()
         assert relay.channels == 1
 
-    run(scenario)
 
-
-def test_resubscription_asks_every_session_to_resync() -> None:
-    async def scenario() -> None:
+async def test_resubscription_asks_every_session_to_resync() -> None:
+    async with asyncio.timeout(10):
         relay, metrics = make_relay()
         subscriber = FakeSubscriber()
         relay.watch(subscriber, ["A"])
@@ -366,8 +360,6 @@ def test_resubscription_asks_every_session_to_resync() -> None:
         connect(relay)
         assert subscriber.resyncs == 1
         assert sample(metrics, "dashboard_api_relay_ready") == 1
-
-    run(scenario)
 
 
 # -- run(): connections, reconnection, resync ------------------------------------------------
@@ -425,8 +417,8 @@ async def until(check: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
-def test_run_connects_subscribes_reconnects_and_resyncs() -> None:
-    async def scenario() -> None:
+async def test_run_connects_subscribes_reconnects_and_resyncs() -> None:
+    async with asyncio.timeout(10):
         metrics = DashboardApiMetrics()
         connector = FakeConnector(refusals=1)
         relay = Relay(cast(PubSubConnector, connector), KEYS, metrics, max_backoff_s=0.01)
@@ -454,11 +446,9 @@ def test_run_connects_subscribes_reconnects_and_resyncs() -> None:
         await relay.stop()
         assert second.closed
 
-    run(scenario)
 
-
-def test_watches_while_disconnected_are_subscribed_on_the_next_connection() -> None:
-    async def scenario() -> None:
+async def test_watches_while_disconnected_are_subscribed_on_the_next_connection() -> None:
+    async with asyncio.timeout(10):
         relay, _ = make_relay()
         subscriber = FakeSubscriber()
         connect(relay, auto_confirm=False)
@@ -472,5 +462,3 @@ def test_watches_while_disconnected_are_subscribed_on_the_next_connection() -> N
         assert not events[0].is_set()
         fresh.confirm()
         assert events[0].is_set()
-
-    run(scenario)

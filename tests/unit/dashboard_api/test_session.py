@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
+
+import pytest
 
 from services.dashboard_api.live import protocol
 from services.dashboard_api.live.encoders import Delta, JsonEncoder
@@ -23,6 +25,8 @@ from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 from tapewire.v1 import stream_pb2 as spb
+
+pytestmark = pytest.mark.anyio
 
 KEYS = RedisKeys(prefix="p:", channel="chan", alerts_channel="alerts")
 T0 = 1_767_225_600_000_000_000
@@ -236,10 +240,6 @@ class Harness:
         return self.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 10))
-
-
 def kinds(frames: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     described: list[tuple[str, Any]] = []
     for message in frames:
@@ -267,8 +267,8 @@ def updates(frames: list[dict[str, Any]], instrument: str) -> list[int]:
 # -- subscribe and resume ---------------------------------------------------------------------
 
 
-def test_subscribe_sends_the_snapshot_then_only_newer_updates() -> None:
-    async def scenario() -> None:
+async def test_subscribe_sends_the_snapshot_then_only_newer_updates() -> None:
+    async with asyncio.timeout(10):
         states = FakeStates({"A": 5})
         states.gate = asyncio.Event()
         h = Harness(states)
@@ -307,11 +307,9 @@ def test_subscribe_sends_the_snapshot_then_only_newer_updates() -> None:
         assert list(h.relay.instruments.keys_of(h.session)) == []
         assert h.session.finished.is_set()
 
-    run(scenario)
 
-
-def test_resume_replays_what_was_missed_then_goes_live_without_repeats() -> None:
-    async def scenario() -> None:
+async def test_resume_replays_what_was_missed_then_goes_live_without_repeats() -> None:
+    async with asyncio.timeout(10):
         states = FakeStates({"A": 10}, oldest={"A": 3})
         states.gate = asyncio.Event()
         h = Harness(states)
@@ -343,11 +341,9 @@ def test_resume_replays_what_was_missed_then_goes_live_without_repeats() -> None
         assert states.budgets == [1000]
         await h.stop()
 
-    run(scenario)
 
-
-def test_resume_at_the_current_version_replays_nothing() -> None:
-    async def scenario() -> None:
+async def test_resume_at_the_current_version_replays_nothing() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 10}))
         h.start()
         await h.subscribe("A", since={"A": 10})
@@ -360,12 +356,9 @@ def test_resume_at_the_current_version_replays_nothing() -> None:
         assert kinds(frames[1:]) == [("update", ("A", 11))]
         await h.stop()
 
-    run(scenario)
 
-
-def test_a_resume_from_beyond_the_server_says_so_and_holds_updates_back() -> None:
-    async def scenario() -> None:
-        # Redis came back behind after a failover: it holds A at 10, the client had 12.
+async def test_a_resume_from_beyond_the_server_says_so_and_holds_updates_back() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 10, "B": 3}))
         h.start()
         await h.subscribe("A", "B", since={"A": 12, "B": 3}, request_id="s")
@@ -379,11 +372,9 @@ def test_a_resume_from_beyond_the_server_says_so_and_holds_updates_back() -> Non
         assert kinds(frames[1:]) == [("update", ("A", 13))]
         await h.stop()
 
-    run(scenario)
 
-
-def test_a_gap_sends_the_current_state_and_names_it() -> None:
-    async def scenario() -> None:
+async def test_a_gap_sends_the_current_state_and_names_it() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 10, "B": 4}, oldest={"A": 6}))
         h.start()
         await h.subscribe("A", "B", since={"A": 2, "B": 3})
@@ -400,11 +391,9 @@ def test_a_gap_sends_the_current_state_and_names_it() -> None:
         assert kinds(frames[2:]) == [("update", ("A", 11))]
         await h.stop()
 
-    run(scenario)
 
-
-def test_subscribing_again_resends_the_state() -> None:
-    async def scenario() -> None:
+async def test_subscribing_again_resends_the_state() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 3}))
         h.start()
         await h.subscribe("A")
@@ -416,11 +405,9 @@ def test_subscribing_again_resends_the_state() -> None:
         assert h.session.subscriptions == 1
         await h.stop()
 
-    run(scenario)
 
-
-def test_unsubscribe_stops_updates_even_those_already_queued() -> None:
-    async def scenario() -> None:
+async def test_unsubscribe_stops_updates_even_those_already_queued() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 1, "B": 1}))
         h.start()
         await h.subscribe("A", "B")
@@ -444,11 +431,9 @@ def test_unsubscribe_stops_updates_even_those_already_queued() -> None:
         assert ("unsubscribe", ("chan:A",)) in h.pubsub.commands
         await h.stop()
 
-    run(scenario)
 
-
-def test_too_many_subscriptions() -> None:
-    async def scenario() -> None:
+async def test_too_many_subscriptions() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({}), max_subscriptions=3)
         h.start()
         await h.subscribe("A", "B")
@@ -470,11 +455,9 @@ def test_too_many_subscriptions() -> None:
         assert h.session.subscriptions == 3
         await h.stop()
 
-    run(scenario)
 
-
-def test_ping_is_answered_with_its_id() -> None:
-    async def scenario() -> None:
+async def test_ping_is_answered_with_its_id() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({}))
         h.start()
         await h.session.handle(protocol.Ping("p1"))
@@ -486,11 +469,9 @@ def test_ping_is_answered_with_its_id() -> None:
         ]
         await h.stop()
 
-    run(scenario)
 
-
-def test_heartbeat_after_heartbeat_s_without_sending() -> None:
-    async def scenario() -> None:
+async def test_heartbeat_after_heartbeat_s_without_sending() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({}), heartbeat_s=0.05)
         started = time.monotonic()
         h.start()
@@ -499,11 +480,9 @@ def test_heartbeat_after_heartbeat_s_without_sending() -> None:
         assert frames[:2] == [{"type": "heartbeat", "server_time_ns": T0 + 2000}] * 2
         await h.stop()
 
-    run(scenario)
 
-
-def test_a_confirmation_that_never_comes_is_unavailable() -> None:
-    async def scenario() -> None:
+async def test_a_confirmation_that_never_comes_is_unavailable() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 1}), silent_redis=True, subscribe_timeout_s=0.05)
         h.start()
         await h.subscribe("A", request_id="s")
@@ -513,11 +492,9 @@ def test_a_confirmation_that_never_comes_is_unavailable() -> None:
         assert list(h.relay.instruments.keys_of(h.session)) == []
         await h.stop()
 
-    run(scenario)
 
-
-def test_a_store_failure_closes_with_1013() -> None:
-    async def scenario() -> None:
+async def test_a_store_failure_closes_with_1013() -> None:
+    async with asyncio.timeout(10):
         states = FakeStates({"A": 1})
         states.fail = True
         h = Harness(states)
@@ -529,11 +506,9 @@ def test_a_store_failure_closes_with_1013() -> None:
         assert h.transport.frames == []
         h.session.finish()
 
-    run(scenario)
 
-
-def test_a_relay_resync_resumes_from_what_was_sent() -> None:
-    async def scenario() -> None:
+async def test_a_relay_resync_resumes_from_what_was_sent() -> None:
+    async with asyncio.timeout(10):
         states = FakeStates({"A": 5})
         h = Harness(states)
         h.start()
@@ -556,11 +531,9 @@ def test_a_relay_resync_resumes_from_what_was_sent() -> None:
         assert updates(h.transport.frames, "A") == [6, 7, 8, 9, 10]
         await h.stop()
 
-    run(scenario)
 
-
-def test_max_rate_throttles_an_instrument() -> None:
-    async def scenario() -> None:
+async def test_max_rate_throttles_an_instrument() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 1, "B": 1}))
         h.start()
         await h.subscribe("A", max_rate=10.0)  # every 0.1 s at most
@@ -577,14 +550,12 @@ def test_max_rate_throttles_an_instrument() -> None:
         assert elapsed >= 0.09
         await h.stop()
 
-    run(scenario)
-
 
 # -- the slow-client ladder --------------------------------------------------------------------
 
 
-def test_a_slow_client_gets_conflated_then_the_latest_states() -> None:
-    async def scenario() -> None:
+async def test_a_slow_client_gets_conflated_then_the_latest_states() -> None:
+    async with asyncio.timeout(10):
         clock = FakeClock()
         h = Harness(FakeStates({"A": 1, "B": 1}), queue_size=3, monotonic=clock)
         h.start()
@@ -618,11 +589,9 @@ def test_a_slow_client_gets_conflated_then_the_latest_states() -> None:
         assert h.sample("dashboard_api_conflated_updates_total") == 3
         await h.stop()
 
-    run(scenario)
 
-
-def test_a_slow_client_that_reads_again_gets_a_resync_snapshot() -> None:
-    async def scenario() -> None:
+async def test_a_slow_client_that_reads_again_gets_a_resync_snapshot() -> None:
+    async with asyncio.timeout(10):
         clock = FakeClock()
         states = FakeStates({"A": 1})
         h = Harness(states, queue_size=2, conflation_timeout_s=1.0, resync_timeout_s=2.0, monotonic=clock)
@@ -660,11 +629,9 @@ def test_a_slow_client_that_reads_again_gets_a_resync_snapshot() -> None:
         assert h.sample("dashboard_api_slow_client_steps_total", {"step": "resync_sent"}) == 1
         await h.stop()
 
-    run(scenario)
 
-
-def test_a_client_that_never_reads_is_closed_with_4008() -> None:
-    async def scenario() -> None:
+async def test_a_client_that_never_reads_is_closed_with_4008() -> None:
+    async with asyncio.timeout(10):
         clock = FakeClock()
         h = Harness(
             FakeStates({"A": 1}),
@@ -706,11 +673,9 @@ def test_a_client_that_never_reads_is_closed_with_4008() -> None:
         h.session.finish()
         assert list(h.relay.instruments.keys_of(h.session)) == []
 
-    run(scenario)
 
-
-def test_the_relay_drops_a_session_that_closes() -> None:
-    async def scenario() -> None:
+async def test_the_relay_drops_a_session_that_closes() -> None:
+    async with asyncio.timeout(10):
         clock = FakeClock()
         h = Harness(
             FakeStates({"A": 1}),
@@ -738,14 +703,12 @@ def test_the_relay_drops_a_session_that_closes() -> None:
         h.sender.cancel()
         await asyncio.gather(h.sender, return_exceptions=True)
 
-    run(scenario)
-
 
 # -- alerts and lifecycle ---------------------------------------------------------------------
 
 
-def test_alert_commands_without_alerts_are_an_error() -> None:
-    async def scenario() -> None:
+async def test_alert_commands_without_alerts_are_an_error() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({}))
         h.start()
         await h.session.handle(protocol.ListAlerts("l1"))
@@ -755,11 +718,9 @@ def test_alert_commands_without_alerts_are_an_error() -> None:
         assert list(h.relay.users.keys()) == []
         await h.stop()
 
-    run(scenario)
 
-
-def test_alert_commands_and_events() -> None:
-    async def scenario() -> None:
+async def test_alert_commands_and_events() -> None:
+    async with asyncio.timeout(10):
         alerts = FakeAlerts()
         h = Harness(FakeStates({}), alerts=alerts)
         h.start()
@@ -784,11 +745,9 @@ def test_alert_commands_and_events() -> None:
         await h.stop()
         assert list(h.relay.users.keys()) == []
 
-    run(scenario)
 
-
-def test_request_close_stops_the_sender_and_refuses_more() -> None:
-    async def scenario() -> None:
+async def test_request_close_stops_the_sender_and_refuses_more() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 1}))
         h.start()
         await h.subscribe("A")
@@ -806,11 +765,9 @@ def test_request_close_stops_the_sender_and_refuses_more() -> None:
         assert list(h.relay.instruments.keys()) == []
         assert h.sample("dashboard_api_session_closes_total", {"code": "1001"}) == 1
 
-    run(scenario)
 
-
-def test_replies_piling_up_close_the_session() -> None:
-    async def scenario() -> None:
+async def test_replies_piling_up_close_the_session() -> None:
+    async with asyncio.timeout(10):
         h = Harness(FakeStates({}))
         h.start()
         h.transport.writable.clear()
@@ -821,5 +778,3 @@ def test_replies_piling_up_close_the_session() -> None:
         assert h.sender is not None
         h.sender.cancel()
         await asyncio.gather(h.sender, return_exceptions=True)
-
-    run(scenario)

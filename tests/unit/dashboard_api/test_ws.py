@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import jwt
+import pytest
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
@@ -27,6 +28,8 @@ from tapewire.auth import AuthSettings, TokenVerifier
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
 from tapewire.v1 import stream_pb2 as spb
+
+pytestmark = pytest.mark.anyio
 
 KEYS = RedisKeys(prefix="p:", channel="chan", alerts_channel="alerts")
 SECRET = "s" * 32
@@ -149,10 +152,6 @@ def make_services(verifier: TokenVerifier | None = None, **settings: Any) -> App
     )
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 10))
-
-
 def sample(services: AppContext, name: str, labels: dict[str, str] | None = None) -> float:
     return services.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
@@ -164,8 +163,8 @@ async def connected(ws: FakeWebSocket, services: AppContext) -> asyncio.Task[Non
     return task
 
 
-def test_welcome_then_subscribe_then_a_clean_goodbye() -> None:
-    async def scenario() -> None:
+async def test_welcome_then_subscribe_then_a_clean_goodbye() -> None:
+    async with asyncio.timeout(10):
         services = make_services(send_queue_size=64, max_subscriptions_per_connection=7)
         ws = FakeWebSocket()
         task = await connected(ws, services)
@@ -205,11 +204,9 @@ def test_welcome_then_subscribe_then_a_clean_goodbye() -> None:
         assert sample(services, "dashboard_api_ws_connections") == 0
         assert list(services.relay.instruments.keys()) == []
 
-    run(scenario)
 
-
-def test_protobuf_encoding_from_the_query() -> None:
-    async def scenario() -> None:
+async def test_protobuf_encoding_from_the_query() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         ws = FakeWebSocket(query={"encoding": "protobuf"})
         task = await connected(ws, services)
@@ -225,11 +222,9 @@ def test_protobuf_encoding_from_the_query() -> None:
         ws.client_leaves()
         await asyncio.wait_for(task, WAIT_S)
 
-    run(scenario)
 
-
-def test_a_subprotocol_picks_the_encoding_and_is_echoed() -> None:
-    async def scenario() -> None:
+async def test_a_subprotocol_picks_the_encoding_and_is_echoed() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         ws = FakeWebSocket(subprotocols=["chat", "tapewire.v1.protobuf", "tapewire.v1.json"])
         task = await connected(ws, services)
@@ -238,19 +233,15 @@ def test_a_subprotocol_picks_the_encoding_and_is_echoed() -> None:
         ws.client_leaves()
         await asyncio.wait_for(task, WAIT_S)
 
-    run(scenario)
 
-
-def test_an_unknown_encoding_is_refused_with_1008() -> None:
-    async def scenario() -> None:
+async def test_an_unknown_encoding_is_refused_with_1008() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         ws = FakeWebSocket(query={"encoding": "xml"})
         await asyncio.wait_for(websocket_endpoint(cast(WebSocket, ws), services), WAIT_S)
         assert ws.closed == (1008, "unknown encoding 'xml': use json or protobuf")
         assert ws.sent == []
         assert sample(services, "dashboard_api_session_closes_total", {"code": "1008"}) == 1
-
-    run(scenario)
 
 
 def publish(services: AppContext, instrument: str, version: int) -> None:
@@ -266,8 +257,8 @@ async def subscribed_to_a(ws: FakeWebSocket, services: AppContext) -> asyncio.Ta
     return task
 
 
-def test_with_batch_the_updates_waiting_go_out_together_and_a_lone_one_alone() -> None:
-    async def scenario() -> None:
+async def test_with_batch_the_updates_waiting_go_out_together_and_a_lone_one_alone() -> None:
+    async with asyncio.timeout(10):
         services = make_services(max_batch=3)
         ws = FakeWebSocket(query={"batch": "true"})
         task = await subscribed_to_a(ws, services)
@@ -289,11 +280,9 @@ def test_with_batch_the_updates_waiting_go_out_together_and_a_lone_one_alone() -
         ws.client_leaves()
         await asyncio.wait_for(task, WAIT_S)
 
-    run(scenario)
 
-
-def test_a_reply_queued_between_updates_keeps_its_place() -> None:
-    async def scenario() -> None:
+async def test_a_reply_queued_between_updates_keeps_its_place() -> None:
+    async with asyncio.timeout(10):
         services = make_services(max_batch=64)
         ws = FakeWebSocket(query={"batch": "1", "encoding": "protobuf"})
         task = await subscribed_to_a(ws, services)
@@ -309,11 +298,9 @@ def test_a_reply_queued_between_updates_keeps_its_place() -> None:
         ws.client_leaves()
         await asyncio.wait_for(task, WAIT_S)
 
-    run(scenario)
 
-
-def test_without_batch_every_update_is_a_frame_of_its_own() -> None:
-    async def scenario() -> None:
+async def test_without_batch_every_update_is_a_frame_of_its_own() -> None:
+    async with asyncio.timeout(10):
         services = make_services(max_batch=64)
         ws = FakeWebSocket()
         task = await subscribed_to_a(ws, services)
@@ -324,21 +311,17 @@ def test_without_batch_every_update_is_a_frame_of_its_own() -> None:
         ws.client_leaves()
         await asyncio.wait_for(task, WAIT_S)
 
-    run(scenario)
 
-
-def test_a_bad_batch_flag_is_refused_with_1008() -> None:
-    async def scenario() -> None:
+async def test_a_bad_batch_flag_is_refused_with_1008() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         ws = FakeWebSocket(query={"batch": "yes please"})
         await asyncio.wait_for(websocket_endpoint(cast(WebSocket, ws), services), WAIT_S)
         assert ws.closed == (1008, "batch must be true or false")
 
-    run(scenario)
 
-
-def test_a_draining_instance_refuses_with_1013() -> None:
-    async def scenario() -> None:
+async def test_a_draining_instance_refuses_with_1013() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         services.sessions.draining = True
         ws = FakeWebSocket()
@@ -347,11 +330,9 @@ def test_a_draining_instance_refuses_with_1013() -> None:
         assert ws.closed[0] == 1013
         assert len(services.sessions) == 0
 
-    run(scenario)
 
-
-def test_without_auth_a_client_may_name_itself() -> None:
-    async def scenario() -> None:
+async def test_without_auth_a_client_may_name_itself() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         ws = FakeWebSocket(query={"user": "alice"})
         task = await connected(ws, services)
@@ -364,15 +345,13 @@ def test_without_auth_a_client_may_name_itself() -> None:
         assert bad.closed[0] == 4001
         assert sample(services, "dashboard_api_auth_failures_total", {"transport": "ws"}) == 1
 
-    run(scenario)
-
 
 def token(subject: str, expires_in_s: float = 60.0) -> str:
     return jwt.encode({"sub": subject, "exp": int(time.time() + expires_in_s)}, SECRET, algorithm="HS256")
 
 
-def test_with_auth_the_token_names_the_user() -> None:
-    async def scenario() -> None:
+async def test_with_auth_the_token_names_the_user() -> None:
+    async with asyncio.timeout(10):
         verifier = TokenVerifier.from_settings(AuthSettings(hs256_secret=SECRET))
         services = make_services(verifier)
         for ws in (
@@ -384,11 +363,9 @@ def test_with_auth_the_token_names_the_user() -> None:
             ws.client_leaves()
             await asyncio.wait_for(task, WAIT_S)
 
-    run(scenario)
 
-
-def test_with_auth_a_missing_or_expired_token_is_closed_with_4001() -> None:
-    async def scenario() -> None:
+async def test_with_auth_a_missing_or_expired_token_is_closed_with_4001() -> None:
+    async with asyncio.timeout(10):
         verifier = TokenVerifier.from_settings(AuthSettings(hs256_secret=SECRET))
         services = make_services(verifier)
         for ws in (
@@ -404,11 +381,9 @@ def test_with_auth_a_missing_or_expired_token_is_closed_with_4001() -> None:
             assert ws.sent == []
         assert sample(services, "dashboard_api_auth_failures_total", {"transport": "ws"}) == 4
 
-    run(scenario)
 
-
-def test_bad_frames_earn_errors_and_the_connection_stays_open() -> None:
-    async def scenario() -> None:
+async def test_bad_frames_earn_errors_and_the_connection_stays_open() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         ws = FakeWebSocket()
         task = await connected(ws, services)
@@ -431,11 +406,9 @@ def test_bad_frames_earn_errors_and_the_connection_stays_open() -> None:
         await asyncio.wait_for(task, WAIT_S)
         assert ws.closed is None
 
-    run(scenario)
 
-
-def test_too_many_messages_are_rate_limited() -> None:
-    async def scenario() -> None:
+async def test_too_many_messages_are_rate_limited() -> None:
+    async with asyncio.timeout(10):
         services = make_services(max_messages_per_second=1.0)  # bursts of 2
         ws = FakeWebSocket()
         task = await connected(ws, services)
@@ -451,11 +424,9 @@ def test_too_many_messages_are_rate_limited() -> None:
         ws.client_leaves()
         await asyncio.wait_for(task, WAIT_S)
 
-    run(scenario)
 
-
-def test_too_many_errors_close_with_1008() -> None:
-    async def scenario() -> None:
+async def test_too_many_errors_close_with_1008() -> None:
+    async with asyncio.timeout(10):
         services = make_services(max_errors_per_minute=2)
         ws = FakeWebSocket()
         task = await connected(ws, services)
@@ -465,11 +436,9 @@ def test_too_many_errors_close_with_1008() -> None:
         assert ws.closed == (1008, "more than 2 errors in a minute")
         assert len(services.sessions) == 0
 
-    run(scenario)
 
-
-def test_an_idle_client_is_closed_with_4009() -> None:
-    async def scenario() -> None:
+async def test_an_idle_client_is_closed_with_4009() -> None:
+    async with asyncio.timeout(10):
         services = make_services(idle_timeout_s=0.05)
         ws = FakeWebSocket()
         task = await connected(ws, services)
@@ -477,11 +446,9 @@ def test_an_idle_client_is_closed_with_4009() -> None:
         assert ws.closed == (4009, "idle: nothing received for 0.05s")
         assert sample(services, "dashboard_api_session_closes_total", {"code": "4009"}) == 1
 
-    run(scenario)
 
-
-def test_an_operator_close_says_goodbye_with_the_code_given() -> None:
-    async def scenario() -> None:
+async def test_an_operator_close_says_goodbye_with_the_code_given() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         ws = FakeWebSocket()
         task = await connected(ws, services)
@@ -490,11 +457,9 @@ def test_an_operator_close_says_goodbye_with_the_code_given() -> None:
         assert ws.closed == (1001, "server shutting down")
         assert len(services.sessions) == 0
 
-    run(scenario)
 
-
-def test_a_client_gone_while_sending_is_not_sent_a_close() -> None:
-    async def scenario() -> None:
+async def test_a_client_gone_while_sending_is_not_sent_a_close() -> None:
+    async with asyncio.timeout(10):
         services = make_services()
         ws = FakeWebSocket()
         task = await connected(ws, services)
@@ -503,5 +468,3 @@ def test_a_client_gone_while_sending_is_not_sent_a_close() -> None:
         await asyncio.wait_for(task, WAIT_S)
         assert ws.closed is None
         assert len(services.sessions) == 0
-
-    run(scenario)

@@ -27,12 +27,12 @@ from services.ingester.records import Record
 from services.ingester.run import new_queue
 from services.ingester.settings import IngesterSettings
 from tapewire.ticks import RawTick, Trade, from_proto, to_proto
-from tapewire.v1 import ingest_pb2, ingest_pb2_grpc, market_pb2
+from tapewire.v1 import ingest_pb2_grpc, market_pb2
 from tests.support import free_port
 
 from .fakes import FakeProducer, trade
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
 
 WAIT_S = 5.0
 
@@ -202,26 +202,23 @@ def test_the_wait_for_verdicts_is_bounded(ingester: Ingester) -> None:
 
 
 @pytest.mark.parametrize("ingester", [{"queue_size": 2, "queue_policy": "block"}], indirect=True)
-def test_a_full_queue_holds_the_stream_back_without_stalling_other_calls(ingester: Ingester) -> None:
-    async def scenario() -> ingest_pb2.PushSummary:
-        async with grpc.aio.insecure_channel(ingester.address) as channel:
-            stub = ingest_pb2_grpc.IngestStub(channel)
-            held = stub.Push(iter([pushed(trade("A", n)) for n in range(1, 6)]))
-            await wait_for(lambda: ingester.queue.waiting_for_room > 0, "the push to wait for room")
-            assert not held.done()
-            # Meanwhile the server still answers everyone else.
-            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
-            assert health.status == health_pb2.HealthCheckResponse.SERVING
-            other = await stub.Push(iter([market_pb2.Tick()]))
-            assert (other.accepted, other.rejected) == (0, 1)
-            assert ingester.metric("ingester_grpc_push_streams") == 1
-            drained: list[Record] = []
-            while len(drained) < 5:  # the publisher's part
-                drained += await asyncio.to_thread(ingester.queue.get_batch, 10, 0.05) or []
-            assert [t.sequence for t in decoded(drained)] == [1, 2, 3, 4, 5]
-            return await held
-
-    summary = asyncio.run(scenario())
+async def test_a_full_queue_holds_the_stream_back_without_stalling_other_calls(ingester: Ingester) -> None:
+    async with grpc.aio.insecure_channel(ingester.address) as channel:
+        stub = ingest_pb2_grpc.IngestStub(channel)
+        held = stub.Push(iter([pushed(trade("A", n)) for n in range(1, 6)]))
+        await wait_for(lambda: ingester.queue.waiting_for_room > 0, "the push to wait for room")
+        assert not held.done()
+        # Meanwhile the server still answers everyone else.
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        other = await stub.Push(iter([market_pb2.Tick()]))
+        assert (other.accepted, other.rejected) == (0, 1)
+        assert ingester.metric("ingester_grpc_push_streams") == 1
+        drained: list[Record] = []
+        while len(drained) < 5:  # the publisher's part
+            drained += await asyncio.to_thread(ingester.queue.get_batch, 10, 0.05) or []
+        assert [t.sequence for t in decoded(drained)] == [1, 2, 3, 4, 5]
+        summary = await held
     assert (summary.accepted, summary.rejected) == (5, 0)
     assert ingester.queue.dropped == 0
 
@@ -238,19 +235,16 @@ def test_drop_oldest_never_holds_a_stream_back_and_counts_the_drops(ingester: In
     assert ingester.metric("ingester_queue_dropped_total") == 3
 
 
-def test_a_stream_cut_off_by_a_closed_queue_says_how_much_was_accepted(ingester: Ingester) -> None:
-    async def scenario() -> grpc.aio.AioRpcError:
-        async with grpc.aio.insecure_channel(ingester.address) as channel:
-            call = ingest_pb2_grpc.IngestStub(channel).Push()
-            await call.write(pushed(trade("A", 1)))
-            await wait_for(lambda: ingester.queue.depth == 1, "the first tick to be queued")
-            ingester.queue.close()
-            await call.write(pushed(trade("A", 2)))
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await call
-            return caught.value
-
-    error = asyncio.run(scenario())
+async def test_a_stream_cut_off_by_a_closed_queue_says_how_much_was_accepted(ingester: Ingester) -> None:
+    async with grpc.aio.insecure_channel(ingester.address) as channel:
+        call = ingest_pb2_grpc.IngestStub(channel).Push()
+        await call.write(pushed(trade("A", 1)))
+        await wait_for(lambda: ingester.queue.depth == 1, "the first tick to be queued")
+        ingester.queue.close()
+        await call.write(pushed(trade("A", 2)))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        error = caught.value
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert "the first 1 ticks of this stream were accepted" in (error.details() or "")
 
@@ -258,21 +252,16 @@ def test_a_stream_cut_off_by_a_closed_queue_says_how_much_was_accepted(ingester:
 @pytest.mark.parametrize(
     "ingester", [{"queue_size": 1, "queue_policy": "block", "grpc_shutdown_grace_s": 0.3}], indirect=True
 )
-def test_stop_cancels_a_held_stream_after_the_grace_period(ingester: Ingester) -> None:
-    async def scenario() -> tuple[grpc.StatusCode, float]:
-        async with grpc.aio.insecure_channel(ingester.address) as channel:
-            held = ingest_pb2_grpc.IngestStub(channel).Push(
-                iter([pushed(trade("A", n)) for n in range(1, 4)])
-            )
-            await wait_for(lambda: ingester.queue.waiting_for_room > 0, "the push to wait for room")
-            started = time.monotonic()
-            await asyncio.to_thread(ingester.ingress.stop)
-            stopped_after = time.monotonic() - started
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await held
-            return caught.value.code(), stopped_after
-
-    code, stopped_after = asyncio.run(scenario())
+async def test_stop_cancels_a_held_stream_after_the_grace_period(ingester: Ingester) -> None:
+    async with grpc.aio.insecure_channel(ingester.address) as channel:
+        held = ingest_pb2_grpc.IngestStub(channel).Push(iter([pushed(trade("A", n)) for n in range(1, 4)]))
+        await wait_for(lambda: ingester.queue.waiting_for_room > 0, "the push to wait for room")
+        started = time.monotonic()
+        await asyncio.to_thread(ingester.ingress.stop)
+        stopped_after = time.monotonic() - started
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await held
+        code = caught.value.code()
     assert code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     assert 0.2 <= stopped_after < 3
     assert not ingester.ingress.failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -27,7 +28,7 @@ from tapewire.grpc_server import (
 )
 from tapewire.v1 import dashboard_pb2, dashboard_pb2_grpc, ingest_pb2, ingest_pb2_grpc, market_pb2, stream_pb2
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
 
 SECRET = "a-test-secret-of-at-least-32-bytes!!"
 VERIFIER = TokenVerifier.from_settings(AuthSettings(hs256_secret=SecretStr(SECRET)))
@@ -81,26 +82,21 @@ SERVICES = [
 ]
 
 
-def serve(
-    test: Callable[[GrpcServer, grpc.aio.Channel], Awaitable[None]],
-    verifier: TokenVerifier | None = VERIFIER,
-    **options: Any,
-) -> None:
-    """Run `test` against a fresh server on a free loopback port, then stop it."""
-
-    async def main() -> None:
-        server = await start_grpc_server(GrpcServerOptions(host="127.0.0.1", **options), SERVICES, verifier)
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                await test(server, channel)
-        finally:
-            await server.stop(0)
-
-    asyncio.run(main())
+@contextlib.asynccontextmanager
+async def serving(
+    verifier: TokenVerifier | None = VERIFIER, **options: Any
+) -> AsyncIterator[tuple[GrpcServer, grpc.aio.Channel]]:
+    """A fresh server on a free loopback port and a channel to it; the server is stopped on exit."""
+    server = await start_grpc_server(GrpcServerOptions(host="127.0.0.1", **options), SERVICES, verifier)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            yield server, channel
+    finally:
+        await server.stop(0)
 
 
-def test_an_authenticated_caller_is_known_to_every_rpc_shape() -> None:
-    async def test(_server: GrpcServer, channel: grpc.aio.Channel) -> None:
+async def test_an_authenticated_caller_is_known_to_every_rpc_shape() -> None:
+    async with serving() as (_server, channel):
         dashboard = dashboard_pb2_grpc.DashboardStub(channel)
         reply = await dashboard.ListInstruments(
             dashboard_pb2.ListInstrumentsRequest(), metadata=bearer("alice", roles=["admin"])
@@ -115,11 +111,9 @@ def test_an_authenticated_caller_is_known_to_every_rpc_shape() -> None:
         )
         assert (summary.accepted, summary.rejections[0].reason) == (2, "carol")
 
-    serve(test)
 
-
-def test_concurrent_calls_each_see_their_own_caller() -> None:
-    async def test(_server: GrpcServer, channel: grpc.aio.Channel) -> None:
+async def test_concurrent_calls_each_see_their_own_caller() -> None:
+    async with serving() as (_server, channel):
         dashboard = dashboard_pb2_grpc.DashboardStub(channel)
         users = [f"user{n}" for n in range(20)]
         replies = await asyncio.gather(
@@ -129,8 +123,6 @@ def test_concurrent_calls_each_see_their_own_caller() -> None:
             )
         )
         assert [reply.instruments[0] for reply in replies] == users
-
-    serve(test)
 
 
 @pytest.mark.parametrize(
@@ -142,10 +134,10 @@ def test_concurrent_calls_each_see_their_own_caller() -> None:
         ((("authorization", f"Bearer {token('eve', exp_in_s=-60)}"),), "token expired"),
     ],
 )
-def test_calls_without_a_valid_token_are_unauthenticated(
+async def test_calls_without_a_valid_token_are_unauthenticated(
     metadata: tuple[tuple[str, str], ...], reason: str
 ) -> None:
-    async def test(_server: GrpcServer, channel: grpc.aio.Channel) -> None:
+    async with serving() as (_server, channel):
         dashboard = dashboard_pb2_grpc.DashboardStub(channel)
         calls: list[Callable[[], Awaitable[object]]] = [
             lambda: dashboard.ListInstruments(dashboard_pb2.ListInstrumentsRequest(), metadata=metadata),
@@ -158,25 +150,21 @@ def test_calls_without_a_valid_token_are_unauthenticated(
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert reason in (caught.value.details() or "")
 
-    serve(test)
-
 
 async def _drain(stream: AsyncIterator[object]) -> list[object]:
     return [message async for message in stream]
 
 
-def test_without_a_verifier_every_caller_is_an_anonymous_admin() -> None:
-    async def test(_server: GrpcServer, channel: grpc.aio.Channel) -> None:
+async def test_without_a_verifier_every_caller_is_an_anonymous_admin() -> None:
+    async with serving(verifier=None) as (_server, channel):
         reply = await dashboard_pb2_grpc.DashboardStub(channel).ListInstruments(
             dashboard_pb2.ListInstrumentsRequest()
         )
         assert list(reply.instruments) == ["anonymous", "admin"]
 
-    serve(test, verifier=None)
 
-
-def test_health_answers_without_a_token_and_turns_not_serving_on_stop() -> None:
-    async def test(server: GrpcServer, channel: grpc.aio.Channel) -> None:
+async def test_health_answers_without_a_token_and_turns_not_serving_on_stop() -> None:
+    async with serving() as (server, channel):
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "tapewire.v1.Dashboard", "tapewire.v1.Ingest"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
@@ -185,11 +173,9 @@ def test_health_answers_without_a_token_and_turns_not_serving_on_stop() -> None:
         reply = await health.Check(health_pb2.HealthCheckRequest(service="tapewire.v1.Ingest"))
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
-    serve(test)
 
-
-def test_reflection_lists_the_services_without_a_token() -> None:
-    async def test(_server: GrpcServer, channel: grpc.aio.Channel) -> None:
+async def test_reflection_lists_the_services_without_a_token() -> None:
+    async with serving() as (_server, channel):
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         replies = [reply async for reply in stub.ServerReflectionInfo(iter([request]))]
@@ -201,21 +187,17 @@ def test_reflection_lists_the_services_without_a_token() -> None:
             "grpc.reflection.v1alpha.ServerReflection",
         }
 
-    serve(test)
 
-
-def test_messages_over_the_size_bound_are_refused() -> None:
-    async def test(_server: GrpcServer, channel: grpc.aio.Channel) -> None:
+async def test_messages_over_the_size_bound_are_refused() -> None:
+    async with serving(max_receive_message_bytes=1_024) as (_server, channel):
         big = market_pb2.Tick(instrument="x" * 2_000)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await ingest_pb2_grpc.IngestStub(channel).Push(iter([big]), metadata=bearer("alice"))
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
-    serve(test, max_receive_message_bytes=1_024)
 
-
-def test_rpcs_beyond_the_concurrency_bound_are_refused() -> None:
-    async def test(_server: GrpcServer, channel: grpc.aio.Channel) -> None:
+async def test_rpcs_beyond_the_concurrency_bound_are_refused() -> None:
+    async with serving(max_concurrent_rpcs=2) as (_server, channel):
         dashboard = dashboard_pb2_grpc.DashboardStub(channel)
         results = await asyncio.gather(
             *(
@@ -228,28 +210,20 @@ def test_rpcs_beyond_the_concurrency_bound_are_refused() -> None:
         assert refused and all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused)
         assert len(refused) < len(results)
 
-    serve(test, max_concurrent_rpcs=2)
+
+async def test_a_taken_port_is_a_clear_error() -> None:
+    first = await start_grpc_server(GrpcServerOptions(host="127.0.0.1"), SERVICES)
+    try:
+        with pytest.raises(ConfigurationError, match=f"127.0.0.1:{first.port}"):
+            await start_grpc_server(GrpcServerOptions(host="127.0.0.1", port=first.port), SERVICES)
+    finally:
+        await first.stop(0)
 
 
-def test_a_taken_port_is_a_clear_error() -> None:
-    async def main() -> None:
-        first = await start_grpc_server(GrpcServerOptions(host="127.0.0.1"), SERVICES)
-        try:
-            with pytest.raises(ConfigurationError, match=f"127.0.0.1:{first.port}"):
-                await start_grpc_server(GrpcServerOptions(host="127.0.0.1", port=first.port), SERVICES)
-        finally:
-            await first.stop(0)
-
-    asyncio.run(main())
-
-
-def test_an_unknown_service_name_is_a_clear_error() -> None:
-    async def main() -> None:
-        bad = Service("tapewire.v1.Nope", WhoAmI(), dashboard_pb2_grpc.add_DashboardServicer_to_server)
-        with pytest.raises(ConfigurationError, match=r"tapewire\.v1\.Nope"):
-            await start_grpc_server(GrpcServerOptions(host="127.0.0.1"), [bad])
-
-    asyncio.run(main())
+async def test_an_unknown_service_name_is_a_clear_error() -> None:
+    bad = Service("tapewire.v1.Nope", WhoAmI(), dashboard_pb2_grpc.add_DashboardServicer_to_server)
+    with pytest.raises(ConfigurationError, match=r"tapewire\.v1\.Nope"):
+        await start_grpc_server(GrpcServerOptions(host="127.0.0.1"), [bad])
 
 
 def test_current_principal_outside_an_rpc_is_a_programming_error() -> None:

@@ -45,6 +45,8 @@ from tools.watch import (
     subscribe_messages,
 )
 
+pytestmark = pytest.mark.anyio
+
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 MS = 1_000_000
 TIMES = {"exchange_ns": T0, "ingest_ns": T0 + MS, "processed_ns": T0 + 2 * MS, "cached_ns": T0 + 4 * MS}
@@ -715,11 +717,11 @@ def _as_json(message: spb.ServerMessage) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
-def test_a_session_resumes_after_a_draining_close(encoding: str) -> None:
+async def test_a_session_resumes_after_a_draining_close(encoding: str) -> None:
     stand_in = StandIn(encoding)
     out, err = io.StringIO(), io.StringIO()
 
-    async def scenario() -> int:
+    async with asyncio.timeout(10):
         async with serve(stand_in.handler, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
             options = Options(
@@ -734,9 +736,8 @@ def test_a_session_resumes_after_a_draining_close(encoding: str) -> None:
                 alerts=(),
             )
             clock = iter(range(T0 + MS, T0 + 1000 * MS, MS))
-            return await Session(options, ("AAPL",), out, err, lambda: next(clock)).run()
-
-    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == 0
+            code = await Session(options, ("AAPL",), out, err, lambda: next(clock)).run()
+    assert code == 0
     assert stand_in.connections == 2
     assert stand_in.headers == ["Bearer jwt", "Bearer jwt"]
     expected_path = "/ws?user=ann" + ("&encoding=protobuf" if encoding == "protobuf" else "")
@@ -758,32 +759,30 @@ def test_a_session_resumes_after_a_draining_close(encoding: str) -> None:
     assert "reconnecting in 0.0s, resuming 1 instruments" in err.getvalue()
 
 
-def test_a_session_without_resume_ends_with_the_connection() -> None:
+async def test_a_session_without_resume_ends_with_the_connection() -> None:
     stand_in = StandIn("json")
     out, err = io.StringIO(), io.StringIO()
 
-    async def scenario() -> int:
+    async with asyncio.timeout(10):
         async with serve(stand_in.handler, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
             options = parse_options(["--url", f"ws://127.0.0.1:{port}/ws", "AAPL"], {})
-            return await Session(options, ("AAPL",), out, err, lambda: T0).run()
-
-    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == 1
+            code = await Session(options, ("AAPL",), out, err, lambda: T0).run()
+    assert code == 1
     assert stand_in.connections == 1
 
 
-def test_a_session_that_cannot_connect() -> None:
+async def test_a_session_that_cannot_connect() -> None:
     err = io.StringIO()
 
-    async def scenario() -> int:
+    async with asyncio.timeout(10):
         options = parse_options(["--url", "ws://127.0.0.1:9/ws", "AAPL"], {})
-        return await Session(options, ("AAPL",), io.StringIO(), err, lambda: T0).run()
-
-    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == 1
+        code = await Session(options, ("AAPL",), io.StringIO(), err, lambda: T0).run()
+    assert code == 1
     assert "cannot connect to ws://127.0.0.1:9/ws" in err.getvalue()
 
 
-def test_a_session_creates_its_alerts_once_and_prints_their_events() -> None:
+async def test_a_session_creates_its_alerts_once_and_prints_their_events() -> None:
     received: list[dict[str, Any]] = []
 
     async def handler(ws: ServerConnection) -> None:
@@ -803,14 +802,13 @@ def test_a_session_creates_its_alerts_once_and_prints_their_events() -> None:
 
     out = io.StringIO()
 
-    async def scenario() -> int:
+    async with asyncio.timeout(10):
         async with serve(handler, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
             argv = ["--url", f"ws://127.0.0.1:{port}/ws", "--alert", "AAPL:above:190.5", "--resume", "AAPL"]
             options = parse_options(argv, {})
-            return await Session(options, ("AAPL",), out, io.StringIO(), lambda: T0).run()
-
-    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == 0  # 1000: done, even with --resume
+            code = await Session(options, ("AAPL",), out, io.StringIO(), lambda: T0).run()
+    assert code == 0  # 1000: done, even with --resume
     assert [message["type"] for message in received] == ["subscribe", "alert.create"]
     assert received[1] == {
         "type": "alert.create",
