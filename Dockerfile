@@ -15,7 +15,6 @@ COPY pyproject.toml README.md ./
 COPY proto/ proto/
 COPY tapewire/ tapewire/
 COPY services/ services/
-COPY tools/ tools/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- runtime: the installed packages, a non-root user, no compilers, no source tree ----------
@@ -32,7 +31,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 USER tapewire
 WORKDIR /home/tapewire
 # dashboard_api; the workers' /healthz and /metrics are on 9101 (ingester), 9102 (processor),
-# 9103 (cache_updater).
-EXPOSE 8000 9101 9102 9103
+# 9103 (cache_updater), 9104 (history_writer).
+EXPOSE 8000 9101 9102 9103 9104
 # Exec form: Python is PID 1 and gets SIGTERM itself, so the services drain before exiting.
 CMD ["python", "-m", "services.dashboard_api"]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support import free_port
+from tools.isolation import free_port
 
 from .loadgen import LoadGen, LoadSpec, instrument_names
 from .measure import ProcessSampler, summarize_ms, usage_to_json

@@ -78,7 +78,7 @@ from services.cache_updater.apply import StateScript, cache_stamp, prepare
 from services.dashboard_api.rest import views
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
-from tests.support import free_port
+from tools.isolation import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / ".local" / "bench" / "logs"

@@ -82,7 +82,7 @@ from services.ingester.sources.simulator import Market
 from tapewire.kafka import ensure_topics
 from tapewire.settings import KafkaSettings
 from tapewire.ticks import to_proto
-from tests.support import delete_topics
+from tools.isolation import delete_topics
 from tools.suite import Suite
 
 ROOT = Path(__file__).resolve().parent.parent

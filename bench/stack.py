@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tapewire.settings import TopicSettings
-from tests.support import free_port, own_service_env
+from tools.isolation import free_port, own_service_env
 from tools.suite import Suite, prepare
 
 from .ready import wait_http_ok

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
-from tests.support import kafka_for_tests, own_postgres, own_redis, own_topics
+from tools.isolation import kafka_for_tests, own_postgres, own_redis, own_topics
 
 
 @pytest.fixture(scope="session")

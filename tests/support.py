@@ -1,92 +1,20 @@
-"""Helpers the integration and end-to-end tests share: real Kafka I/O with bounded waits."""
+"""Helpers the integration and end-to-end tests share: real Kafka I/O with bounded waits. A run's
+own topics, Redis prefix, schema, environment and ports are in tools/isolation.py (the bench
+uses them too)."""
 
 from __future__ import annotations
 
-import random
-import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import psycopg
-import redis
-from confluent_kafka import Consumer, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
-from psycopg import sql
-from pydantic import SecretStr
+from confluent_kafka import Consumer, Message, Producer
 
-from tapewire.db.migrate import migrate
-from tapewire.kafka import ensure_all_topics
-from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
+from tapewire.settings import KafkaSettings
 from tapewire.ticks import RawTick, to_proto
 
 T = TypeVar("T")
-TEST_PARTITIONS = 3
-
-
-def kafka_for_tests(stack_env: dict[str, str]) -> KafkaSettings:
-    # A short session timeout makes group joins and failovers quick in tests.
-    return KafkaSettings(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"], session_timeout_ms=6000)
-
-
-@contextmanager
-def own_topics(kafka: KafkaSettings, unique: str) -> Iterator[TopicSettings]:
-    """Fresh raw, processed, changelog, command, alert and DLQ topics named after `unique`,
-    deleted afterwards.
-
-    Deleting matters: a broker that keeps every test's partitions slows down for all later
-    tests (it checkpoints, tracks and garbage-collects thousands of partitions nobody reads)."""
-    names = TopicSettings(
-        raw=f"t{unique}_raw",
-        processed=f"t{unique}_processed",
-        processor_state=f"t{unique}_state",
-        commands=f"t{unique}_commands",
-        processor_alerts=f"t{unique}_alerts",
-        alert_events=f"t{unique}_alert_events",
-        partitions=TEST_PARTITIONS,
-    )
-    ensure_all_topics(kafka, names)
-    try:
-        yield names
-    finally:
-        delete_topics(kafka, list(names.all_topics()))
-
-
-def delete_topics(kafka: KafkaSettings, topics: list[str], timeout_s: float = 30.0) -> None:
-    """Delete `topics`, best effort: a leftover has a unique name and only costs the broker."""
-    admin = AdminClient(dict(kafka.as_librdkafka_dict()))
-    for future in admin.delete_topics(topics, operation_timeout=timeout_s).values():
-        with suppress(KafkaException):
-            future.result()
-
-
-@contextmanager
-def own_redis(stack_env: dict[str, str], unique: str) -> Iterator[RedisSettings]:
-    """A key prefix and channels named after `unique`; its keys are deleted afterwards."""
-    settings = RedisSettings(
-        url=SecretStr(stack_env["REDIS_URL"]),
-        key_prefix=f"t{unique}:",
-        updates_channel=f"t{unique}_updates",
-        alerts_channel=f"t{unique}_alerts",
-    )
-    yield settings
-    client = redis.Redis.from_url(stack_env["REDIS_URL"])
-    keys = list(client.scan_iter(match=f"t{unique}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@contextmanager
-def own_postgres(stack_env: dict[str, str], unique: str) -> Iterator[PostgresSettings]:
-    """A migrated schema named after `unique`, dropped afterwards."""
-    settings = PostgresSettings(url=SecretStr(stack_env["DATABASE_URL"]), schema_name=f"t{unique}")
-    migrate(settings)
-    yield settings
-    with psycopg.connect(stack_env["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema_name)))
 
 
 def produce_ticks(kafka: KafkaSettings, topic: str, ticks: Iterable[RawTick]) -> int:
@@ -141,81 +69,3 @@ def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, int
             return last  # type: ignore[no-any-return]
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
-
-
-@contextmanager
-def own_service_env(
-    stack_env: dict[str, str], unique: str, **extra: str
-) -> Iterator[tuple[dict[str, str], TopicSettings]]:
-    """Topics, a Redis prefix and a PostgreSQL schema of `unique`'s own (each removed
-    afterwards), and the services' environment pointing at them (`service_env`)."""
-    kafka = kafka_for_tests(stack_env)
-    with (
-        own_topics(kafka, unique) as topics,
-        own_redis(stack_env, unique) as redis_settings,
-        own_postgres(stack_env, unique) as postgres,
-    ):
-        yield service_env(kafka, topics, redis_settings, postgres, unique, **extra), topics
-
-
-def service_env(
-    kafka: KafkaSettings,
-    topics: TopicSettings,
-    redis: RedisSettings,
-    postgres: PostgresSettings,
-    unique: str,
-    **extra: str,
-) -> dict[str, str]:
-    """The environment that points the services at this test's own topics, Redis prefix and
-    channel, PostgreSQL schema and consumer groups (a short session timeout for quick joins).
-    Each service's metrics endpoint gets a free port of its own; `extra` overrides anything."""
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "TAPEWIRE_TOPIC_RAW": topics.raw,
-        "TAPEWIRE_TOPIC_PROCESSED": topics.processed,
-        "TAPEWIRE_TOPIC_PROCESSOR_STATE": topics.processor_state,
-        "TAPEWIRE_TOPIC_COMMANDS": topics.commands,
-        "TAPEWIRE_TOPIC_PROCESSOR_ALERTS": topics.processor_alerts,
-        "TAPEWIRE_TOPIC_ALERT_EVENTS": topics.alert_events,
-        "TAPEWIRE_TOPIC_PARTITIONS": str(topics.partitions),
-        "REDIS_URL": redis.url.get_secret_value(),
-        "REDIS_KEY_PREFIX": redis.key_prefix,
-        "REDIS_UPDATES_CHANNEL": redis.updates_channel,
-        "REDIS_ALERTS_CHANNEL": redis.alerts_channel,
-        "DATABASE_URL": postgres.url.get_secret_value(),
-        "TAPEWIRE_PG_SCHEMA": postgres.schema_name,
-        "PROCESSOR_GROUP_ID": f"p{unique}",
-        "HISTORY_WRITER_GROUP_ID": f"h{unique}",
-        "CACHE_UPDATER_GROUP_ID": f"c{unique}",
-        # Any free port: a test may run several instances of a service.
-        "DASHBOARD_API_GRPC_PORT": "0",
-        "INGESTER_GRPC_PORT": "0",
-        # Free now, so that nothing clashes with another test or a running `make run`.
-        "PROCESSOR_METRICS_PORT": str(free_port()),
-        "CACHE_UPDATER_METRICS_PORT": str(free_port()),
-        "HISTORY_WRITER_METRICS_PORT": str(free_port()),
-        "INGESTER_METRICS_PORT": str(free_port()),
-        **extra,
-    }
-
-
-# Ports handed out for servers the tests start come from below the kernel's ephemeral range, so
-# that an outgoing connection (a Kafka or Redis client, say) cannot take one as its source port
-# between the moment it is picked and the moment a service binds it (or binds it again after a
-# restart). Above 32768 is what Linux uses for ephemeral ports by default.
-_SERVER_PORTS = range(20_000, 32_000)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now, outside the ephemeral range when possible."""
-    for port in random.sample(_SERVER_PORTS, 50):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

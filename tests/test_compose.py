@@ -145,7 +145,7 @@ def test_init_runs_once_after_kafka_and_postgres(services: dict[str, Any]) -> No
         "postgres": "service_healthy",
     }
     script = " ".join(init["command"])
-    assert "tools.create_topics" in script
+    assert "tapewire.topics" in script
     assert "tapewire.db.migrate" in script
 
 

@@ -51,7 +51,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "dashboard-api": DashboardApiSettings,
 }
 JOBS = {
-    "create-topics": ("tools.create_topics", (KafkaSettings, TopicSettings)),
+    "create-topics": ("tapewire.topics", (KafkaSettings, TopicSettings)),
     "migrate": ("tapewire.db.migrate", (PostgresSettings,)),
 }
 DEPLOYMENTS = {*SETTINGS, "dashboard"}

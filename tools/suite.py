@@ -312,7 +312,7 @@ def supervise(
 def prepare(env: Mapping[str, str]) -> None:
     """Create topics and migrate PostgreSQL with the settings the services will read."""
     merged = {**os.environ, **env}
-    for module in ("tools.create_topics", "tapewire.db.migrate"):
+    for module in ("tapewire.topics", "tapewire.db.migrate"):
         subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=merged, check=True)
 
 

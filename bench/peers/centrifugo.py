@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from bench.ready import NotReady, wait_http_ok
-from tests.support import free_port
+from tools.isolation import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / ".local" / "bench"

@@ -16,8 +16,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from tests.support import free_port, own_service_env, wait_for
+from tests.support import wait_for
 from tools.devstack import ensure_chromium
+from tools.isolation import free_port, own_service_env
 from tools.suite import ROOT, Suite, prepare
 
 AUTH_SECRET = "browser-test-secret-0123456789abcdef"

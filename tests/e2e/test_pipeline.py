@@ -21,7 +21,8 @@ from confluent_kafka import Producer
 
 from tapewire.db import connect_kwargs
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
-from tests.support import consume_all, free_port, produce_raw, service_env, wait_for
+from tests.support import consume_all, produce_raw, wait_for
+from tools.isolation import free_port, service_env
 from tools.suite import Suite, prepare
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection
 
 from services.ingester.sources.simulator import instrument_names
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
-from tests.support import free_port, service_env
+from tools.isolation import free_port, service_env
 from tools.suite import SERVICES, RestartDelays, RestartPolicy, Suite, prepare, supervise
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150), pytest.mark.anyio]

@@ -11,7 +11,7 @@ from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tests.faults.checker import Stores
 from tests.faults.harness import Pipeline, RedisServer
-from tests.support import free_port, service_env
+from tools.isolation import free_port, service_env
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ import redis
 from psycopg import sql
 
 from tests.faults.checker import Stores, versions_in_redis
-from tests.support import free_port, wait_for
+from tests.support import wait_for
+from tools.isolation import free_port
 from tools.suite import Suite
 
 ASSIGNED = re.compile(r'"msg": "partitions assigned", "partitions": \[\d')

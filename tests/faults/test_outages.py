@@ -28,7 +28,8 @@ from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, To
 from tapewire.ticks import to_proto
 from tapewire.v1 import market_pb2 as pb
 from tests.faults.private_servers import PrivateKafka, free_ports, kafka_runtime_missing, private_kafka
-from tests.support import service_env, wait_for
+from tests.support import wait_for
+from tools.isolation import service_env
 from tools.suite import Suite
 
 pytestmark = pytest.mark.faults

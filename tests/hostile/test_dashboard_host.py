@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import free_port, wait_for
+from tests.support import wait_for
+from tools.isolation import free_port
 from tools.suite import DASHBOARD_BUILT, DASHBOARD_DIR
 
 pytestmark = pytest.mark.hostile

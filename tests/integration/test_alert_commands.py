@@ -36,7 +36,8 @@ from tapewire.errors import StoreUnavailable
 from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, RedisSettings, TopicSettings
 from tapewire.v1 import alerts_pb2 as apb
-from tests.support import consume_all, free_port
+from tests.support import consume_all
+from tools.isolation import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60), pytest.mark.anyio]
 

@@ -27,7 +27,8 @@ from services.ingester.settings import IngesterSettings
 from tapewire.auth import AuthSettings
 from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.v1 import ingest_pb2_grpc, market_pb2
-from tests.support import consume_all, free_port
+from tests.support import consume_all
+from tools.isolation import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

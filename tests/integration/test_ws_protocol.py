@@ -34,7 +34,7 @@ from tests.integration.dashboard_support import (
     true,
     versions,
 )
-from tests.support import free_port
+from tools.isolation import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), pytest.mark.anyio]
 

@@ -28,7 +28,7 @@ from services.ingester.run import new_queue
 from services.ingester.settings import IngesterSettings
 from tapewire.ticks import RawTick, Trade, from_proto, to_proto
 from tapewire.v1 import ingest_pb2_grpc, market_pb2
-from tests.support import free_port
+from tools.isolation import free_port
 
 from .fakes import FakeProducer, trade
 
