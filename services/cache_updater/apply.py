@@ -16,6 +16,7 @@ from redis.client import Pipeline
 
 from tapewire.keys import HISTORY_UPDATE_FIELD, STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
 from tapewire.v1 import market_pb2 as pb
+from tapewire.wire import length_delimited
 
 # One call applies a list of states, each exactly as a call of its own would: KEYS and ARGV
 # hold, per state, its three keys (state hash, instruments set, history stream) and its six
@@ -78,7 +79,7 @@ def prepare(
     """The script's keys and arguments for one state: `wire` is its bytes as the processor
     wrote them (`state` parsed from them), `stamp` its cache time (`cache_stamp`)."""
     payload = wire + stamp
-    update = _UPDATE_STATE_TAG + _varint(len(payload)) + payload
+    update = length_delimited(_UPDATE_STATE_TAG, payload)
     return Change(
         instrument=state.instrument,
         version=state.version,
@@ -102,16 +103,6 @@ def script_calls(changes: Sequence[Change]) -> Iterator[tuple[list[str], list[by
             [key for change in chunk for key in change.keys],
             [arg for change in chunk for arg in change.args],
         )
-
-
-def _varint(value: int) -> bytes:
-    """Protobuf's base-128 varint of a non-negative int."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 class StateScript:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from tapewire.v1 import alerts_pb2, market_pb2, stream_pb2
+from tapewire.wire import length_delimited
 
 from ..rest import views
 
@@ -24,20 +25,6 @@ _STATE_IN_UPDATE = b"\x0a"  # Update.state = 1
 _UPDATE_IN_MESSAGE = b"\x1a"  # ServerMessage.update = 3
 _UPDATE_IN_UPDATES = b"\x0a"  # Updates.updates = 1
 _UPDATES_IN_MESSAGE = b"\x62"  # ServerMessage.updates = 12
-
-
-def varint(value: int) -> bytes:
-    """`value` (>= 0) as a protobuf base-128 varint."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _length_delimited(tag: bytes, body: bytes) -> bytes:
-    return tag + varint(len(body)) + body
 
 
 class Delta:
@@ -69,13 +56,13 @@ class Delta:
     def update_bytes(self) -> bytes:
         """The serialized `Update` message."""
         if self._update is None:
-            self._update = _length_delimited(_STATE_IN_UPDATE, self.state.SerializeToString())
+            self._update = length_delimited(_STATE_IN_UPDATE, self.state.SerializeToString())
         return self._update
 
     def proto(self) -> bytes:
         """The serialized `ServerMessage` holding this update."""
         if self._proto is None:
-            self._proto = _length_delimited(_UPDATE_IN_MESSAGE, self.update_bytes())
+            self._proto = length_delimited(_UPDATE_IN_MESSAGE, self.update_bytes())
         return self._proto
 
 
@@ -101,8 +88,8 @@ class ProtobufEncoder:
         return delta.proto()
 
     def updates(self, deltas: list[Delta]) -> Frame:
-        body = b"".join([_length_delimited(_UPDATE_IN_UPDATES, delta.update_bytes()) for delta in deltas])
-        return _length_delimited(_UPDATES_IN_MESSAGE, body)
+        body = b"".join([length_delimited(_UPDATE_IN_UPDATES, delta.update_bytes()) for delta in deltas])
+        return length_delimited(_UPDATES_IN_MESSAGE, body)
 
     def message(self, message: stream_pb2.ServerMessage) -> Frame:
         return message.SerializeToString()

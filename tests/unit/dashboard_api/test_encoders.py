@@ -13,12 +13,12 @@ from services.dashboard_api.live.encoders import (
     ProtobufEncoder,
     alert_event_to_json,
     message_to_json,
-    varint,
 )
 from services.dashboard_api.rest import views
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 from tapewire.v1 import stream_pb2 as spb
+from tapewire.wire import varint
 
 T0 = 1_763_800_000_000_000_000
 ALERT_ID = "0b6c3e0e-5d1e-4a8e-9d7c-2f1e8d3b7a11"
