@@ -1,7 +1,7 @@
 """Fixtures chained server -> settings -> client, each test on its own names.
 
 The servers are the real ones: whatever KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and DATABASE_URL
-point at, or else the local ones `tools/devstack.py` starts. Every test gets its own topics,
+point at, or else the local ones `python3 -m tools.devstack` starts. Every test gets its own topics,
 consumer group, Redis key prefix and channel, and PostgreSQL schema, so tests never see each
 other's data nor a running `make run`.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
-from tools.isolation import kafka_for_tests, own_postgres, own_redis, own_topics
+from tools.isolation import kafka_for_tests, own_postgres, own_redis, own_topics, service_env
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +73,20 @@ def postgres_settings(stack_env: dict[str, str], unique: str) -> Iterator[Postgr
     """A migrated schema of this test's own, dropped afterwards."""
     with own_postgres(stack_env, unique) as settings:
         yield settings
+
+
+@pytest.fixture
+def env_for_services(
+    kafka_settings: KafkaSettings,
+    topics: TopicSettings,
+    redis_settings: RedisSettings,
+    postgres_settings: PostgresSettings,
+    unique: str,
+) -> Callable[..., dict[str, str]]:
+    """`env_for_services(**extra)`: the environment that points services started by this test
+    at its own topics, keys, schema and groups (see `tools.isolation.service_env`)."""
+
+    def build(**extra: str) -> dict[str, str]:
+        return service_env(kafka_settings, topics, redis_settings, postgres_settings, unique, **extra)
+
+    return build

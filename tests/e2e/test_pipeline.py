@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,9 @@ import websockets
 from confluent_kafka import Producer
 
 from tapewire.db import connect_kwargs
-from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
+from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
 from tests.support import consume_all, produce_raw, wait_for
-from tools.isolation import free_port, service_env
+from tools.isolation import free_port
 from tools.suite import Suite, prepare
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -85,19 +85,8 @@ def replay_lines() -> list[str]:
 
 
 @pytest.fixture
-def suite_env(
-    kafka_settings: KafkaSettings,
-    topics: TopicSettings,
-    redis_settings: RedisSettings,
-    postgres_settings: PostgresSettings,
-    unique: str,
-) -> dict[str, str]:
-    env = service_env(
-        kafka_settings,
-        topics,
-        redis_settings,
-        postgres_settings,
-        unique,
+def suite_env(env_for_services: Callable[..., dict[str, str]]) -> dict[str, str]:
+    env = env_for_services(
         DASHBOARD_API_PORT=str(free_port()),
     )
     prepare(env)

@@ -29,8 +29,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from services.ingester.sources.simulator import instrument_names
-from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
-from tools.isolation import free_port, service_env
+from tools.isolation import free_port
 from tools.suite import SERVICES, RestartDelays, RestartPolicy, Suite, prepare, supervise
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150), pytest.mark.anyio]
@@ -46,20 +45,9 @@ RECOVERY_S = 40.0
 
 
 @pytest.fixture
-def suite_env(
-    kafka_settings: KafkaSettings,
-    topics: TopicSettings,
-    redis_settings: RedisSettings,
-    postgres_settings: PostgresSettings,
-    unique: str,
-) -> dict[str, str]:
+def suite_env(env_for_services: Callable[..., dict[str, str]]) -> dict[str, str]:
     workers = [name for name in SERVICES if name != API]
-    env = service_env(
-        kafka_settings,
-        topics,
-        redis_settings,
-        postgres_settings,
-        unique,
+    env = env_for_services(
         PROCESSOR_TRANSACTION_TIMEOUT_MS="6000",
         DASHBOARD_API_HOST="127.0.0.1",
         DASHBOARD_API_PORT=str(free_port()),

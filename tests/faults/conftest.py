@@ -11,24 +11,13 @@ from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tests.faults.checker import Stores
 from tests.faults.harness import Pipeline, RedisServer
-from tools.isolation import free_port, service_env
+from tools.isolation import free_port
 
 
 @pytest.fixture
-def fault_env(
-    kafka_settings: KafkaSettings,
-    topics: TopicSettings,
-    redis_settings: RedisSettings,
-    postgres_settings: PostgresSettings,
-    unique: str,
-) -> dict[str, str]:
+def fault_env(env_for_services: Callable[..., dict[str, str]]) -> dict[str, str]:
     """The services' environment. Short session and transaction timeouts make failovers quick."""
-    return service_env(
-        kafka_settings,
-        topics,
-        redis_settings,
-        postgres_settings,
-        unique,
+    return env_for_services(
         PROCESSOR_TRANSACTION_TIMEOUT_MS="6000",
         PROCESSOR_METRICS_HOST="127.0.0.1",
         CACHE_UPDATER_METRICS_HOST="127.0.0.1",

@@ -24,12 +24,11 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.ingester.sources.simulator import Market
-from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
+from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.ticks import to_proto
 from tapewire.v1 import market_pb2 as pb
 from tests.faults.private_servers import PrivateKafka, free_ports, kafka_runtime_missing, private_kafka
 from tests.support import wait_for
-from tools.isolation import service_env
 from tools.suite import Suite
 
 pytestmark = pytest.mark.faults
@@ -371,16 +370,9 @@ def preload_raw_ticks(kafka: KafkaSettings, topic: str, count: int) -> None:
 def backlog_env(
     kafka_settings: KafkaSettings,
     topics: TopicSettings,
-    redis_settings: RedisSettings,
-    postgres_settings: PostgresSettings,
-    unique: str,
+    env_for_services: Callable[..., dict[str, str]],
 ) -> Iterator[dict[str, str]]:
-    yield service_env(
-        kafka_settings,
-        topics,
-        redis_settings,
-        postgres_settings,
-        unique,
+    yield env_for_services(
         PROCESSOR_METRICS_HOST="127.0.0.1",
         CACHE_UPDATER_METRICS_HOST="127.0.0.1",
     )

@@ -13,13 +13,13 @@ from services.dashboard_api.live.encoders import Delta
 from services.dashboard_api.live.pubsub import PubSubConnector
 from services.dashboard_api.live.relay import Relay, SubscriptionIndex, confirmed, parse_update
 from services.dashboard_api.metrics import DashboardApiMetrics
-from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 
+from .fakes import KEYS, FakeConnection, connect
+
 pytestmark = pytest.mark.anyio
 
-KEYS = RedisKeys(prefix="p:", channel="chan", alerts_channel="alerts")
 T0 = 1_767_225_600_000_000_000
 
 
@@ -41,41 +41,6 @@ class FakeSubscriber:
     def resync(self) -> bool:
         self.resyncs += 1
         return self.accept
-
-
-class FakeConnection:
-    """Records commands; confirms them at once when `auto_confirm`, else when `confirm()` is called."""
-
-    def __init__(self, relay: Relay, auto_confirm: bool = True) -> None:
-        self.relay = relay
-        self.auto_confirm = auto_confirm
-        self.commands: list[tuple[str, tuple[str, ...]]] = []
-        self.unconfirmed: list[tuple[str, str]] = []
-
-    def subscribe(self, names: list[str]) -> None:
-        self._record("subscribe", names)
-
-    def unsubscribe(self, names: list[str]) -> None:
-        self._record("unsubscribe", names)
-
-    def _record(self, command: str, names: list[str]) -> None:
-        self.commands.append((command, tuple(names)))
-        self.unconfirmed += [(command, name) for name in names]
-        if self.auto_confirm:
-            self.confirm()
-
-    def confirm(self) -> None:
-        pending, self.unconfirmed = self.unconfirmed, []
-        for command, name in pending:
-            self.relay._on_confirmation(command, name)
-
-
-def connect(relay: Relay, auto_confirm: bool = True) -> FakeConnection:
-    """What `_listen` does once the pub/sub connection is up, without Redis."""
-    pubsub = FakeConnection(relay, auto_confirm)
-    relay._connection = cast(Any, pubsub)
-    relay._on_confirmation("subscribe", KEYS.channel)
-    return pubsub
 
 
 def payload(instrument: str, version: int, cached_ns: int = T0, ingest_ns: int = 0) -> bytes:

@@ -21,14 +21,14 @@ from services.dashboard_api.metrics import DashboardApiMetrics
 from services.dashboard_api.stores.states import History, StatesRead, StateStore
 from tapewire.auth import Principal
 from tapewire.errors import StoreUnavailable
-from tapewire.keys import RedisKeys
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 from tapewire.v1 import stream_pb2 as spb
 
+from .fakes import KEYS, connect
+
 pytestmark = pytest.mark.anyio
 
-KEYS = RedisKeys(prefix="p:", channel="chan", alerts_channel="alerts")
 T0 = 1_767_225_600_000_000_000
 WAIT_S = 2.0
 
@@ -120,34 +120,6 @@ class FakeStates:
         return found
 
 
-class FakePubSub:
-    """Confirms every SUBSCRIBE/UNSUBSCRIBE at once, like a healthy Redis (unless `silent`)."""
-
-    def __init__(self, relay: Relay, silent: bool = False) -> None:
-        self.relay = relay
-        self.silent = silent
-        self.commands: list[tuple[str, tuple[str, ...]]] = []
-
-    def subscribe(self, names: list[str]) -> None:
-        self._answer("subscribe", names)
-
-    def unsubscribe(self, names: list[str]) -> None:
-        self._answer("unsubscribe", names)
-
-    def _answer(self, command: str, names: list[str]) -> None:
-        self.commands.append((command, tuple(names)))
-        if not self.silent:
-            for name in names:
-                self.relay._on_confirmation(command, name)
-
-
-def connect(relay: Relay, silent: bool = False) -> FakePubSub:
-    pubsub = FakePubSub(relay, silent)
-    relay._connection = cast(Any, pubsub)
-    relay._on_confirmation("subscribe", KEYS.channel)
-    return pubsub
-
-
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -191,7 +163,7 @@ class Harness:
         self.states = states
         self.metrics = DashboardApiMetrics()
         self.relay = Relay(cast(PubSubConnector, None), KEYS, self.metrics, clock=lambda: T0 + 1000)
-        self.pubsub = connect(self.relay, silent_redis)
+        self.pubsub = connect(self.relay, auto_confirm=not silent_redis)
         self.transport = FakeTransport()
         limits = SessionLimits(
             send_queue_size=queue_size,

@@ -25,13 +25,13 @@ from services.dashboard_api.settings import DashboardApiSettings
 from services.dashboard_api.stores.bars import BarStore
 from services.dashboard_api.stores.states import History, StatesRead, StateStore
 from tapewire.auth import AuthSettings, TokenVerifier
-from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
 from tapewire.v1 import stream_pb2 as spb
 
+from .fakes import KEYS, FakeConnection
+
 pytestmark = pytest.mark.anyio
 
-KEYS = RedisKeys(prefix="p:", channel="chan", alerts_channel="alerts")
 SECRET = "s" * 32
 WAIT_S = 2.0
 
@@ -116,23 +116,10 @@ class FakeStates:
         return found
 
 
-class FakePubSub:
-    def __init__(self, relay: Relay) -> None:
-        self.relay = relay
-
-    def subscribe(self, names: list[str]) -> None:
-        for name in names:
-            self.relay._on_confirmation("subscribe", name)
-
-    def unsubscribe(self, names: list[str]) -> None:
-        for name in names:
-            self.relay._on_confirmation("unsubscribe", name)
-
-
 def make_services(verifier: TokenVerifier | None = None, **settings: Any) -> AppContext:
     metrics = DashboardApiMetrics()
     relay = Relay(cast(PubSubConnector, None), KEYS, metrics)
-    relay._connection = cast(Any, FakePubSub(relay))
+    relay._connection = cast(Any, FakeConnection(relay))
     defaults: dict[str, Any] = {
         "max_client_message_bytes": 256,
         "max_instruments_per_request": 5,
