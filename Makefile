@@ -46,7 +46,7 @@ dashboard-check: $(NPM_INSTALLED) ## type-check, lint, format-check (Prettier) a
 
 .PHONY: chromium
 chromium: ## install Chromium (Debian package) for the browser tests, unless one is there
-	$(PYTHON) tools/devstack.py chromium
+	$(PYTHON) -m tools.devstack chromium
 
 .PHONY: proto
 proto: $(INSTALLED) ## regenerate tapewire/v1/ from proto/
@@ -72,11 +72,11 @@ compose-check: $(INSTALLED) ## validate compose.yaml without a Docker engine (do
 
 .PHONY: infra
 infra: ## start local Kafka, Redis and PostgreSQL unless *_URL / KAFKA_BOOTSTRAP_SERVERS point elsewhere
-	$(PYTHON) tools/devstack.py up
+	$(PYTHON) -m tools.devstack up
 
 .PHONY: down
-down: ## stop the local servers (data is kept; `$(PYTHON) tools/devstack.py down --wipe` deletes it)
-	$(PYTHON) tools/devstack.py down
+down: ## stop the local servers (data is kept; `$(PYTHON) -m tools.devstack down --wipe` deletes it)
+	$(PYTHON) -m tools.devstack down
 
 .PHONY: run
 run: $(INSTALLED) dashboard infra ## set up, then run the whole suite and the dashboard, the simulator feeding it
@@ -88,7 +88,7 @@ check: $(INSTALLED) proto-check lint ## the quick loop: generated code, ruff, my
 
 .PHONY: test
 test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium infra ## set up, then run every test against real servers, the browser's included
-	eval "$$($(PYTHON) tools/devstack.py env)" && $(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	eval "$$($(PYTHON) -m tools.devstack env)" && $(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 BENCH_INSTALLED := $(VENV)/.bench-installed
 $(BENCH_INSTALLED): $(INSTALLED) pyproject.toml

@@ -1,6 +1,6 @@
 """Servers of a test's own that it may stop, kill and start again: a private Kafka broker.
 
-The broker is the one `tools/devstack.py` runs (the same jars, the same server.properties, the
+The broker is the one `tools/devstack` runs (the same jars, the same server.properties, the
 same heap), on two free ports and a data directory of the test's own, so stopping it touches
 no other test and no running `make run`. Its data survives `stop()`/`kill()` and `start()`:
 the topics, the records and the producers' state come back, as after a real broker restart.
@@ -47,7 +47,7 @@ def kafka_runtime_missing() -> str | None:
     if shutil.which("java") is None:
         return "java is not installed"
     if not list(KAFKA_LIBS.glob("kafka_2.13-*.jar")):
-        return "the Kafka jars are not in .local/kafka/libs (run `python3 tools/devstack.py up`)"
+        return "the Kafka jars are not in .local/kafka/libs (run `python3 -m tools.devstack up`)"
     return None
 
 

@@ -1,0 +1,91 @@
+"""Where devstack keeps things, and the addresses of its servers.
+
+Data, logs and pid files live under ``.local/`` at the repository root. Ports can be moved with
+``DEVSTACK_KAFKA_PORT``, ``DEVSTACK_REDIS_PORT`` and ``DEVSTACK_PG_PORT``; a server is external
+when its variable names something other than the local server's own address.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tools.devstack.errors import DevstackError
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+LOCAL = ROOT / ".local"
+RUN_DIR = LOCAL / "run"
+LOG_DIR = LOCAL / "logs"
+LOCK_FILE = RUN_DIR / "devstack.lock"
+
+KAFKA_POM = ROOT / "tools" / "kafka-runtime" / "pom.xml"
+KAFKA_DIR = LOCAL / "kafka"
+KAFKA_LIBS = KAFKA_DIR / "libs"
+KAFKA_LIBS_MARKER = KAFKA_LIBS / ".complete"
+KAFKA_DATA = KAFKA_DIR / "data"
+KAFKA_CONFIG = KAFKA_DIR / "server.properties"
+KAFKA_LOG4J = KAFKA_DIR / "log4j2.properties"
+KAFKA_FORMAT_MARKER = KAFKA_DIR / "formatted-controller-port"
+
+REDIS_DIR = LOCAL / "redis"
+
+PG_DIR = LOCAL / "pg"
+PG_DATA = PG_DIR / "data"
+PG_SOCKET_DIR = RUN_DIR / "pg"
+PG_USER = "tapewire"
+PG_DB = "tapewire"
+
+HOST = "127.0.0.1"
+DEFAULT_PORTS = {"kafka": 19092, "redis": 16379, "postgres": 15432}
+PORT_ENV = {
+    "kafka": "DEVSTACK_KAFKA_PORT",
+    "redis": "DEVSTACK_REDIS_PORT",
+    "postgres": "DEVSTACK_PG_PORT",
+}
+URL_ENV = {
+    "kafka": "KAFKA_BOOTSTRAP_SERVERS",
+    "redis": "REDIS_URL",
+    "postgres": "DATABASE_URL",
+}
+SERVICES = ("kafka", "redis", "postgres")
+
+
+def port(service: str) -> int:
+    """The local port of ``service`` (``DEVSTACK_*_PORT`` or the default)."""
+    raw = os.environ.get(PORT_ENV[service], "").strip()
+    if not raw:
+        return DEFAULT_PORTS[service]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DevstackError(f"{PORT_ENV[service]}={raw!r} is not a port number") from None
+    if not 1 <= value <= 65535 or (service == "kafka" and value == 65535):
+        raise DevstackError(f"{PORT_ENV[service]}={raw!r} is out of range")
+    return value
+
+
+def local_value(service: str) -> str:
+    """The variable value that points at our own local server."""
+    p = port(service)
+    if service == "kafka":
+        return f"{HOST}:{p}"
+    if service == "redis":
+        return f"redis://{HOST}:{p}/0"
+    return f"postgresql://{PG_USER}@{HOST}:{p}/{PG_DB}"
+
+
+def external_value(service: str) -> str | None:
+    """The user's own server for ``service``, if the environment names one.
+
+    A variable that already holds our local address (e.g. after
+    ``eval "$(devstack up)"``) is not external: we still manage that server.
+    """
+    value = os.environ.get(URL_ENV[service], "").strip()
+    if not value or value == local_value(service):
+        return None
+    return value
+
+
+def env_vars() -> dict[str, str]:
+    """The three variables ``up`` would give, without starting anything."""
+    return {URL_ENV[s]: external_value(s) or local_value(s) for s in SERVICES}

@@ -1,0 +1,88 @@
+"""The three servers together: ``ensure_up``, ``status`` and ``down``.
+
+``up`` and ``down`` hold an flock on ``.local/run/devstack.lock``, so concurrent callers
+(several pytest processes) wait for each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+
+from tools.devstack import process
+from tools.devstack.errors import DevstackError
+from tools.devstack.kafka import kafka_down, kafka_pid, kafka_running, kafka_up
+from tools.devstack.paths import LOCK_FILE, LOG_DIR, RUN_DIR, SERVICES, env_vars, external_value
+from tools.devstack.postgres import pg_down, pg_pid, pg_running, pg_up
+from tools.devstack.process import log
+from tools.devstack.redis import redis_down, redis_pid, redis_running, redis_up
+
+_UP = {"kafka": kafka_up, "redis": redis_up, "postgres": pg_up}
+_DOWN = {"kafka": kafka_down, "redis": redis_down, "postgres": pg_down}
+_RUNNING = {"kafka": kafka_running, "redis": redis_running, "postgres": pg_running}
+PID = {"kafka": kafka_pid, "redis": redis_pid, "postgres": pg_pid}
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Serialise up/down across processes (e.g. two pytest sessions)."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another devstack is working; waiting for its lock")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_up(*, quiet: bool = False) -> dict[str, str]:
+    """Start whatever local server is missing; return the three variables.
+
+    Servers named by an environment variable (other than our own address) are
+    left alone. Idempotent and safe to call from several processes at once.
+    Progress goes to stderr unless ``quiet``; the variables are only returned
+    (``os.environ`` is not changed). Raises :class:`DevstackError` when a
+    server cannot be installed or started.
+    """
+    previous, process.quiet = process.quiet, quiet
+    try:
+        with _locked():
+            for service in SERVICES:
+                if external_value(service) is None:
+                    _UP[service]()
+    finally:
+        process.quiet = previous
+    return env_vars()
+
+
+def status() -> dict[str, str]:
+    """``{"kafka": "running" | "stopped" | "external", ...}`` (nothing is started)."""
+    out = {}
+    for service in SERVICES:
+        if external_value(service) is not None:
+            out[service] = "external"
+        else:
+            out[service] = "running" if _RUNNING[service]() else "stopped"
+    return out
+
+
+def down(wipe: bool = False) -> None:
+    """Stop the servers devstack started; with ``wipe`` also delete their data.
+
+    The downloaded Kafka jars (.local/kafka/libs) are kept either way.
+    """
+    with _locked():
+        errors = []
+        for service in reversed(SERVICES):
+            try:
+                _DOWN[service](wipe)
+            except DevstackError as e:
+                errors.append(str(e))
+        if errors:
+            raise DevstackError("\n".join(errors))
