@@ -219,7 +219,7 @@ def _processor(stack_env: dict[str, str], plan: Plan) -> dict[str, Any]:
 
 
 def _fanout(stack_env: dict[str, str], plan: Plan) -> dict[str, Any]:
-    from .fanout_capacity import run
+    from .fanout import run
 
     result = run(
         stack_env["REDIS_URL"],

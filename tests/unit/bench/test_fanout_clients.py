@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.fanout_capacity import ClientStats, TapewireClient
+from bench.fanout.clients import ClientStats, TapewireClient
 
 pytestmark = pytest.mark.anyio
 
