@@ -27,7 +27,10 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
+from .live.direct import EXTENSION as DIRECT_SOCKET
+from .live.direct import DirectSocket
 from .metrics import DashboardApiMetrics
 
 log = logging.getLogger(__name__)
@@ -162,9 +165,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, giving back the slot its HTTP upgrade was admitted with."""
+    """uvicorn's WebSocket protocol, giving back the slot its HTTP upgrade was admitted with,
+    and offering the app a `DirectSocket` (live/direct.py) in the scope's extensions."""
 
     guard: ClassVar[ConnectionGuard]
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # absent when the handshake was refused
+        if scope is not None:
+            scope["extensions"][DIRECT_SOCKET] = {"socket": DirectSocket(self)}
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -132,6 +132,13 @@ class DashboardApiMetrics:
             buckets=E2E_BUCKETS,
             registry=registry,
         )
+        self.gc_pauses = Histogram(
+            "dashboard_api_gc_pause_seconds",
+            "Garbage collections by generation and how long each stopped the event loop",
+            ["generation"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.queue_wait = Histogram(
             "dashboard_api_send_queue_wait_seconds",
             "From an update being sent on its way (sent_ns) to its frame being written to a client "

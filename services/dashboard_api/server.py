@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from . import gc_tuning
 from .app import create_app
 from .connection_limits import ConnectionGuard, raise_open_files_limit
 from .live.registry import Sessions
@@ -84,13 +85,18 @@ def serve(settings: DashboardApiSettings, stop: threading.Event, registry: Colle
     """Run dashboard_api until SIGTERM/SIGINT. uvicorn watches the signals itself while it serves,
     then raises the one it took again against the handlers that were there before (those of
     `stop`, which only set it): a clean shutdown exits 0 like every other service."""
-    build_server(settings, registry).run()
+    metrics = DashboardApiMetrics(registry)
+    gc_tuning.tune(settings.gc_young_threshold)
+    gc_tuning.PauseTimer(metrics.gc_pauses).install()
+    build_server(settings, metrics=metrics).run()
 
 
 def build_server(
-    settings: DashboardApiSettings, registry: CollectorRegistry | None = None
+    settings: DashboardApiSettings,
+    registry: CollectorRegistry | None = None,
+    metrics: DashboardApiMetrics | None = None,
 ) -> DashboardServer:
-    metrics = DashboardApiMetrics(registry)
+    metrics = metrics or DashboardApiMetrics(registry)
     sessions = Sessions(metrics)
     app = create_app(settings, metrics, sessions)
     guard = ConnectionGuard(

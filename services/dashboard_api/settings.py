@@ -64,6 +64,9 @@ class DashboardApiSettings(BaseSettings):
     close_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # On SIGTERM: time for WebSockets to close (1001) and requests to finish.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
+    # Young-generation threshold of Python's garbage collector (0: CPython's default, 700).
+    # Higher keeps full collections, which pause every connection, rare: see gc_tuning.py.
+    gc_young_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
 
     # gRPC (tapewire.v1.Dashboard, health, reflection) for internal services.
     grpc_enabled: bool = True

@@ -171,6 +171,26 @@ class Outbox(Generic[D, C]):
                 return delta
             return item  # type: ignore[return-value]
 
+    def pop_update(self, now: float) -> D | None:
+        """The next thing to send if it is an update that may go now; else None, and whatever is
+        next (a control message, the conflation notice) stays queued for `pop`. What the
+        session's fast path takes: updates only, in the order `pop` would give them."""
+        while True:
+            held = self._pop_due(now)
+            if held is not None:
+                return held
+            if not self._queue or not self._queue[0][0]:
+                return None
+            _, item = self._queue.popleft()
+            self._deltas_queued -= 1
+            delta: D = item  # type: ignore[assignment]
+            if not self._must_wait(delta, now):
+                return delta
+
+    def has_ready(self) -> bool:
+        """Whether `pop` has something for the sender besides held (throttled) updates."""
+        return bool(self._queue) or (self.ladder is Ladder.CONFLATING and bool(self._dropped or self._latest))
+
     def next_due(self) -> float | None:
         """When the earliest held update may be sent, if any is held."""
         while self._due and self._due[0][1] not in self._held:

@@ -20,6 +20,8 @@ from tapewire.v1 import stream_pb2
 
 from ..rest.deps import AppContext, AppContextDep
 from . import protocol
+from .direct import EXTENSION as DIRECT_SOCKET
+from .direct import DirectSocket
 from .encoders import ENCODERS, Frame
 from .limits import ErrorBudget, TokenBucket
 from .session import (
@@ -41,12 +43,26 @@ router = APIRouter()
 SUBPROTOCOLS = {f"tapewire.v{PROTOCOL_VERSION}.{name}": name for name in ENCODERS}
 
 
+def direct_socket(websocket: WebSocket) -> DirectSocket | None:
+    """The connection's DirectSocket, when the server offers one (see live/direct.py)."""
+    extension = websocket.scope.get("extensions", {}).get(DIRECT_SOCKET)
+    return extension.get("socket") if extension else None
+
+
 class WebSocketTransport:
-    def __init__(self, websocket: WebSocket) -> None:
+    """The sender's writes: straight to the socket when the server allows, else the ASGI send."""
+
+    def __init__(self, websocket: WebSocket, direct: DirectSocket | None) -> None:
         self._ws = websocket
+        self._direct = direct
 
     async def send(self, frame: Frame) -> None:
-        if isinstance(frame, str):
+        direct = self._direct
+        if direct is not None:
+            if not direct.writable:
+                await direct.wait_writable()
+            direct.write((frame,))
+        elif isinstance(frame, str):
             await self._ws.send_text(frame)
         else:
             await self._ws.send_bytes(frame)
@@ -140,6 +156,7 @@ class Connection:
         self._ws = websocket
         self._services = services
         client = websocket.client
+        direct = direct_socket(websocket)
         self._session = Session(
             SessionInfo(
                 connection_id=secrets.token_hex(8),
@@ -149,13 +166,14 @@ class Connection:
                 peer=f"{client.host}:{client.port}" if client else "?",
             ),
             principal,
-            WebSocketTransport(websocket),
+            WebSocketTransport(websocket, direct),
             encoder,
             services.relay,
             services.states,
             services.metrics,
             session_limits(services, negotiated.batch),
             services.alerts,
+            direct=direct,
         )
         self._frames = protocol.Limits(
             settings.max_client_message_bytes, settings.max_instruments_per_request

@@ -277,3 +277,36 @@ def test_memory_stays_bounded_all_the_way_down_the_ladder() -> None:
     first_close = verdicts.index(Verdict.CLOSE)
     assert set(verdicts[first_close:]) == {Verdict.CLOSE}
     assert box.take_steps()[:3] == [Ladder.CONFLATING, Ladder.RESYNCING, None]
+
+
+def test_pop_update_takes_updates_up_to_the_first_control_message() -> None:
+    box = make(capacity=4)
+    box.offer_delta(D("A", 1), 0.0)
+    box.offer_delta(D("B", 1), 0.0)
+    box.offer_control("reply")
+    box.offer_delta(D("A", 2), 0.0)
+    assert [box.pop_update(0.0), box.pop_update(0.0), box.pop_update(0.0)] == [D("A", 1), D("B", 1), None]
+    assert box.has_ready()
+    assert drain(box) == ["reply", D("A", 2)]  # what pop_update left is where it was
+    assert not box.has_ready()
+
+
+def test_pop_update_holds_throttled_updates_like_pop() -> None:
+    box = make(capacity=4)
+    box.throttle(("A",), 10.0)  # one per 0.1 s
+    for version in (1, 2, 3):
+        box.offer_delta(D("A", version), 0.0)
+    assert box.pop_update(0.0) == D("A", 1)
+    assert box.pop_update(0.0) is None
+    assert not box.has_ready()  # only held updates: nothing for the sender before their slot
+    assert box.next_due() == 0.1
+    assert box.pop_update(0.1) == D("A", 3)  # the newest of those held
+
+
+def test_pop_update_leaves_conflation_to_the_sender() -> None:
+    box = make(capacity=1)
+    offer(box, "A", range(1, 4))  # the second and third conflate
+    assert box.pop_update(0.0) == D("A", 1)
+    assert box.pop_update(0.0) is None
+    assert box.has_ready()
+    assert drain(box) == [ConflatedNotice(1, ("A",)), D("A", 3)]

@@ -63,6 +63,33 @@ class FakeTransport:
         return self.frames
 
 
+class FakeDirect:
+    """The fast path's writer over the same `FakeTransport`: writes go through when writable."""
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self.transport = transport
+        self.writes: list[int] = []  # frames per write
+
+    @property
+    def writable(self) -> bool:
+        return self.transport.writable.is_set()
+
+    def write(self, frames: Sequence[str | bytes]) -> None:
+        assert self.writable, "the fast path wrote to a socket that pushes back"
+        self.writes.append(len(frames))
+        for frame in frames:
+            assert isinstance(frame, str)
+            self.transport.frames.append(json.loads(frame))
+        self.transport._changed.set()
+
+
+@pytest.fixture(params=["asgi", "direct"], autouse=True)
+def send_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every session test runs twice: sender-only (ASGI, gRPC), and with the fast path."""
+    monkeypatch.setattr(Harness, "DIRECT", request.param == "direct")
+    return str(request.param)
+
+
 class FakeStates:
     """Current versions per instrument, with a history from `oldest` (default 1) to current.
 
@@ -147,6 +174,8 @@ class FakeAlerts:
 
 
 class Harness:
+    DIRECT = False  # see `send_path`
+
     def __init__(
         self,
         states: FakeStates,
@@ -159,12 +188,14 @@ class Harness:
         monotonic: Callable[[], float] = time.monotonic,
         silent_redis: bool = False,
         alerts: FakeAlerts | None = None,
+        direct: bool | None = None,
     ) -> None:
         self.states = states
         self.metrics = DashboardApiMetrics()
         self.relay = Relay(cast(PubSubConnector, None), KEYS, self.metrics, clock=lambda: T0 + 1000)
         self.pubsub = connect(self.relay, auto_confirm=not silent_redis)
         self.transport = FakeTransport()
+        self.direct = FakeDirect(self.transport) if (self.DIRECT if direct is None else direct) else None
         limits = SessionLimits(
             send_queue_size=queue_size,
             max_subscriptions=max_subscriptions,
@@ -186,6 +217,7 @@ class Harness:
             alerts=alerts,
             clock=lambda: T0 + 2000,
             monotonic=monotonic,
+            direct=self.direct,
         )
         self.sender: asyncio.Task[None] | None = None
 
@@ -750,3 +782,62 @@ async def test_replies_piling_up_close_the_session() -> None:
         assert h.sender is not None
         h.sender.cancel()
         await asyncio.gather(h.sender, return_exceptions=True)
+
+
+# -- the fast path ----------------------------------------------------------------------------
+
+
+async def test_the_fast_path_writes_one_burst_in_one_write() -> None:
+    async with asyncio.timeout(10):
+        h = Harness(FakeStates({"A": 1, "B": 1}), direct=True)
+        h.start()
+        await h.subscribe("A", "B")
+        await h.transport.count(1)
+        assert h.direct is not None
+        writes_before = len(h.direct.writes)
+        for version in (2, 3):
+            h.publish("A", version)
+            h.publish("B", version)
+        frames = await h.transport.count(5)
+        assert kinds(frames[1:]) == [
+            ("update", ("A", 2)),
+            ("update", ("B", 2)),
+            ("update", ("A", 3)),
+            ("update", ("B", 3)),
+        ]
+        # One frame per update (this client takes no batches), all in one write.
+        assert h.direct.writes[writes_before:] == [4]
+        assert h.sample("dashboard_api_ws_messages_sent_total", {"type": "update"}) == 4
+        await h.stop()
+
+
+async def test_the_fast_path_stops_at_a_control_message_and_keeps_the_order() -> None:
+    async with asyncio.timeout(10):
+        h = Harness(FakeStates({"A": 1}))
+        h.start()
+        await h.subscribe("A")
+        await h.transport.count(1)
+        h.publish("A", 2)
+        await h.session.handle(protocol.Ping("p1"))
+        h.publish("A", 3)
+        frames = await h.transport.count(4)
+        assert kinds(frames[1:]) == [("update", ("A", 2)), ("pong", None), ("update", ("A", 3))]
+        await h.stop()
+
+
+async def test_a_socket_that_pushes_back_leaves_the_updates_to_the_sender() -> None:
+    async with asyncio.timeout(10):
+        h = Harness(FakeStates({"A": 1}))
+        h.start()
+        await h.subscribe("A")
+        await h.transport.count(1)
+        h.transport.writable.clear()  # the kernel's buffer and the transport's are full
+        h.transport.sending.clear()
+        for version in (2, 3, 4):
+            h.publish("A", version)
+        await asyncio.wait_for(h.transport.sending.wait(), WAIT_S)  # the sender waits to write
+        assert len(h.transport.frames) == 1
+        h.transport.writable.set()
+        frames = await h.transport.count(4)
+        assert updates(frames, "A") == [2, 3, 4]
+        await h.stop()
