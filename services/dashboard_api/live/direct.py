@@ -77,7 +77,8 @@ class DirectSocket:
     @property
     def writable(self) -> bool:
         """Open, and the transport takes more without going over its high-water mark."""
-        return self.open and self._protocol.writable.is_set()
+        protocol = self._protocol
+        return protocol.writable.is_set() and not (protocol.disconnected or protocol.close_sent)
 
     @property
     def buffered(self) -> int:

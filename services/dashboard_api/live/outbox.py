@@ -187,6 +187,11 @@ class Outbox(Generic[D, C]):
             if not self._must_wait(delta, now):
                 return delta
 
+    @property
+    def holding(self) -> bool:
+        """Whether throttled updates wait for their slot (see `next_due`)."""
+        return bool(self._held)
+
     def has_ready(self) -> bool:
         """Whether `pop` has something for the sender besides held (throttled) updates."""
         return bool(self._queue) or (self.ladder is Ladder.CONFLATING and bool(self._dropped or self._latest))

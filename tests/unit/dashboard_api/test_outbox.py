@@ -299,8 +299,9 @@ def test_pop_update_holds_throttled_updates_like_pop() -> None:
     assert box.pop_update(0.0) == D("A", 1)
     assert box.pop_update(0.0) is None
     assert not box.has_ready()  # only held updates: nothing for the sender before their slot
-    assert box.next_due() == 0.1
+    assert box.holding and box.next_due() == 0.1
     assert box.pop_update(0.1) == D("A", 3)  # the newest of those held
+    assert not box.holding
 
 
 def test_pop_update_leaves_conflation_to_the_sender() -> None:
