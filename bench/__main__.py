@@ -78,10 +78,11 @@ QUICK = Plan(
     capacity=CapacitySettings(rates=(10_000, 25_000, 50_000), seconds=5.0),
     processor_messages=20_000,
     processor_repetitions=1,
-    fanout_connections=(100,),
+    # Every connection count of the full run: the fan-out's weak points are at 1,000 and 5,000.
+    fanout_connections=(100, 1_000, 5_000),
     fanout_repetitions=1,
     fanout_seconds=4.0,
-    fanout_deliveries=20_000,
+    fanout_deliveries=40_000,
     profile_seconds=4.0,
 )
 
