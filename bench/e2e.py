@@ -50,7 +50,10 @@ class E2ESettings:
     instruments: int = 100
     client_processes: int = 2
     silent_clients: int = 1_000
-    silent_seconds: float = 25.0
+    # Long enough for the whole slow-client ladder at the defaults: a silent client gets ~66 KB/s
+    # (200 updates/s), fills its socket's buffers (~600 KB) in ~9 s and its send queue (2,048)
+    # in ~10 s more, then conflates, resyncs after 5 s and is closed (4008) 10 s after that.
+    silent_seconds: float = 40.0
     silent_rate: int = 2_000
     # The clients' subscribe `max_rate` (updates/s per instrument); 0: every update.
     max_rate: float = 0.0
