@@ -48,6 +48,10 @@ dashboard-check: $(NPM_INSTALLED) ## type-check, lint, format-check (Prettier) a
 chromium: ## install Chromium (Debian package) for the browser tests, unless one is there
 	$(PYTHON) -m tools.devstack chromium
 
+.PHONY: prometheus
+prometheus: ## install Prometheus and promtool (Debian package) for the rules' tests, unless they are there
+	$(PYTHON) -m tools.devstack prometheus
+
 .PHONY: proto
 proto: $(INSTALLED) ## regenerate tapewire/v1/ from proto/
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
@@ -79,15 +83,15 @@ down: ## stop the local servers (data is kept; `$(PYTHON) -m tools.devstack down
 	$(PYTHON) -m tools.devstack down
 
 .PHONY: run
-run: $(INSTALLED) dashboard infra ## set up, then run the whole suite and the dashboard, the simulator feeding it
-	$(BIN)/python -m tools.suite
+run: $(INSTALLED) dashboard infra ## set up, then run the whole suite and the dashboard, the simulator feeding it (PROMETHEUS=1: and a Prometheus with the alert rules)
+	$(BIN)/python -m tools.suite $(if $(PROMETHEUS),--prometheus)
 
 .PHONY: check
 check: $(INSTALLED) proto-check lint ## the quick loop: generated code, ruff, mypy --strict and the unit tests; no servers, no browser
 	$(BIN)/python -m pytest -q tests/unit
 
 .PHONY: test
-test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium infra ## set up, then run every test against real servers, the browser's included
+test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium prometheus infra ## set up, then run every test against real servers, the browser's included
 	eval "$$($(PYTHON) -m tools.devstack env)" && $(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 BENCH_INSTALLED := $(VENV)/.bench-installed

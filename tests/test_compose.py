@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -47,8 +48,9 @@ def _compose_binary() -> Path:
     return wrapper
 
 
-def _config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """`docker-compose config --format json` with exactly the given variables from the environment."""
+def _config(tmp_path: Path, *options: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`docker-compose [options] config --format json` with exactly the given variables from the
+    environment."""
     clean = {
         name: value
         for name, value in os.environ.items()
@@ -63,6 +65,7 @@ def _config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         str(COMPOSE_FILE),
         "--env-file",
         str(env_file),
+        *options,
         "config",
         "--format",
         "json",
@@ -191,3 +194,41 @@ def test_no_secret_is_written_in_the_file() -> None:
     for line in text.splitlines():
         if "POSTGRES_PASSWORD:" in line and not line.lstrip().startswith("#"):
             assert "${POSTGRES_PASSWORD:?" in line, line
+
+
+def test_monitoring_is_a_profile_with_prometheus_and_grafana(
+    tmp_path: Path, services: dict[str, Any]
+) -> None:
+    assert not {"prometheus", "grafana"} & set(services), "monitoring starts only with its profile"
+    result = _config(tmp_path, "--profile", "monitoring", POSTGRES_PASSWORD="not-a-secret")
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)
+    monitored = model["services"]
+    prometheus, grafana = monitored["prometheus"], monitored["grafana"]
+    mounts = {v["target"]: (v["source"], v.get("read_only", False)) for v in prometheus["volumes"]}
+    assert mounts["/etc/prometheus"] == (str(ROOT / "deploy" / "prometheus"), True)
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    # Grafana's admin password: a secret read from the environment, never a value in the file.
+    assert grafana["environment"] == {
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": "/run/secrets/grafana_admin_password",
+        "GF_AUTH_ANONYMOUS_ENABLED": "false",
+        "GF_USERS_ALLOW_SIGN_UP": "false",
+    }
+    assert model["secrets"]["grafana_admin_password"]["environment"] == "GRAFANA_ADMIN_PASSWORD"
+    provisioned = {v["target"] for v in grafana["volumes"]}
+    assert {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards"} <= provisioned
+
+
+def test_prometheus_scrapes_each_service_where_compose_serves_its_metrics(services: dict[str, Any]) -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    scraped = {
+        job["job_name"]: (sd["names"], sd["port"])
+        for job in config["scrape_configs"]
+        for sd in job["dns_sd_configs"]
+    }
+    for name in TAPEWIRE_SERVICES:
+        env = services[name]["environment"]
+        port = int(
+            env["DASHBOARD_API_PORT"] if name == "dashboard_api" else env[f"{name.upper()}_METRICS_PORT"]
+        )
+        assert scraped[f"tapewire-{name}"] == ([name], port), name

@@ -38,6 +38,8 @@ SERVICES = ("processor", "history_writer", "cache_updater", "dashboard_api", "in
 DASHBOARD = "dashboard"
 DASHBOARD_DIR = ROOT / "dashboard"
 DASHBOARD_BUILT = DASHBOARD_DIR / ".next" / "BUILD_ID"
+# Optional (`--prometheus`): a Prometheus scraping the suite with the project's rules.
+PROMETHEUS = "prometheus"
 # `next start` closes its server on SIGTERM and then exits with 128 + 15 on purpose.
 NEXT_STOPPED_BY_SIGTERM = 143
 
@@ -94,6 +96,17 @@ class Suite:
         env = {"TAPEWIRE_API_URL": api_url, "NEXT_TELEMETRY_DISABLED": "1", **(extra_env or {})}
         next_bin = DASHBOARD_DIR / "node_modules" / ".bin" / "next"
         return self._spawn(instance, [str(next_bin), "start", "-p", str(port)], DASHBOARD_DIR, env)
+
+    def start_prometheus(
+        self, binary: str, port: int, data_dir: Path, interval_s: float = 15.0, instance: str = PROMETHEUS
+    ) -> subprocess.Popen[bytes]:
+        """A Prometheus on `port` scraping this suite's services every `interval_s`, with the
+        rules of deploy/prometheus/rules (tools/monitoring.py); supervised like the rest."""
+        from tools import monitoring
+
+        config = monitoring.scrape_config(self.services, {**os.environ, **self.env}, interval_s)
+        path = monitoring.write_config(data_dir / "prometheus.yml", config)
+        return self._spawn(instance, monitoring.command(binary, path, data_dir / "data", port), ROOT, None)
 
     def restart(self, instance: str) -> subprocess.Popen[bytes] | None:
         """Start `instance` again with the very command, directory and environment of its last
@@ -155,9 +168,9 @@ class Suite:
 
 
 def _stop_order(instance: str) -> int:
-    """The front end and the feed first, then each stage in pipeline order; `processor-2` sorts
-    with `processor`."""
-    order = (DASHBOARD, *SERVICES[::-1])
+    """The front end and the feed first, then each stage in pipeline order, Prometheus last (it
+    sees the others stop); `processor-2` sorts with `processor`."""
+    order = (DASHBOARD, *SERVICES[::-1], PROMETHEUS)
     service = instance.split("-", 1)[0]
     return order.index(service) if service in order else len(order)
 
@@ -321,6 +334,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".local" / "logs")
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run a Prometheus (Debian's package, installed if missing) scraping the suite "
+        "with deploy/prometheus/rules, on PROMETHEUS_PORT (default 19090)",
+    )
     args = parser.parse_args()
 
     from tools.devstack import ensure_up
@@ -332,6 +351,13 @@ def main() -> None:
     dashboard_port = int(os.environ.get("DASHBOARD_PORT", "3000"))
     suite.start_dashboard(dashboard_port, f"http://127.0.0.1:{port}")
     print(f"\n  dashboard      http://127.0.0.1:{dashboard_port}/")
+    if args.prometheus:
+        from tools.devstack import ensure_prometheus
+        from tools.monitoring import DEFAULT_PORT
+
+        prometheus_port = int(os.environ.get("PROMETHEUS_PORT", DEFAULT_PORT))
+        suite.start_prometheus(ensure_prometheus(), prometheus_port, ROOT / ".local" / "prometheus")
+        print(f"  prometheus     http://127.0.0.1:{prometheus_port}/alerts")
     print(f"\ntapewire is running: processes {', '.join(f'{n}={p.pid}' for n, p in suite.processes.items())}")
     print(f"logs:       {args.log_dir}/<service>.log")
     print(f"  dashboard_api  http://127.0.0.1:{port}/api/snapshot   ws://127.0.0.1:{port}/ws")

@@ -14,6 +14,7 @@ from tapewire.kafka import consumer_config, ensure_all_topics, read_latest_per_k
 from tapewire.ops import serve_ops
 
 from .metrics import CacheUpdaterMetrics
+from .redis_memory import RedisMemoryCollector
 from .run import Consumers, Restore, run
 from .settings import CacheUpdaterSettings
 
@@ -32,6 +33,7 @@ def serve(settings: CacheUpdaterSettings, stop: threading.Event, registry: Colle
         health_check_interval=30,
     )
     metrics = CacheUpdaterMetrics(registry)
+    registry.register(RedisMemoryCollector(client))
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     log.info(
         "cache_updater starting",

@@ -34,7 +34,7 @@ From Python (e.g. a pytest fixture)::
 ``down`` keeps the data unless ``--wipe`` (the downloaded Kafka jars are kept
 even then). Modules: ``paths`` (locations, ports, the variables), ``process``
 (detached servers, pid files, logs), ``kafka``, ``redis``, ``postgres``,
-``stack`` (the lock, up/status/down), ``chromium``, ``cli``.
+``stack`` (the lock, up/status/down), ``chromium``, ``prometheus``, ``cli``.
 """
 
 from tools.devstack.chromium import ensure_chromium
@@ -50,6 +50,7 @@ from tools.devstack.kafka import (
     kafka_server_command,
 )
 from tools.devstack.paths import KAFKA_LIBS, LOCAL, ROOT, SERVICES, env_vars
+from tools.devstack.prometheus import ensure_prometheus
 from tools.devstack.stack import down, ensure_up, status
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "DevstackError",
     "down",
     "ensure_chromium",
+    "ensure_prometheus",
     "ensure_up",
     "env_vars",
     "kafka_format_command",

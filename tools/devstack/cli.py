@@ -1,4 +1,4 @@
-"""The command line: ``python3 -m tools.devstack up|env|status|down|chromium``.
+"""The command line: ``python3 -m tools.devstack up|env|status|down|chromium|prometheus``.
 
 Progress messages go to stderr; only the export lines go to stdout.
 """
@@ -14,6 +14,7 @@ from tools.devstack.chromium import ensure_chromium
 from tools.devstack.errors import DevstackError
 from tools.devstack.paths import PORT_ENV, URL_ENV, env_vars, external_value, local_value, port
 from tools.devstack.process import log, started_port
+from tools.devstack.prometheus import ensure_prometheus
 from tools.devstack.stack import PID, down, ensure_up, status
 
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p_down.add_argument("--wipe", action="store_true", help="also delete their data (Kafka jars are kept)")
     sub.add_parser("status", help="one line per server: running / stopped / external")
     sub.add_parser("chromium", help="install Chromium for the browser tests if missing; print its path")
+    sub.add_parser("prometheus", help="install Prometheus and promtool if missing; print prometheus's path")
     args = parser.parse_args(argv)
 
     try:
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_status()
         elif args.command == "chromium":
             print(ensure_chromium())
+        elif args.command == "prometheus":
+            print(ensure_prometheus())
     except (DevstackError, OSError) as e:
         print(f"devstack: error: {e}", file=sys.stderr)
         return 1
