@@ -17,7 +17,9 @@ stack works without tokens, admin endpoints included. Never expose such a deploy
 
 from __future__ import annotations
 
+import ipaddress
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,9 @@ class AuthSettings(BaseSettings):
     # A JSON list of strings, or one space-separated string (the OAuth "scope" style).
     roles_claim: str = Field(default="roles", min_length=1)
     user_claim: str = Field(default="sub", min_length=1)
+    # With no key, a service refuses to listen beyond loopback unless this says it may: serving
+    # anyone who reaches the port must be a decision, not a default (see `exposure`).
+    allow_anonymous: bool = False
 
     # The file's content, read once when the settings are built so that a bad path fails at start-up.
     _key_from_file: str | None = PrivateAttr(default=None)
@@ -115,6 +120,35 @@ class AuthSettings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"AUTH_RS256_PUBLIC_KEY_FILE={path}: {exc}") from exc
         return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a listener on this machine: `localhost` or a loopback
+    address. The wildcards (0.0.0.0, ::, empty) and any other name or address do not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure(auth: AuthSettings, listeners: Mapping[str, str]) -> str | None:
+    """Why listening on `listeners` (variable name -> host) would serve unauthenticated clients
+    from the network, or None when it would not: auth on, every listener on loopback, or
+    AUTH_ALLOW_ANONYMOUS=true."""
+    if auth.enabled or auth.allow_anonymous:
+        return None
+    exposed = [
+        f"{name}={host or '(all interfaces)'}" for name, host in listeners.items() if not is_loopback(host)
+    ]
+    if not exposed:
+        return None
+    return (
+        f"auth is off and {', '.join(exposed)} would serve anyone on the network: set "
+        "AUTH_HS256_SECRET or AUTH_RS256_PUBLIC_KEY[_FILE], listen on 127.0.0.1, or set "
+        "AUTH_ALLOW_ANONYMOUS=true to serve unauthenticated clients on purpose"
+    )
 
 
 def _read_key_file(path: Path) -> str:

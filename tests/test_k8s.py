@@ -85,6 +85,8 @@ SECRETS = REQUIRED_SECRETS | OPTIONAL_SECRETS
 FAKE_SECRETS = {
     "REDIS_URL": "redis://redis:6379/0",
     "DATABASE_URL": "postgresql://tapewire@postgresql/tapewire",
+    # Listening on the pod's network, dashboard-api and the ingester need a key to start.
+    "AUTH_HS256_SECRET": "k8s-test-" + "x" * 40,
 }
 # Each server's policy must let in the pods given its credentials (the variable names it), on
 # its client port.

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tapewire.auth import AuthSettings
+from tapewire.auth import AuthSettings, exposure
 from tapewire.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings, TopicSettings
 
 
@@ -17,8 +17,9 @@ class DashboardApiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DASHBOARD_API_", frozen=True, extra="ignore")
 
-    # All interfaces, so that a container is reachable; set 127.0.0.1 on a shared host.
-    host: str = "0.0.0.0"
+    # Loopback unless told otherwise: compose and Kubernetes set 0.0.0.0, which with auth off
+    # also needs AUTH_ALLOW_ANONYMOUS=true (tapewire.auth.exposure).
+    host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65_535)
 
     # Per session (WebSocket connection or gRPC stream). The queue holds updates waiting for
@@ -70,7 +71,7 @@ class DashboardApiSettings(BaseSettings):
 
     # gRPC (tapewire.v1.Dashboard, health, reflection) for internal services.
     grpc_enabled: bool = True
-    grpc_host: str = "0.0.0.0"
+    grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50051, ge=0, le=65_535)
     grpc_max_concurrent_rpcs: int = Field(default=1000, ge=1, le=1_000_000)
 
@@ -109,6 +110,15 @@ class DashboardApiSettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="after")
+    def _not_open_to_anyone(self) -> DashboardApiSettings:
+        listeners = {"DASHBOARD_API_HOST": self.host}
+        if self.grpc_enabled:
+            listeners["DASHBOARD_API_GRPC_HOST"] = self.grpc_host
+        if problem := exposure(self.auth, listeners):
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _per_ip_within_total(self) -> DashboardApiSettings:

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ingester.queue import QueuePolicy
-from tapewire.auth import AuthSettings
+from tapewire.auth import AuthSettings, exposure
 from tapewire.grpc_server import GrpcServerOptions
 from tapewire.settings import KafkaSettings, LogSettings, TopicSettings
 
@@ -54,7 +54,8 @@ class IngesterSettings(BaseSettings):
 
     # gRPC `tapewire.v1.Ingest`: internal services push their own ticks into the same queue.
     grpc_enabled: bool = True
-    grpc_host: str = "0.0.0.0"
+    # Loopback unless told otherwise, as dashboard_api's listeners (tapewire.auth.exposure).
+    grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50052, ge=0, le=65_535)  # 0: any free port
     # Concurrent RPCs (push streams, health checks) for the whole server; more are refused
     # with RESOURCE_EXHAUSTED. Each stream waiting on a full queue holds one worker thread.
@@ -79,6 +80,12 @@ class IngesterSettings(BaseSettings):
             raise ValueError(
                 'INGESTER_SOURCE=replay needs INGESTER_REPLAY_PATH (a file of JSON lines, or "-" for stdin)'
             )
+        return self
+
+    @model_validator(mode="after")
+    def _not_open_to_anyone(self) -> IngesterSettings:
+        if self.grpc_enabled and (problem := exposure(self.auth, {"INGESTER_GRPC_HOST": self.grpc_host})):
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

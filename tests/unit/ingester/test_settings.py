@@ -96,7 +96,7 @@ def test_bad_shared_settings_name_their_own_variable(monkeypatch: pytest.MonkeyP
 
 def test_grpc_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = IngesterSettings()
-    assert (settings.grpc_enabled, settings.grpc_host, settings.grpc_port) == (True, "0.0.0.0", 50052)
+    assert (settings.grpc_enabled, settings.grpc_host, settings.grpc_port) == (True, "127.0.0.1", 50052)
     assert not settings.auth.enabled
     monkeypatch.setenv("INGESTER_SOURCE", "none")
     monkeypatch.setenv("INGESTER_GRPC_HOST", "127.0.0.1")
