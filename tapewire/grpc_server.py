@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
@@ -69,6 +70,30 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsIdentity:
+    """The server's certificate chain and private key, PEM, as read from their files."""
+
+    certificate_chain: bytes = field(repr=False)
+    private_key: bytes = field(repr=False)
+
+    @classmethod
+    def from_files(cls, certificate: Path | None, key: Path | None, prefix: str) -> TlsIdentity | None:
+        """Both files or neither (None); ValueError naming `<prefix>TLS_*` when one is missing
+        or unreadable, so that a service refuses to start rather than serve plaintext."""
+        if certificate is None and key is None:
+            return None
+        if certificate is None or key is None:
+            raise ValueError(f"{prefix}TLS_CERT_FILE and {prefix}TLS_KEY_FILE go together")
+        try:
+            identity = cls(certificate.read_bytes(), key.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"{prefix}TLS_*: cannot read {exc.filename} ({exc.strerror})") from exc
+        if b"-----BEGIN" not in identity.certificate_chain or b"-----BEGIN" not in identity.private_key:
+            raise ValueError(f"{prefix}TLS_CERT_FILE and {prefix}TLS_KEY_FILE must be PEM files")
+        return identity
+
+
+@dataclass(frozen=True, slots=True)
 class GrpcServerOptions:
     """Where to listen and the server's bounds (each service builds this from its own settings)."""
 
@@ -77,6 +102,7 @@ class GrpcServerOptions:
     max_receive_message_bytes: int = 4 * 1024 * 1024
     max_concurrent_rpcs: int | None = None  # the whole server; None = unbounded
     max_concurrent_streams: int | None = None  # per HTTP/2 connection; None = gRPC's default
+    tls: TlsIdentity | None = None  # None: plaintext (a mesh or a private network provides TLS)
 
     def channel_options(self) -> list[tuple[str, int]]:
         options = [
@@ -147,22 +173,32 @@ async def start_grpc_server(
     for name in names:  # before start: a probe must never see an unknown service
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     try:
-        port = _bind(server, options.host, options.port)
+        port = _bind(server, options.host, options.port, options.tls)
     except ConfigurationError:
         await server.stop(None)
         raise
     await server.start()
     log.info(
         "grpc serving",
-        extra={"host": options.host, "port": port, "services": names, "auth": verifier is not None},
+        extra={
+            "host": options.host,
+            "port": port,
+            "services": names,
+            "auth": verifier is not None,
+            "tls": options.tls is not None,
+        },
     )
     return GrpcServer(server, health_servicer, port)
 
 
-def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+def _bind(server: grpc.aio.Server, host: str, port: int, tls: TlsIdentity | None) -> int:
     address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials([(tls.private_key, tls.certificate_chain)])
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise ConfigurationError(f"cannot listen for gRPC on {address}: {exc}") from exc
     if bound == 0:  # older gRPC versions report failure this way

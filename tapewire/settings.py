@@ -8,8 +8,10 @@ key prefix and schema instead of patching anything.
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SAFE_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -21,10 +23,19 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True, extra="ignore")
 
     bootstrap_servers: str = "127.0.0.1:19092"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # TLS (SSL, SASL_SSL): the CA that signed the brokers' certificates (default: the system's
+    # trust store), and a client certificate and key (PEM) for brokers that ask for one.
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    # "https" checks the broker's host name against its certificate (librdkafka's default);
+    # "none" skips that check, for certificates that do not carry the names clients use.
+    ssl_endpoint_identification_algorithm: Literal["https", "none"] = "https"
     # Group membership: a dead member's partitions move after this long. librdkafka's 45 s
     # default makes failover (and a first join) slow; 10 s is a common production value.
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
@@ -46,7 +57,54 @@ class KafkaSettings(BaseSettings):
             conf["sasl.username"] = self.sasl_username
         if self.sasl_password:
             conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol in {"SSL", "SASL_SSL"}:
+            conf["ssl.endpoint.identification.algorithm"] = self.ssl_endpoint_identification_algorithm
+            for key, path in (
+                ("ssl.ca.location", self.ssl_ca_location),
+                ("ssl.certificate.location", self.ssl_certificate_location),
+                ("ssl.key.location", self.ssl_key_location),
+            ):
+                if path is not None:
+                    conf[key] = str(path)
+            if self.ssl_key_password:
+                conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         return conf
+
+    @field_validator("ssl_ca_location", "ssl_certificate_location", "ssl_key_location", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ssl_ca_location", "ssl_certificate_location", "ssl_key_location")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        # At start-up, not at the first connection: librdkafka would only log and retry.
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} is not a readable file")
+        return path
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        tls = self.security_protocol in {"SSL", "SASL_SSL"}
+        sasl = self.security_protocol.startswith("SASL_")
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ValueError("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together")
+        if not tls and (self.ssl_ca_location or self.ssl_certificate_location):
+            raise ValueError(
+                f"KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL={self.security_protocol} "
+                "does not use TLS: set SSL or SASL_SSL"
+            )
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            raise ValueError(
+                f"KAFKA_SASL_* is set but KAFKA_SECURITY_PROTOCOL={self.security_protocol} "
+                "does not use SASL: set SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        return self
 
 
 class TopicSettings(BaseSettings):

@@ -156,6 +156,7 @@ async def open_services(
                 port=settings.grpc_port,
                 max_receive_message_bytes=settings.max_client_message_bytes,
                 max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+                tls=settings.grpc_tls(),
             ),
             [dashboard_service(services)],
             verifier,

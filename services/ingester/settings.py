@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -9,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ingester.queue import QueuePolicy
 from tapewire.auth import AuthSettings, exposure
-from tapewire.grpc_server import GrpcServerOptions
+from tapewire.grpc_server import GrpcServerOptions, TlsIdentity
 from tapewire.settings import KafkaSettings, LogSettings, TopicSettings
 
 # "none": no built-in source; the ingester takes only what internal services push over gRPC.
@@ -57,6 +58,9 @@ class IngesterSettings(BaseSettings):
     # Loopback unless told otherwise, as dashboard_api's listeners (tapewire.auth.exposure).
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50052, ge=0, le=65_535)  # 0: any free port
+    # TLS for gRPC: the server's certificate chain and key (PEM); unset, plaintext.
+    grpc_tls_cert_file: Path | None = None
+    grpc_tls_key_file: Path | None = None
     # Concurrent RPCs (push streams, health checks) for the whole server; more are refused
     # with RESOURCE_EXHAUSTED. Each stream waiting on a full queue holds one worker thread.
     grpc_max_streams: int = Field(default=64, ge=1, le=4_096)
@@ -96,8 +100,17 @@ class IngesterSettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _grpc_tls_readable(self) -> IngesterSettings:
+        self.grpc_tls()
+        return self
+
+    def grpc_tls(self) -> TlsIdentity | None:
+        return TlsIdentity.from_files(self.grpc_tls_cert_file, self.grpc_tls_key_file, "INGESTER_GRPC_")
+
     def grpc_options(self) -> GrpcServerOptions:
         return GrpcServerOptions(
+            tls=self.grpc_tls(),
             host=self.grpc_host,
             port=self.grpc_port,
             max_receive_message_bytes=self.grpc_max_message_bytes,

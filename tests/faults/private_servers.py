@@ -1,19 +1,24 @@
-"""Servers of a test's own that it may stop, kill and start again: a private Kafka broker.
+"""Servers of a test's own that it may stop, kill and start again: a private Kafka broker, and
+a PostgreSQL that takes only TLS connections.
 
 The broker is the one `tools/devstack` runs (the same jars, the same server.properties, the
 same heap), on two free ports and a data directory of the test's own, so stopping it touches
 no other test and no running `make run`. Its data survives `stop()`/`kill()` and `start()`:
 the topics, the records and the producers' state come back, as after a real broker restart.
+Given a `SaslSsl`, its client listener is SASL_SSL with SCRAM users instead of PLAINTEXT.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -51,11 +56,61 @@ def kafka_runtime_missing() -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SaslSsl:
+    """A SASL_SSL client listener: the broker's key and certificate in one PEM file, the CA
+    that signed it, and the SCRAM-SHA-256 users (name -> password) stored at format time."""
+
+    keystore: Path
+    ca: Path
+    users: Mapping[str, str]
+    mechanism: str = "SCRAM-SHA-256"
+
+    def scram(self) -> tuple[str, ...]:
+        return tuple(f"{self.mechanism}=[name={name},password={pw}]" for name, pw in self.users.items())
+
+    def properties(self, port: int, controller_port: int, inter_broker_user: str) -> dict[str, str]:
+        """What changes in devstack's server.properties: the client listener and its security."""
+        login = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{inter_broker_user}" password="{self.users[inter_broker_user]}";'
+        )
+        return {
+            "listeners": f"SASL_SSL://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+            "advertised.listeners": f"SASL_SSL://{HOST}:{port}",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "SASL_SSL",
+            "sasl.enabled.mechanisms": self.mechanism,
+            "sasl.mechanism.inter.broker.protocol": self.mechanism,
+            f"listener.name.sasl_ssl.{self.mechanism.lower()}.sasl.jaas.config": login,
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.ca),
+            "ssl.client.auth": "none",
+        }
+
+
+def override(properties: str, changes: Mapping[str, str]) -> str:
+    """`properties` (key=value lines) with `changes` applied: replaced in place, else appended."""
+    lines, seen = [], set()
+    for line in properties.splitlines():
+        key = line.split("=", 1)[0]
+        if key in changes and not line.startswith("#"):
+            lines.append(f"{key}={changes[key]}")
+            seen.add(key)
+        else:
+            lines.append(line)
+    lines += [f"{key}={value}" for key, value in changes.items() if key not in seen]
+    return "\n".join(lines) + "\n"
+
+
 class PrivateKafka:
     """A single-node KRaft broker (broker and controller in one process) in `directory`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, sasl_ssl: SaslSsl | None = None) -> None:
         self.port, self.controller_port = free_ports(2)
+        self.sasl_ssl = sasl_ssl
         self.directory = directory
         self._config = directory / "server.properties"
         self._log4j = directory / "log4j2.properties"
@@ -109,9 +164,15 @@ class PrivateKafka:
     def _format(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._log4j.write_text(LOG4J2_PROPERTIES)
-        self._config.write_text(kafka_properties(self.port, self.controller_port, self._data))
+        properties = kafka_properties(self.port, self.controller_port, self._data)
+        scram: tuple[str, ...] = ()
+        if self.sasl_ssl is not None:
+            user = next(iter(self.sasl_ssl.users))  # the first user is the broker's own
+            properties = override(properties, self.sasl_ssl.properties(self.port, self.controller_port, user))
+            scram = self.sasl_ssl.scram()
+        self._config.write_text(properties)
         formatted = subprocess.run(
-            kafka_format_command(self._config, kafka_new_cluster_id(), self._log4j),
+            kafka_format_command(self._config, kafka_new_cluster_id(), self._log4j, scram),
             cwd=self.directory,
             capture_output=True,
             text=True,
@@ -142,10 +203,98 @@ class PrivateKafka:
 
 
 @contextmanager
-def private_kafka(directory: Path) -> Iterator[PrivateKafka]:
+def private_kafka(directory: Path, sasl_ssl: SaslSsl | None = None) -> Iterator[PrivateKafka]:
     """A started `PrivateKafka` in `directory`, killed on exit (its data is left for inspection)."""
-    broker = PrivateKafka(directory)
+    broker = PrivateKafka(directory, sasl_ssl)
     try:
         yield broker.start()
     finally:
         broker.kill()
+
+
+class TlsPostgres:
+    """A PostgreSQL of its own that accepts TCP connections only over TLS, with a password
+    (scram-sha-256), for the superuser `tapewire`: what `sslmode=verify-full` is tested against.
+
+    Its folder is under .local/ (devstack makes that reachable by the `postgres` user, which the
+    server runs as when we are root; pytest's own temporary folders are not), removed on `stop`.
+    """
+
+    def __init__(self, certificate: Path, key: Path, password: str) -> None:
+        from tools.devstack.paths import LOCAL
+
+        (self.port,) = free_ports(1)
+        self.directory = LOCAL / f"tls-pg-{self.port}"
+        self._certificate, self._key, self._password = certificate, key, password
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def url(self, ca: Path, sslmode: str = "verify-full", password: str | None = None) -> str:
+        secret = self._password if password is None else password
+        return (
+            f"postgresql://tapewire:{secret}@127.0.0.1:{self.port}/postgres"
+            f"?sslmode={sslmode}&sslrootcert={ca}"
+        )
+
+    def start(self) -> TlsPostgres:
+        from tools.devstack.postgres import as_server_owner, server_binaries
+
+        bindir = server_binaries()
+        data, tls = self.directory / "data", self.directory / "tls"
+        tls.mkdir(parents=True)
+        (self.directory / "pw").write_text(self._password)
+        shutil.copy(self._certificate, tls / "server.crt")
+        shutil.copy(self._key, tls / "server.key")
+        (tls / "server.key").chmod(0o600)
+        _give_to_server_owner(self.directory)
+        initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "tapewire",
+                  "--pwfile", str(self.directory / "pw"), "--auth-local=trust",
+                  "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C"]  # fmt: skip
+        done = subprocess.run(as_server_owner(initdb), capture_output=True, text=True)
+        assert done.returncode == 0, f"initdb failed:\n{done.stdout}{done.stderr}"
+        (data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all 0.0.0.0/0 reject\n"
+        )
+        server = [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+                  "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.directory}",
+                  "-c", "ssl=on", "-c", f"ssl_cert_file={tls / 'server.crt'}",
+                  "-c", f"ssl_key_file={tls / 'server.key'}"]  # fmt: skip
+        with (self.directory / "postgres.log").open("ab") as log:  # the child keeps its own copy
+            self._process = subprocess.Popen(as_server_owner(server), stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._ready, START_TIMEOUT_S, f"the TLS PostgreSQL on port {self.port}", 0.2)
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            # SIGINT is a fast shutdown; sent to the postmaster itself, since runuser (root's
+            # wrapper) does not pass it on.
+            pid_file = self.directory / "data" / "postmaster.pid"
+            postmaster = int(pid_file.read_text().split()[0]) if pid_file.exists() else self._process.pid
+            os.kill(postmaster, signal.SIGINT)
+            try:
+                self._process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _ready(self) -> bool:
+        assert self._process is not None and self._process.poll() is None, (
+            f"the TLS PostgreSQL exited:\n{(self.directory / 'postgres.log').read_text(errors='replace')}"
+        )
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return (
+                sock.connect_ex((HOST, self.port)) == 0
+                and (self.directory / "data" / "postmaster.pid").exists()
+            )
+
+
+def _give_to_server_owner(directory: Path) -> None:
+    """As root, hand `directory` (recursively) to the `postgres` user the server runs as."""
+    if os.geteuid() != 0:
+        return
+    owner = pwd.getpwnam("postgres")
+    for path in (directory, *directory.rglob("*")):
+        os.chown(path, owner.pw_uid, owner.pw_gid)

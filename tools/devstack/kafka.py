@@ -194,8 +194,14 @@ def kafka_new_cluster_id() -> str:
             return cluster_id
 
 
-def kafka_format_command(config: Path, cluster_id: str, log4j_config: Path = KAFKA_LOG4J) -> list[str]:
-    """StorageTool formatting the log dir of ``config`` as a standalone controller quorum of one."""
+def kafka_format_command(
+    config: Path, cluster_id: str, log4j_config: Path = KAFKA_LOG4J, scram: tuple[str, ...] = ()
+) -> list[str]:
+    """StorageTool formatting the log dir of ``config`` as a standalone controller quorum of one.
+
+    ``scram``: SCRAM credentials to store with it, each as StorageTool's ``--add-scram`` takes
+    them (``SCRAM-SHA-256=[name=alice,password=...]``): how a KRaft cluster gets its first users.
+    """
     return kafka_java(
         "kafka.tools.StorageTool",
         "format",
@@ -204,6 +210,7 @@ def kafka_format_command(config: Path, cluster_id: str, log4j_config: Path = KAF
         cluster_id,
         "-c",
         str(config),
+        *(arg for credential in scram for arg in ("--add-scram", credential)),
         log4j_config=log4j_config,
     )
 

@@ -93,6 +93,20 @@ def _pg_bindir(install: bool) -> Path | None:
     return found
 
 
+def server_binaries() -> Path:
+    """The directory of initdb and postgres devstack uses: for tests that run a PostgreSQL of
+    their own (a TLS one, say) beside devstack's."""
+    found = _pg_bindir(install=False)
+    if found is None:
+        raise DevstackError("no PostgreSQL server binaries: run `python3 -m tools.devstack up` first")
+    return found
+
+
+def as_server_owner(cmd: list[str]) -> list[str]:
+    """`cmd` run as the user PostgreSQL's files belong to (`postgres` when we are root)."""
+    return _pg_as_owner(cmd)
+
+
 def _pg_tool(bindir: Path | None, name: str) -> str:
     if bindir is not None and (bindir / name).exists():
         return str(bindir / name)
