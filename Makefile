@@ -48,6 +48,10 @@ dashboard-check: $(NPM_INSTALLED) ## type-check, lint, format-check (Prettier) a
 chromium: ## install Chromium (Debian package) for the browser tests, unless one is there
 	$(PYTHON) -m tools.devstack chromium
 
+.PHONY: jaeger
+jaeger: ## build Jaeger (the OTLP receiver of the tracing test and `make run JAEGER=1`) from the Go module proxy, unless it is there
+	$(PYTHON) -m tools.devstack jaeger
+
 .PHONY: prometheus
 prometheus: ## install Prometheus and promtool (Debian package) for the rules' tests, unless they are there
 	$(PYTHON) -m tools.devstack prometheus
@@ -83,15 +87,15 @@ down: ## stop the local servers (data is kept; `$(PYTHON) -m tools.devstack down
 	$(PYTHON) -m tools.devstack down
 
 .PHONY: run
-run: $(INSTALLED) dashboard infra ## set up, then run the whole suite and the dashboard, the simulator feeding it (PROMETHEUS=1: and a Prometheus with the alert rules)
-	$(BIN)/python -m tools.suite $(if $(PROMETHEUS),--prometheus)
+run: $(INSTALLED) dashboard infra ## set up, then run the whole suite and the dashboard, the simulator feeding it (PROMETHEUS=1: and a Prometheus with the alert rules; JAEGER=1: and Jaeger with the traces)
+	$(BIN)/python -m tools.suite $(if $(PROMETHEUS),--prometheus) $(if $(JAEGER),--jaeger)
 
 .PHONY: check
 check: $(INSTALLED) proto-check lint ## the quick loop: generated code, ruff, mypy --strict and the unit tests; no servers, no browser
 	$(BIN)/python -m pytest -q tests/unit
 
 .PHONY: test
-test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium prometheus infra ## set up, then run every test against real servers, the browser's included
+test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium prometheus jaeger infra ## set up, then run every test against real servers, the browser's included
 	eval "$$($(PYTHON) -m tools.devstack env)" && $(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 BENCH_INSTALLED := $(VENV)/.bench-installed
@@ -106,6 +110,12 @@ bench: $(BENCH_INSTALLED) infra ## measure tapewire against its peers (about 13 
 .PHONY: bench-quick
 bench-quick: $(BENCH_INSTALLED) infra ## the same, one repetition and shorter windows (about 4 min): a smoke test, not figures to quote
 	$(BIN)/python -m bench --quick
+
+SOAK_MINUTES ?= 60
+SOAK_RATE ?= 1000
+.PHONY: soak
+soak: $(BENCH_INSTALLED) infra ## the whole suite at a steady rate for SOAK_MINUTES (60), sampled each minute; report and verdict in results/soak/<time>/
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not .local/ data)

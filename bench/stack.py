@@ -159,7 +159,10 @@ class RunningStack:
 
 @contextmanager
 def running_stack(
-    stack_env: dict[str, str], log_dir: Path, extra_env: dict[str, str] | None = None
+    stack_env: dict[str, str],
+    log_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    services: tuple[str, ...] = STAGES,
 ) -> Iterator[RunningStack]:
     unique = f"bench{uuid.uuid4().hex[:8]}"
     api_port = free_port()
@@ -173,7 +176,7 @@ def running_stack(
         **(extra_env or {}),
     ) as (env, topics):
         prepare(env)
-        suite = Suite(env=env, log_dir=log_dir, services=STAGES).start()
+        suite = Suite(env=env, log_dir=log_dir, services=services).start()
         try:
             api = suite.processes["dashboard_api"]
             wait_http_ok(

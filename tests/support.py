@@ -4,15 +4,25 @@ uses them too)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+import httpx
 from confluent_kafka import Consumer, Message, Producer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tapewire.settings import KafkaSettings
 from tapewire.ticks import RawTick, to_proto
+from tapewire.tracing import Tracer
 
 T = TypeVar("T")
 
@@ -69,3 +79,52 @@ def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, int
             return last  # type: ignore[no-any-return]
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+@contextlib.contextmanager
+def viewer(port: str | int, instruments: list[str]) -> Iterator[list[int]]:
+    """A WebSocket client of dashboard_api subscribed to `instruments`, reading on a thread;
+    yields [frames received so far]. dashboard_api subscribes in Redis only to what its clients
+    watch, so without one it relays nothing."""
+    frames = [0]
+    with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
+        assert json.loads(ws.recv(10))["type"] == "welcome"
+        ws.send(json.dumps({"type": "subscribe", "instruments": instruments}))
+
+        def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                for _frame in ws:
+                    frames[0] += 1
+
+        reader = threading.Thread(target=read, name="viewer")
+        reader.start()
+        yield frames
+    reader.join(10)
+
+
+def in_memory_tracer(
+    exporter: InMemorySpanExporter, ratio: float = 1.0, draws: Iterable[float] = ()
+) -> Tracer:
+    """A tracer whose finished spans land in `exporter`; its head decisions draw from `draws`
+    (then 0.0, always below a ratio above zero)."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    values = iter(draws)
+    return Tracer(provider.get_tracer("test"), ratio, provider.shutdown, draw=lambda: next(values, 0.0))
+
+
+def answers(url: str) -> bool:
+    """True when `url` answers 200 (False while the server is not up yet)."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop_and_show(suite: Any) -> dict[str, int]:
+    """Stop a tools.suite.Suite and print each process's log tail (pytest shows it on failure);
+    the exit codes."""
+    codes: dict[str, int] = suite.stop()
+    for name in suite.processes:
+        print(f"--- {name} log (exit {codes.get(name)}) ---\n{suite.log_tail(name)}")
+    return codes

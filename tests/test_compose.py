@@ -232,3 +232,23 @@ def test_prometheus_scrapes_each_service_where_compose_serves_its_metrics(servic
             env["DASHBOARD_API_PORT"] if name == "dashboard_api" else env[f"{name.upper()}_METRICS_PORT"]
         )
         assert scraped[f"tapewire-{name}"] == ([name], port), name
+
+
+def test_tracing_is_off_unless_asked_and_jaeger_is_a_profile(
+    tmp_path: Path, services: dict[str, Any]
+) -> None:
+    assert "jaeger" not in services, "Jaeger starts only with its profile"
+    for name in TAPEWIRE_SERVICES:
+        assert services[name]["environment"]["TRACING_OTLP_ENDPOINT"] == "", name
+    result = _config(
+        tmp_path,
+        "--profile",
+        "tracing",
+        POSTGRES_PASSWORD="not-a-secret",
+        TRACING_OTLP_ENDPOINT="http://jaeger:4317",
+    )
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)["services"]
+    assert "4317" in model["jaeger"]["expose"]
+    for name in TAPEWIRE_SERVICES:
+        assert model[name]["environment"]["TRACING_OTLP_ENDPOINT"] == "http://jaeger:4317", name

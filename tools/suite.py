@@ -30,6 +30,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tools.devstack.jaeger import JaegerPorts
 
 ROOT = Path(__file__).resolve().parent.parent
 # Start order: consumers first so nothing the ingester publishes waits for a group to form.
@@ -40,6 +44,8 @@ DASHBOARD_DIR = ROOT / "dashboard"
 DASHBOARD_BUILT = DASHBOARD_DIR / ".next" / "BUILD_ID"
 # Optional (`--prometheus`): a Prometheus scraping the suite with the project's rules.
 PROMETHEUS = "prometheus"
+# Optional (`--jaeger`): Jaeger receiving the services' traces (tapewire/tracing.py).
+JAEGER = "jaeger"
 # `next start` closes its server on SIGTERM and then exits with 128 + 15 on purpose.
 NEXT_STOPPED_BY_SIGTERM = 143
 
@@ -108,6 +114,16 @@ class Suite:
         path = monitoring.write_config(data_dir / "prometheus.yml", config)
         return self._spawn(instance, monitoring.command(binary, path, data_dir / "data", port), ROOT, None)
 
+    def start_jaeger(self, binary: Path, ports: JaegerPorts, data_dir: Path) -> subprocess.Popen[bytes]:
+        """Jaeger on `ports` (tools/devstack/jaeger.py), spans in memory; supervised like the rest.
+        Start it before the services, whose TRACING_OTLP_ENDPOINT names its OTLP port."""
+        from tools.devstack import jaeger
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / "jaeger.yaml"
+        path.write_text(jaeger.config(ports))
+        return self._spawn(JAEGER, jaeger.jaeger_command(binary, path), ROOT, None)
+
     def restart(self, instance: str) -> subprocess.Popen[bytes] | None:
         """Start `instance` again with the very command, directory and environment of its last
         start (its log file is appended to); None, and nothing started, once the suite stops."""
@@ -123,6 +139,7 @@ class Suite:
     def _launch(self, instance: str, launch: Launch) -> subprocess.Popen[bytes]:
         # The child keeps its own copy of the log's descriptor; the suite's is closed at once, so
         # that restarting an instance all day long does not pile up open files.
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{instance}.log").open("ab") as log:
             process = subprocess.Popen(
                 launch.argv,
@@ -168,9 +185,10 @@ class Suite:
 
 
 def _stop_order(instance: str) -> int:
-    """The front end and the feed first, then each stage in pipeline order, Prometheus last (it
-    sees the others stop); `processor-2` sorts with `processor`."""
-    order = (DASHBOARD, *SERVICES[::-1], PROMETHEUS)
+    """The front end and the feed first, then each stage in pipeline order, Prometheus and
+    Jaeger last (they see the others stop, and take their last spans); `processor-2` sorts with
+    `processor`."""
+    order = (DASHBOARD, *SERVICES[::-1], PROMETHEUS, JAEGER)
     service = instance.split("-", 1)[0]
     return order.index(service) if service in order else len(order)
 
@@ -340,13 +358,37 @@ def main() -> None:
         help="also run a Prometheus (Debian's package, installed if missing) scraping the suite "
         "with deploy/prometheus/rules, on PROMETHEUS_PORT (default 19090)",
     )
+    parser.add_argument(
+        "--jaeger",
+        action="store_true",
+        help="also run Jaeger (built from the Go module proxy if missing) and send it the services' "
+        "traces, of one tick in a hundred unless TRACING_SAMPLE_RATIO says otherwise; its API on JAEGER_PORT "
+        "(default 16686)",
+    )
     args = parser.parse_args()
 
     from tools.devstack import ensure_up
 
     env = ensure_up()
     prepare(env)
-    suite = Suite(env=env, log_dir=args.log_dir).start()
+    jaeger_ports = None
+    if args.jaeger:
+        from tools.devstack.jaeger import JaegerPorts
+
+        query = int(os.environ.get("JAEGER_PORT", "16686"))
+        jaeger_ports = JaegerPorts(otlp_grpc=14317, query_http=query, query_grpc=query - 1, health=14133)
+        # A demo: trace a tick in a hundred unless told otherwise (production's default is 1 in 1,000).
+        env = {
+            "TRACING_OTLP_ENDPOINT": jaeger_ports.otlp_endpoint,
+            "TRACING_SAMPLE_RATIO": os.environ.get("TRACING_SAMPLE_RATIO", "0.01"),
+            **env,
+        }
+    suite = Suite(env=env, log_dir=args.log_dir)
+    if jaeger_ports is not None:
+        from tools.devstack.jaeger import ensure_jaeger
+
+        suite.start_jaeger(ensure_jaeger(), jaeger_ports, ROOT / ".local" / "jaeger")
+    suite.start()
     port = os.environ.get("DASHBOARD_API_PORT", "8000")
     dashboard_port = int(os.environ.get("DASHBOARD_PORT", "3000"))
     suite.start_dashboard(dashboard_port, f"http://127.0.0.1:{port}")
@@ -358,6 +400,8 @@ def main() -> None:
         prometheus_port = int(os.environ.get("PROMETHEUS_PORT", DEFAULT_PORT))
         suite.start_prometheus(ensure_prometheus(), prometheus_port, ROOT / ".local" / "prometheus")
         print(f"  prometheus     http://127.0.0.1:{prometheus_port}/alerts")
+    if jaeger_ports is not None:
+        print(f"  jaeger         {jaeger_ports.query_url}/api/traces?service=dashboard_api&limit=5")
     print(f"\ntapewire is running: processes {', '.join(f'{n}={p.pid}' for n, p in suite.processes.items())}")
     print(f"logs:       {args.log_dir}/<service>.log")
     print(f"  dashboard_api  http://127.0.0.1:{port}/api/snapshot   ws://127.0.0.1:{port}/ws")

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import IO
 
 from bench.ready import NotReady, wait_http_ok
+from tools.devstack.errors import DevstackError
+from tools.devstack.go_install import go_install
 from tools.isolation import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,46 +45,19 @@ BIN_DIR = BENCH_DIR / "bin"
 MODULE = "github.com/centrifugal/centrifugo/v5"
 VERSION = "v5.4.9"
 BINARY = BIN_DIR / "centrifugo"
-_VERSION_STAMP = BIN_DIR / "centrifugo.version"
 
 
 class CentrifugoError(RuntimeError):
     pass
 
 
-def install(version: str = VERSION, go: str | None = None) -> Path:
+def install(version: str = VERSION) -> Path:
     """Build Centrifugo `version` into .local/bench/bin with `go install`; a no-op when it is there."""
-    if BINARY.exists() and _VERSION_STAMP.exists() and _VERSION_STAMP.read_text().strip() == version:
-        return BINARY
-    go_bin = go or shutil.which("go") or "/usr/local/go/bin/go"
-    if not Path(go_bin).exists() and shutil.which(go_bin) is None:
-        raise CentrifugoError("the Go toolchain (go) is needed to install Centrifugo")
-    BIN_DIR.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="centrifugo-build-") as work:
-        (Path(work) / "go.mod").write_text(
-            f"module tapewire.local/centrifugo-build\n\ngo 1.23.0\n\nrequire {MODULE} {version}\n"
-        )
-        env = {
-            **os.environ,
-            "GOBIN": str(BIN_DIR),
-            # Resolve go.sum from the pinned requirement (and the module's own go.mod), never
-            # from a version list; checksums are still verified against the checksum database.
-            "GOFLAGS": "-mod=mod",
-            "CGO_ENABLED": "0",
-        }
-        ldflags = f"-X {MODULE}/internal/build.Version={version.removeprefix('v')}"
-        result = subprocess.run(
-            [go_bin, "install", "-trimpath", "-ldflags", ldflags, MODULE],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    if result.returncode != 0:
-        raise CentrifugoError(f"go install {MODULE}@{version} failed:\n{result.stderr[-4000:]}")
-    _VERSION_STAMP.write_text(version + "\n")
-    return BINARY
+    ldflags = f"-X {MODULE}/internal/build.Version={version.removeprefix('v')}"
+    try:
+        return go_install(MODULE, MODULE, version, BIN_DIR, ldflags, timeout_s=900)
+    except DevstackError as exc:
+        raise CentrifugoError(str(exc)) from exc
 
 
 @dataclass

@@ -53,6 +53,8 @@ return applied
 STATES_PER_CALL = 64
 # Field 1 (state) of tapewire.v1.Update, length-delimited: the tag byte of an Update's bytes.
 _UPDATE_STATE_TAG = b"\x0a"
+# Field 2 (traceparent), length-delimited: appended to a sampled update only (tapewire.tracing).
+_UPDATE_TRACEPARENT_TAG = b"\x12"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +76,20 @@ def cache_stamp(cached_ns: int) -> bytes:
 
 
 def prepare(
-    state: pb.InstrumentState, wire: bytes, keys: RedisKeys, stamp: bytes, history_length: int
+    state: pb.InstrumentState,
+    wire: bytes,
+    keys: RedisKeys,
+    stamp: bytes,
+    history_length: int,
+    traceparent: str | None = None,
 ) -> Change:
     """The script's keys and arguments for one state: `wire` is its bytes as the processor
-    wrote them (`state` parsed from them), `stamp` its cache time (`cache_stamp`)."""
+    wrote them (`state` parsed from them), `stamp` its cache time (`cache_stamp`), and
+    `traceparent` the trace context of a sampled one."""
     payload = wire + stamp
     update = length_delimited(_UPDATE_STATE_TAG, payload)
+    if traceparent:
+        update += length_delimited(_UPDATE_TRACEPARENT_TAG, traceparent.encode())
     return Change(
         instrument=state.instrument,
         version=state.version,

@@ -44,10 +44,13 @@ from dataclasses import dataclass
 import redis
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from google.protobuf.message import DecodeError
+from opentelemetry.trace import Span
 
+from tapewire import tracing
 from tapewire.consume_loop import run_batches
 from tapewire.errors import KafkaFailure, StoreUnavailable
 from tapewire.keys import RedisKeys
+from tapewire.tracing import Tracer
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 
@@ -88,8 +91,10 @@ class CacheUpdater:
         clock: Callable[[], int] = time.time_ns,
         alert_events_topic: str = "",
         alert_retention: AlertRetention = DEFAULT_RETENTION,
+        tracer: Tracer = tracing.DISABLED,
     ) -> None:
         self._client = client
+        self._tracer = tracer
         self._keys = keys
         self._history_length = history_length
         self._metrics = metrics
@@ -107,15 +112,32 @@ class CacheUpdater:
         changes: list[Change] = []
         alert_changes: list[AlertChange] = []
         partitions: set[int] = set()
+        spans: list[Span] | None = [] if self._tracer.enabled else None
         for message in batch:
             if message.topic() == self._alert_events_topic:
                 if (alert_change := self._decode_alert(message, cached_ns)) is not None:
                     alert_changes.append(alert_change)
-            elif (change := self._decode(message, cached_ns, stamp)) is not None:
+            elif (change := self._decode(message, cached_ns, stamp, spans)) is not None:
                 changes.append(change)
                 partitions.add(message.partition() or 0)
-        self._apply(changes, alert_changes)
+        if not spans:
+            self._apply(changes, alert_changes)
+        else:
+            self._apply_traced(changes, alert_changes, spans)
         self._applied |= partitions
+
+    def _apply_traced(
+        self, changes: list[Change], alert_changes: list[AlertChange], spans: list[Span]
+    ) -> None:
+        """`_apply`, ending the spans of the batch's sampled states when Redis has answered."""
+        try:
+            self._apply(changes, alert_changes)
+        except Exception as exc:  # the batch is retried, and its states traced again
+            tracing.all_failed(spans, f"{type(exc).__name__}: {exc}", self._clock())
+            raise
+        applied_ns = self._clock()
+        for span in spans:
+            span.end(end_time=applied_ns)
 
     def rebuild_if_missing(
         self,
@@ -211,7 +233,9 @@ class CacheUpdater:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
-    def _decode(self, message: Message, cached_ns: int, stamp: bytes) -> Change | None:
+    def _decode(
+        self, message: Message, cached_ns: int, stamp: bytes, spans: list[Span] | None = None
+    ) -> Change | None:
         value = message.value()
         if message.error() is not None or value is None:
             return None
@@ -227,7 +251,21 @@ class CacheUpdater:
             return None
         if state.times.processed_ns:
             self._metrics.processed_to_cached.observe(max(0, cached_ns - state.times.processed_ns) / 1e9)
-        return prepare(state, value, self._keys, stamp, self._history_length)
+        traceparent = None if spans is None else self._traced(message, state, cached_ns, spans)
+        return prepare(state, value, self._keys, stamp, self._history_length, traceparent)
+
+    def _traced(
+        self, message: Message, state: pb.InstrumentState, batch_ns: int, spans: list[Span]
+    ) -> str | None:
+        """For a sampled state (its record carries a trace context): a span from the start of
+        its batch to Redis's reply, and the context its update carries on to dashboard_api."""
+        parent = tracing.from_headers(message.headers())
+        if parent is None:
+            return None
+        attributes = {"instrument": state.instrument, "version": state.version}
+        span = self._tracer.start("cache_updater apply", batch_ns, parent, attributes)
+        spans.append(span)
+        return tracing.traceparent(span)
 
     def _decode_alert(self, message: Message, cached_ns: int) -> AlertChange | None:
         value = message.value()
@@ -260,6 +298,7 @@ def run(
     metrics: CacheUpdaterMetrics,
     stop: threading.Event,
     restore_alerts: Restore | None = None,
+    tracer: Tracer = tracing.DISABLED,
 ) -> None:
     """Consume until `stop` is set, then leave both groups cleanly. `restore` reads the states'
     changelog and `restore_alerts` the alert books' for a rebuild (None: states only).
@@ -273,6 +312,7 @@ def run(
         settings.redis.history_length,
         alert_events_topic=settings.topics.alert_events,
         alert_retention=settings.alert_retention,
+        tracer=tracer,
     )
     states, alert_events = consumers.states, consumers.alerts
     states.subscribe([settings.topics.processed])

@@ -10,6 +10,7 @@ import redis
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
+from tapewire import tracing
 from tapewire.kafka import consumer_config, ensure_all_topics, read_latest_per_key
 from tapewire.ops import serve_ops
 
@@ -39,6 +40,7 @@ def serve(settings: CacheUpdaterSettings, stop: threading.Event, registry: Colle
         "cache_updater starting",
         extra={"group": settings.group_id, "topic": topics.processed, "alerts_topic": topics.alert_events},
     )
+    tracer = tracing.start("cache_updater", settings.tracing)
     try:
         run(
             settings,
@@ -48,8 +50,10 @@ def serve(settings: CacheUpdaterSettings, stop: threading.Event, registry: Colle
             metrics,
             stop,
             restore_alerts=changelog_reader(settings, topics.processor_alerts),
+            tracer=tracer,
         )
     finally:
+        tracer.close()
         if ops:
             ops.close()
     log.info("cache_updater stopped")

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tapewire.consume_loop import LoopSettings
 from tapewire.settings import KafkaSettings, LogSettings, RedisSettings, TopicSettings
+from tapewire.tracing import TracingSettings
 
 from .alerts import AlertRetention
 
@@ -35,6 +36,7 @@ class CacheUpdaterSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @property
     def alert_retention(self) -> AlertRetention:

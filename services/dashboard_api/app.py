@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from tapewire import tracing
 from tapewire.auth import TokenVerifier
 from tapewire.errors import StoreUnavailable
 from tapewire.grpc_server import GrpcServerOptions, start_grpc_server
@@ -124,7 +126,8 @@ async def open_services(
     )
     pool = open_pool(settings.postgres, settings.db_pool_max_size, settings.db_timeout_s)
     await pool.open(wait=False)
-    relay = Relay(subscriptions, keys, metrics)
+    tracer = tracing.start("dashboard_api", settings.tracing)
+    relay = Relay(subscriptions, keys, metrics, tracer=tracer)
     relay.start()
     commands = None
     if settings.alerts_enabled:
@@ -172,6 +175,7 @@ async def open_services(
         # Under uvicorn the server has closed them already (see server.py); other servers may not.
         await sessions.close_all(CLOSE_GOING_AWAY, "server shutting down", settings.shutdown_grace_s)
         await relay.stop()
+        await asyncio.to_thread(tracer.close)  # exports what is left: blocking, off the loop
         await pool.close()
         await redis.aclose()
         log.info("dashboard_api stopped")

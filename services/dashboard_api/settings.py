@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tapewire.auth import AuthSettings, exposure
 from tapewire.grpc_server import TlsIdentity
 from tapewire.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings, TopicSettings
+from tapewire.tracing import TracingSettings
 
 
 class DashboardApiSettings(BaseSettings):
@@ -115,6 +116,7 @@ class DashboardApiSettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @model_validator(mode="after")
     def _grpc_tls_readable(self) -> DashboardApiSettings:

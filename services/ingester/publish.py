@@ -26,14 +26,18 @@ from functools import partial
 from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message
+from opentelemetry.trace import Span
 
 from services.ingester.metrics import IngesterMetrics
 from services.ingester.queue import BoundedQueue
 from services.ingester.records import Record
+from tapewire import tracing
+from tapewire.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+Headers = list[tuple[str, str | bytes | None]] | None
 
 # Why a record accepted into the queue was not published; label values of
 # ingester_delivery_failures_total and the `code` of a stream's failures in its PushSummary.
@@ -46,7 +50,15 @@ FAILURE_REASONS = (DELIVERY_FAILED, PRODUCE_FAILED, PRODUCE_ERROR)
 class ProducerLike(Protocol):
     """The part of `confluent_kafka.Producer` the ingester uses (tests pass a fake)."""
 
-    def produce(self, topic: str, *, value: bytes, key: bytes, on_delivery: DeliveryCallback) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        *,
+        value: bytes,
+        key: bytes,
+        on_delivery: DeliveryCallback,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None: ...
 
     def poll(self, timeout: float) -> int: ...
 
@@ -66,8 +78,10 @@ class Publisher:
         idle_wait_s: float = 0.1,
         buffer_full_wait_s: float = 0.05,
         wall_clock_ns: Callable[[], int] = time.time_ns,
+        tracer: Tracer = tracing.DISABLED,
     ) -> None:
         self._producer = producer
+        self._tracer = tracer
         self._topic = topic
         self._queue = queue
         self._metrics = metrics
@@ -113,31 +127,38 @@ class Publisher:
 
     def _produce(self, record: Record) -> bool:
         """Hand `record` to librdkafka; False when the publisher must stop (abandoned, fatal error)."""
+        span, headers = self._trace(record) if self._tracer.sampled() else (None, None)
         try:
-            return self._produce_until_buffered(record)
+            return self._produce_until_buffered(record, span, headers)
         except Exception as exc:  # one record's trouble, whatever it is, must not stop the rest
-            self._fail(record, PRODUCE_ERROR, f"{type(exc).__name__}: {exc}")
+            self._fail(record, PRODUCE_ERROR, f"{type(exc).__name__}: {exc}", span)
             return True
 
-    def _produce_until_buffered(self, record: Record) -> bool:
-        on_delivery = partial(self._delivered, record)
+    def _produce_until_buffered(self, record: Record, span: Span | None, headers: Headers) -> bool:
+        on_delivery = partial(self._delivered, record, span)
         while True:
             try:
                 self._producer.produce(
-                    self._topic, value=record.value(), key=record.key, on_delivery=on_delivery
+                    self._topic,
+                    value=record.value(),
+                    key=record.key,
+                    on_delivery=on_delivery,
+                    headers=headers,
                 )
                 self.produced += 1
                 return True
             except BufferError:
                 # librdkafka's buffer is full: the report thread makes room as acknowledgements arrive.
                 if not self._wait_for_room():
+                    self._end_unsent(span, "abandoned at shutdown")
                     return False
             except KafkaException as exc:
                 if exc.args[0].fatal():
                     self.error = exc
                     log.error("kafka producer failed fatally", extra={"error": str(exc)})
+                    self._end_unsent(span, str(exc))
                     return False
-                self._fail(record, PRODUCE_FAILED, str(exc.args[0]))
+                self._fail(record, PRODUCE_FAILED, str(exc.args[0]), span)
                 return True
 
     def _wait_for_room(self) -> bool:
@@ -151,19 +172,34 @@ class Publisher:
             self._waiting_for_room = False
         return not self._abandoned
 
-    def _delivered(self, record: Record, error: KafkaError | None, _message: Message) -> None:
+    def _trace(self, record: Record) -> tuple[Span, Headers]:
+        """A new trace for a sampled tick: its span runs from acceptance to acknowledgement."""
+        attributes = {"instrument": record.key.decode(errors="replace"), "topic": self._topic}
+        span = self._tracer.start("ingester publish", record.ingest_time_ns, attributes=attributes)
+        return span, [(tracing.TRACEPARENT, tracing.traceparent(span))]
+
+    def _delivered(
+        self, record: Record, span: Span | None, error: KafkaError | None, message: Message
+    ) -> None:
         if self._waiting_for_room:
             self._room.set()
         if error is not None:
-            self._fail(record, DELIVERY_FAILED, str(error))
+            self._fail(record, DELIVERY_FAILED, str(error), span)
             return
         self.acknowledged += 1
         self._metrics.published.inc()
         self._metrics.ack_latency.observe(max(0, self._wall_clock_ns() - record.ingest_time_ns) / 1e9)
         if record.receipt is not None:
             record.receipt.published()
+        if span is not None:
+            span.set_attributes({"partition": message.partition() or 0, "offset": message.offset() or 0})
+            span.end(end_time=self._wall_clock_ns())
 
-    def _fail(self, record: Record, code: str, reason: str) -> None:
+    def _end_unsent(self, span: Span | None, reason: str) -> None:
+        if span is not None:
+            tracing.failed(span, reason, self._wall_clock_ns())
+
+    def _fail(self, record: Record, code: str, reason: str, span: Span | None = None) -> None:
         with self._failure_lock:  # failures are reported from both threads
             self.failed += 1
             self._failure_log.warning(
@@ -172,6 +208,7 @@ class Publisher:
         self._metrics.delivery_failed(code)
         if record.receipt is not None:
             record.receipt.failed(record.index, code, reason)
+        self._end_unsent(span, f"{code}: {reason}")
 
 
 def serve_delivery_reports(producer: ProducerLike, done: threading.Event, timeout_s: float = 0.1) -> None:

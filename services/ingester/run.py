@@ -39,11 +39,13 @@ from services.ingester.sources import InvalidRecord, InvalidRecordHandler, TickS
 from services.ingester.sources.idle import IdleSource
 from services.ingester.sources.replay import REASONS, LineParser, ReplaySource
 from services.ingester.sources.simulator import Market, SimulatorSource
+from tapewire import tracing
 from tapewire.auth import TokenVerifier
 from tapewire.errors import ConfigurationError, KafkaFailure
 from tapewire.kafka import ensure_topics, producer_config
 from tapewire.ops import OpsServer
 from tapewire.ticks import RawTick
+from tapewire.tracing import DISABLED, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +186,7 @@ class Pipeline:
         invalid_records: InvalidRecords | None = None,
         queue: BoundedQueue[Record] | None = None,
         ingress: Ingress | None = None,
+        tracer: Tracer = DISABLED,
     ) -> None:
         self._settings = settings
         self._source = source
@@ -195,7 +198,7 @@ class Pipeline:
         self._feeder = _Feeder(
             source, self._queue, metrics, settings.max_record_bytes, on_end=self._close_inputs
         )
-        self._publisher = Publisher(producer, settings.topics.raw, self._queue, metrics)
+        self._publisher = Publisher(producer, settings.topics.raw, self._queue, metrics, tracer=tracer)
         self._reports_done = threading.Event()
         self._threads = {
             "source": threading.Thread(target=self._feeder.run, name="ingester-source", daemon=True),
@@ -362,8 +365,10 @@ def _serve(
     producer = Producer(producer_config(settings.kafka, CLIENT_ID, logger=logging.getLogger("librdkafka")))
     queue = new_queue(settings)
     ingress = build_ingress(settings, queue, metrics)
-    pipeline = Pipeline(settings, source, producer, metrics, invalid, queue, ingress)
+    tracer = tracing.start("ingester", settings.tracing)
+    pipeline = Pipeline(settings, source, producer, metrics, invalid, queue, ingress, tracer)
     with ExitStack() as cleanup:
+        cleanup.callback(tracer.close)
         if ingress is not None:
             cleanup.callback(ingress.stop)
             try:

@@ -12,6 +12,7 @@ from services.ingester.queue import QueuePolicy
 from tapewire.auth import AuthSettings, exposure
 from tapewire.grpc_server import GrpcServerOptions, TlsIdentity
 from tapewire.settings import KafkaSettings, LogSettings, TopicSettings
+from tapewire.tracing import TracingSettings
 
 # "none": no built-in source; the ingester takes only what internal services push over gRPC.
 SourceName = Literal["simulator", "replay", "none"]
@@ -76,6 +77,7 @@ class IngesterSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @model_validator(mode="after")

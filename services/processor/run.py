@@ -53,13 +53,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from opentelemetry.trace import Span
 
-from tapewire import dead_letters
+from tapewire import dead_letters, tracing
 from tapewire.consume_loop import TRANSIENT_ERRORS, rewind_to, run_batches
 from tapewire.dead_letters import Refused, decode_raw_tick, processing_failed
 from tapewire.errors import KafkaFailure, TapewireError
 from tapewire.kafka import record_position, record_time_ns
 from tapewire.ticks import RawTick, Trade
+from tapewire.tracing import Tracer
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 
@@ -112,6 +114,7 @@ class Processor:
         metrics: ProcessorMetrics,
         clock: Callable[[], int] = time.time_ns,
         apply_tick: ApplyTick = apply,
+        tracer: Tracer = tracing.DISABLED,
     ) -> None:
         if not producers:
             raise ValueError("a processor needs at least one transactional producer")
@@ -125,6 +128,7 @@ class Processor:
         self._restore = restore
         self._metrics = metrics
         self._clock = clock
+        self._tracer = tracer
         self._limits = Limits(settings.max_alerts_per_instrument, settings.max_alert_book_bytes)
         self._states: dict[str, State] = {}
         self._encoder = StateEncoder()
@@ -180,18 +184,23 @@ class Processor:
         """Apply a batch inside the open transaction and publish its new states at once; commit
         when the cadence says so. On a transient error everything since the last commit is
         aborted and the consumer rewound to it (then the error is raised for the loop to back off)."""
+        changed: list[Encoded] = []
         try:
             self._restore_assigned()
             pending = self._open()
             pending.include(batch)
-            self._publish(self._apply_batch(batch, pending))
+            self._apply_batch(batch, pending, changed)
+            self._publish(changed)
             self.commit_if_due()
         except TRANSIENT_ERRORS as exc:
+            if self._tracer.enabled:  # the batch is retried, and its ticks traced again
+                reason = f"{type(exc).__name__}: {exc}"
+                tracing.all_failed((encoded.span for encoded in changed), reason, self._clock())
             self._roll_back(batch, exc)
 
-    def _apply_batch(self, batch: list[Message], pending: Pending) -> list[Encoded]:
+    def _apply_batch(self, batch: list[Message], pending: Pending, changed: list[Encoded]) -> None:
+        """Apply `batch` inside `pending`, appending each new state to `changed`."""
         now_ns = self._clock()
-        changed: list[Encoded] = []
         for message in batch:
             where = record_position(message)
             if where is None:
@@ -202,16 +211,22 @@ class Processor:
                 self._command(message, Position(partition, offset), pending)
             else:
                 self._tick(message, Position(partition, offset), pending, changed, now_ns)
-        return changed
 
     def _publish(self, changed: list[Encoded]) -> None:
         """The live path: every new state to the processed topic now, inside the open transaction."""
         processed = self._topics.processed
         for encoded in changed:
             state = encoded.state
-            self._produce(processed, state.source.partition, state.instrument.encode(), encoded.value)
+            headers = None if encoded.span is None else _context_header(encoded.span)
+            self._produce(
+                processed, state.source.partition, state.instrument.encode(), encoded.value, headers
+            )
         self._producer.poll(0)  # serve delivery reports, so their queue never grows
         now_ns = self._clock()
+        if self._tracer.enabled:
+            for encoded in changed:
+                if encoded.span is not None:
+                    encoded.span.end(end_time=now_ns)
         for encoded in changed:
             if encoded.state.ingest_ns:
                 self._metrics.ingest_to_processed.observe(max(0, now_ns - encoded.state.ingest_ns) / 1e9)
@@ -242,6 +257,8 @@ class Processor:
             log.exception("applying a tick failed", extra={"offset": position.offset})
             self._dead_letter(message, processing_failed(exc), pending)
             return
+        if self._tracer.enabled:
+            encoded = self._traced(message, encoded, now_ns)
         pending.states[tick.instrument] = state
         pending.latest[tick.instrument] = encoded
         pending.applied += 1
@@ -249,6 +266,19 @@ class Processor:
         if alerted is not None:
             pending.books[tick.instrument], triggered = alerted
             pending.events.extend(triggered)
+
+    def _traced(self, message: Message, encoded: Encoded, batch_ns: int) -> Encoded:
+        """For a sampled tick (its record carries a trace context): a span from the start of its
+        batch to the moment its new state is produced. That, not the commit, is when it moves on:
+        cache_updater reads the processed topic uncommitted (see its run.py)."""
+        parent = tracing.from_headers(message.headers())
+        if parent is None:
+            return encoded
+        state = encoded.state
+        attributes = {"instrument": state.instrument, "version": state.version, "offset": state.source.offset}
+        return Encoded(
+            state, encoded.value, self._tracer.start("processor apply", batch_ns, parent, attributes)
+        )
 
     def _enrich(
         self, previous: State | None, tick: RawTick, position: Position, pending: Pending, processed_ns: int
@@ -532,6 +562,11 @@ def _already_applied(state: State | None, position: Position) -> bool:
     )
 
 
+def _context_header(span: Span) -> list[tuple[str, Any]]:
+    """The processed record's header that hands a sampled tick's trace on to cache_updater."""
+    return [(tracing.TRACEPARENT, tracing.traceparent(span))]
+
+
 def _failure(exc: KafkaException) -> TapewireError:
     """A Kafka error in a transaction: fatal ones end the process, the rest are retried."""
     error = exc.args[0]
@@ -556,13 +591,16 @@ def run(
     metrics: ProcessorMetrics,
     stop: threading.Event,
     apply_tick: ApplyTick = apply,
+    tracer: Tracer = tracing.DISABLED,
 ) -> None:
     """Consume until `stop` is set, then leave the group cleanly. `producers` are transactional
     (with ids of their own; transactions take turns over them) and `consumer` must use
     CO_PARTITIONING_ASSIGNOR."""
     for producer in producers:
         producer.init_transactions(settings.flush_timeout_s)
-    processor = Processor(settings, consumer, producers, restore, metrics, apply_tick=apply_tick)
+    processor = Processor(
+        settings, consumer, producers, restore, metrics, apply_tick=apply_tick, tracer=tracer
+    )
     consumer.subscribe(
         [settings.topics.raw, settings.topics.commands],
         on_assign=processor.on_assign,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from tapewire import tracing
 from tapewire.errors import ConfigurationError
 from tapewire.kafka import (
     consumer_config,
@@ -78,10 +79,12 @@ def serve(
         "processor starting",
         extra={"group": settings.group_id, "topic": topics.raw, "commands_topic": topics.commands},
     )
+    tracer = tracing.start("processor", settings.tracing)
     try:
-        run(settings, consumer, producers, restore, metrics, stop, apply_tick)
+        run(settings, consumer, producers, restore, metrics, stop, apply_tick, tracer)
     finally:
         stop.set()
+        tracer.close()
         if ops:
             ops.close()
     log.info("processor stopped")

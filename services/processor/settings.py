@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tapewire.consume_loop import LoopSettings
 from tapewire.settings import KafkaSettings, LogSettings, TopicSettings
+from tapewire.tracing import TracingSettings
 
 
 class ProcessorSettings(BaseSettings):
@@ -47,6 +48,7 @@ class ProcessorSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @property
     def loop(self) -> LoopSettings:

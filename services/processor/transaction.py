@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Message, TopicPartition
+from opentelemetry.trace import Span
 
 from tapewire.consume_loop import batch_bounds
 from tapewire.dead_letters import Refused
@@ -27,10 +28,12 @@ from .enrich import State
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """A new state and its wire form (`tapewire.v1.InstrumentState`), encoded once."""
+    """A new state and its wire form (`tapewire.v1.InstrumentState`), encoded once; `span` is
+    its stage's span when its tick was sampled (tapewire.tracing), ended once it is produced."""
 
     state: State
     value: bytes
+    span: Span | None = None
 
 
 @dataclass

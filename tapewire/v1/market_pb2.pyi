@@ -144,7 +144,9 @@ class InstrumentState(_message.Message):
     def __init__(self, instrument: _Optional[str] = ..., venue: _Optional[str] = ..., version: _Optional[int] = ..., last_sequence: _Optional[int] = ..., last_price: _Optional[str] = ..., last_size: _Optional[str] = ..., last_trade_time_ns: _Optional[int] = ..., bid_price: _Optional[str] = ..., bid_size: _Optional[str] = ..., ask_price: _Optional[str] = ..., ask_size: _Optional[str] = ..., mid: _Optional[str] = ..., spread: _Optional[str] = ..., spread_bps: _Optional[float] = ..., session_day: _Optional[int] = ..., session_open: _Optional[str] = ..., session_high: _Optional[str] = ..., session_low: _Optional[str] = ..., session_volume: _Optional[str] = ..., session_turnover: _Optional[str] = ..., trade_count: _Optional[int] = ..., vwap: _Optional[str] = ..., change: _Optional[str] = ..., change_pct: _Optional[float] = ..., bar_1s: _Optional[_Union[Bar, _Mapping]] = ..., bar_1m: _Optional[_Union[Bar, _Mapping]] = ..., times: _Optional[_Union[StageTimes, _Mapping]] = ..., source: _Optional[_Union[SourcePosition, _Mapping]] = ...) -> None: ...
 
 class Update(_message.Message):
-    __slots__ = ("state",)
+    __slots__ = ("state", "traceparent")
     STATE_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     state: InstrumentState
-    def __init__(self, state: _Optional[_Union[InstrumentState, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, state: _Optional[_Union[InstrumentState, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...

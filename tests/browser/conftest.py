@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from tests.support import wait_for
+from tests.support import answers, stop_and_show, wait_for
 from tools.devstack import ensure_chromium
 from tools.isolation import free_port, own_service_env
 from tools.suite import ROOT, Suite, prepare
@@ -41,13 +41,6 @@ class Running:
     web_url: str
     auth_web_url: str
     artifacts: Path
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="package")
@@ -78,7 +71,7 @@ def running(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         artifacts.mkdir(parents=True, exist_ok=True)
         try:
             for url in (f"{api_url}/readyz", f"{auth_api_url}/readyz", f"http://127.0.0.1:{web_port}/"):
-                wait_for(lambda url=url: _answers(url), 60, f"{url} to answer 200")
+                wait_for(lambda url=url: answers(url), 60, f"{url} to answer 200")
             # Prices in Redis and bars in PostgreSQL before the first page is rendered.
             wait_for(
                 lambda: len(httpx.get(f"{api_url}/api/instruments").json()["instruments"]) == 6,
@@ -89,9 +82,7 @@ def running(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
                 suite, api_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{auth_web_port}", artifacts
             )
         finally:
-            codes = suite.stop()
-            for name in suite.processes:
-                print(f"--- {name} log (exit {codes.get(name)}) ---\n{suite.log_tail(name)}")
+            stop_and_show(suite)
 
 
 @pytest.fixture(scope="package")

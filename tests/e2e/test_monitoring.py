@@ -10,10 +10,8 @@ TapewireServiceDown goes pending for it, and for nothing else.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from services.ingester.sources.simulator import instrument_names
-from tests.support import wait_for
+from tests.support import stop_and_show, viewer, wait_for
 from tools.isolation import free_port
 from tools.suite import SERVICES, Suite, prepare
 
@@ -93,29 +89,7 @@ def monitored(suite_env: dict[str, str], tmp_path: Path) -> Iterator[Monitored]:
     try:
         yield Monitored(suite, f"http://127.0.0.1:{port}")
     finally:
-        codes = suite.stop()
-        for name in suite.processes:
-            print(f"--- {name} log (exit {codes.get(name)}) ---\n{suite.log_tail(name)}")
-
-
-@contextlib.contextmanager
-def viewer(port: str) -> Iterator[list[int]]:
-    """A WebSocket client subscribed to every instrument, reading on a thread: dashboard_api
-    subscribes in Redis only to what its clients watch, so without one it relays nothing."""
-    frames = [0]
-    with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
-        assert json.loads(ws.recv(10))["type"] == "welcome"
-        ws.send(json.dumps({"type": "subscribe", "instruments": INSTRUMENTS}))
-
-        def read() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                for _frame in ws:
-                    frames[0] += 1
-
-        reader = threading.Thread(target=read, name="viewer")
-        reader.start()
-        yield frames
-    reader.join(10)
+        stop_and_show(suite)
 
 
 def dashboard_queries() -> list[str]:
@@ -127,11 +101,14 @@ def test_rules_and_dashboard_on_live_data(monitored: Monitored) -> None:
     jobs = {f"tapewire-{name}" for name in SERVICES}
 
     def all_up() -> bool:
-        up = {r["metric"]["job"]: r["value"][1] for r in monitored.query("up")}
+        try:
+            up = {r["metric"]["job"]: r["value"][1] for r in monitored.query("up")}
+        except httpx.TransportError:  # Prometheus itself still starting
+            return False
         return up == dict.fromkeys(jobs, "1")
 
     wait_for(all_up, 90, "every service scraped and up")
-    with viewer(monitored.suite.env["DASHBOARD_API_PORT"]) as frames:
+    with viewer(monitored.suite.env["DASHBOARD_API_PORT"], INSTRUMENTS) as frames:
         check_rules_and_dashboard(monitored)
         assert frames[0] > 0, "the viewer got nothing"
 

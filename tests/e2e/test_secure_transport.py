@@ -46,7 +46,7 @@ from tests.faults.private_servers import (
     private_kafka,
 )
 from tests.integration.dashboard_support import Cache
-from tests.support import wait_for
+from tests.support import answers, stop_and_show, wait_for
 from tests.tls import CertificateAuthority
 from tools.suite import Suite, prepare
 
@@ -373,7 +373,11 @@ def test_the_suite_runs_over_tls_everywhere_with_auth_on(
     prepare(env)  # topics over SASL_SSL, migrations over TLS
     suite = Suite(env=env, log_dir=tmp_path / "logs").start()
     try:
-        wait_for(lambda: _ready(api_port), 60, "dashboard_api's /readyz over TLS Redis")
+        wait_for(
+            lambda: answers(f"http://127.0.0.1:{api_port}/readyz"),
+            60,
+            "dashboard_api's /readyz over TLS Redis",
+        )
         token = jwt.encode({"sub": "desk-1", "exp": int(time.time()) + 600}, AUTH_SECRET, algorithm="HS256")
         with ws_connect(f"ws://127.0.0.1:{api_port}/ws?token={token}", open_timeout=10) as ws:
             assert json.loads(ws.recv(10))["type"] == "welcome"
@@ -408,14 +412,5 @@ def test_the_suite_runs_over_tls_everywhere_with_auth_on(
         for port in (api_grpc_port, ingest_grpc_port):
             assert asyncio.run(grpc_health(port)) == health_pb2.HealthCheckResponse.SERVING
     finally:
-        codes = suite.stop()
-        for name in suite.processes:
-            print(f"--- {name} log (exit {codes.get(name)}) ---\n{suite.log_tail(name)}")
+        codes = stop_and_show(suite)
     assert codes == dict.fromkeys(suite.processes, 0)
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False

@@ -34,12 +34,14 @@ From Python (e.g. a pytest fixture)::
 ``down`` keeps the data unless ``--wipe`` (the downloaded Kafka jars are kept
 even then). Modules: ``paths`` (locations, ports, the variables), ``process``
 (detached servers, pid files, logs), ``kafka``, ``redis``, ``postgres``,
-``stack`` (the lock, up/status/down), ``chromium``, ``prometheus``, ``cli``.
+``stack`` (the lock, up/status/down), ``chromium``, ``prometheus``, ``jaeger`` (built by
+``go_install``), ``cli``.
 """
 
 from tools.devstack.chromium import ensure_chromium
 from tools.devstack.cli import main
 from tools.devstack.errors import DevstackError
+from tools.devstack.jaeger import ensure_jaeger
 from tools.devstack.kafka import (
     LOG4J2_PROPERTIES,
     kafka_format_command,
@@ -62,6 +64,7 @@ __all__ = [
     "DevstackError",
     "down",
     "ensure_chromium",
+    "ensure_jaeger",
     "ensure_prometheus",
     "ensure_up",
     "env_vars",

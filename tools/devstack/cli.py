@@ -1,4 +1,4 @@
-"""The command line: ``python3 -m tools.devstack up|env|status|down|chromium|prometheus``.
+"""The command line: ``python3 -m tools.devstack up|env|status|down|chromium|prometheus|jaeger``.
 
 Progress messages go to stderr; only the export lines go to stdout.
 """
@@ -12,6 +12,7 @@ import time
 
 from tools.devstack.chromium import ensure_chromium
 from tools.devstack.errors import DevstackError
+from tools.devstack.jaeger import ensure_jaeger
 from tools.devstack.paths import PORT_ENV, URL_ENV, env_vars, external_value, local_value, port
 from tools.devstack.process import log, started_port
 from tools.devstack.prometheus import ensure_prometheus
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="one line per server: running / stopped / external")
     sub.add_parser("chromium", help="install Chromium for the browser tests if missing; print its path")
     sub.add_parser("prometheus", help="install Prometheus and promtool if missing; print prometheus's path")
+    sub.add_parser("jaeger", help="build Jaeger from the Go module proxy if missing; print its path")
     args = parser.parse_args(argv)
 
     try:
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             print(ensure_chromium())
         elif args.command == "prometheus":
             print(ensure_prometheus())
+        elif args.command == "jaeger":
+            print(ensure_jaeger())
     except (DevstackError, OSError) as e:
         print(f"devstack: error: {e}", file=sys.stderr)
         return 1

@@ -31,7 +31,9 @@ from typing import Generic, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
 
+from tapewire import tracing
 from tapewire.keys import RedisKeys
+from tapewire.tracing import Tracer
 from tapewire.v1 import alerts_pb2
 from tapewire.v1 import market_pb2 as pb
 
@@ -129,8 +131,8 @@ async def confirmed(events: list[asyncio.Event]) -> None:
         await event.wait()
 
 
-def parse_update(instrument: str, payload: bytes) -> pb.InstrumentState | None:
-    """The state in one pub/sub payload, or None when it is not an Update of `instrument`."""
+def parse_update(instrument: str, payload: bytes) -> pb.Update | None:
+    """One pub/sub payload, or None when it is not an Update of `instrument`."""
     update = pb.Update()
     try:
         update.ParseFromString(payload)
@@ -139,7 +141,7 @@ def parse_update(instrument: str, payload: bytes) -> pb.InstrumentState | None:
     state = update.state
     if state.instrument != instrument or state.version == 0:
         return None
-    return state
+    return update
 
 
 @dataclass(slots=True)
@@ -163,6 +165,7 @@ class Relay:
         metrics: DashboardApiMetrics,
         clock: Callable[[], int] = time.time_ns,
         max_backoff_s: float = 5.0,
+        tracer: Tracer = tracing.DISABLED,
     ) -> None:
         self.instruments: SubscriptionIndex[Subscriber] = SubscriptionIndex()
         self.users: SubscriptionIndex[Subscriber] = SubscriptionIndex()
@@ -171,6 +174,7 @@ class Relay:
         self._metrics = metrics
         self._clock = clock
         self._max_backoff_s = max_backoff_s
+        self._tracer = tracer
         self._connection: PubSubConnection | None = None
         self._channels: dict[str, _Channel] = {}
         self._ready = False
@@ -268,11 +272,12 @@ class Relay:
         watchers = self.instruments.subscribers(instrument)
         if not watchers or self._paused:
             return
-        state = parse_update(instrument, payload)
-        if state is None:
+        update = parse_update(instrument, payload)
+        if update is None:
             self._metrics.invalid_updates.inc()
             log.warning("invalid update on pub/sub", extra={"instrument": instrument})
             return
+        state = update.state
         sent_ns = self._clock()
         times = state.times
         if times.cached_ns:
@@ -281,9 +286,28 @@ class Relay:
             self._metrics.ingest_to_sent.observe(max(0, sent_ns - times.ingest_ns) / 1e9)
         delta = Delta(state, sent_ns)
         self._metrics.updates_relayed.inc()
+        if self._tracer.enabled and update.traceparent:
+            self._relay_traced(update.traceparent, delta, watchers)
+            return
         dropped = [subscriber for subscriber in watchers if not subscriber.deliver(delta)]
         for subscriber in dropped:
             self.forget(subscriber)
+
+    def _relay_traced(self, traceparent: str, delta: Delta, watchers: Collection[Subscriber]) -> None:
+        """The fan-out of a sampled update, in a span from its arrival to the last session it
+        was queued for (each session's writer sends it from there)."""
+        parent = tracing.parent_of(traceparent)
+        attributes = {"instrument": delta.instrument, "version": delta.version, "sessions": len(watchers)}
+        span = (
+            None
+            if parent is None
+            else self._tracer.start("dashboard_api relay", delta.state.times.sent_ns, parent, attributes)
+        )
+        dropped = [subscriber for subscriber in watchers if not subscriber.deliver(delta)]
+        for subscriber in dropped:
+            self.forget(subscriber)
+        if span is not None:
+            span.end(end_time=self._clock())
 
     def _handle_alert(self, user: str, payload: bytes) -> None:
         watchers = self.users.subscribers(user)

@@ -45,3 +45,14 @@ def test_a_batch_becomes_calls_of_whole_states_in_order() -> None:
     assert all(len(args) == 2 * len(keys) for keys, args in calls)
     flattened = [arg for _, args in calls for arg in args]
     assert flattened == [arg for change in changes for arg in change.args]
+
+
+def test_a_sampled_state_s_update_carries_its_trace_context_and_nothing_else_changes() -> None:
+    original = state("AAPL", 7)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    plain = prepare(original, original.SerializeToString(), KEYS, cache_stamp(33), 100)
+    traced = prepare(original, original.SerializeToString(), KEYS, cache_stamp(33), 100, traceparent)
+    update = pb.Update.FromString(traced.args[3])
+    assert update.traceparent == traceparent
+    assert update.state == pb.Update.FromString(plain.args[3]).state
+    assert traced.args[1] == plain.args[1]  # the stored state never holds a trace context

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.dashboard_api.live.encoders import Delta
 from services.dashboard_api.live.pubsub import PubSubConnector
@@ -15,6 +16,7 @@ from services.dashboard_api.live.relay import Relay, SubscriptionIndex, confirme
 from services.dashboard_api.metrics import DashboardApiMetrics
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
+from tests.support import in_memory_tracer
 
 from .fakes import KEYS, FakeConnection, connect
 
@@ -109,7 +111,9 @@ def test_index_remove_takes_any_iterable_and_duplicates() -> None:
 
 
 def test_parse_update_refuses_garbage_another_instrument_and_version_zero() -> None:
-    state = parse_update("A", payload("A", 7))
+    update = parse_update("A", payload("A", 7))
+    assert update is not None
+    state = update.state
     assert state is not None
     assert (state.instrument, state.version) == ("A", 7)
     assert parse_update("A", b"\xff\xff\xff") is None
@@ -133,6 +137,31 @@ def test_one_delta_for_every_watcher() -> None:
     assert sample(metrics, "dashboard_api_cached_to_sent_seconds_count") == 1
     assert sample(metrics, "dashboard_api_cached_to_sent_seconds_sum") == 0.002
     assert sample(metrics, "dashboard_api_ingest_to_sent_seconds_sum") == 0.003
+
+
+def test_a_sampled_update_is_relayed_in_a_span_continuing_its_trace() -> None:
+    exporter = InMemorySpanExporter()
+    relay = Relay(
+        cast(PubSubConnector, None),
+        KEYS,
+        DashboardApiMetrics(),
+        clock=lambda: T0 + 2_000_000,
+        tracer=in_memory_tracer(exporter),
+    )
+    watchers = [FakeSubscriber(), FakeSubscriber()]
+    for watcher in watchers:
+        relay.watch(watcher, ["A"])
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    update = pb.Update.FromString(payload("A", 3))
+    update.traceparent = parent
+    relay.handle("chan:A", update.SerializeToString())
+    relay.handle("chan:A", payload("A", 4))  # not sampled: no span
+    assert [[d.version for d in w.deltas] for w in watchers] == [[3, 4], [3, 4]]
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "dashboard_api relay"
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert f"{span.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert span.attributes is not None and span.attributes["sessions"] == 2
 
 
 def test_unwatched_instruments_are_not_even_parsed() -> None:

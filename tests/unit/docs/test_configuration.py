@@ -15,6 +15,7 @@ from services.ingester.settings import IngesterSettings
 from services.processor.settings import ProcessorSettings
 from tapewire.auth import AuthSettings
 from tapewire.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings, TopicSettings
+from tapewire.tracing import TracingSettings
 
 DOC = Path(__file__).parents[3] / "docs" / "configuration.md"
 SETTINGS: tuple[type[BaseSettings], ...] = (
@@ -23,6 +24,7 @@ SETTINGS: tuple[type[BaseSettings], ...] = (
     RedisSettings,
     PostgresSettings,
     LogSettings,
+    TracingSettings,
     AuthSettings,
     ProcessorSettings,
     HistoryWriterSettings,

@@ -29,13 +29,23 @@ class FakeProducer:
         self.raise_for_key: dict[bytes, Exception] = {}  # produce() raises this for records of that key
         self.fail_key: dict[bytes, KafkaError] = {}  # deliveries of that key fail with this
         self.sent: list[tuple[str, bytes, bytes]] = []
+        self.headers: list[list[tuple[str, str | bytes | None]] | None] = []  # per produce() call, as given
         self.buffer_errors = 0
         self._pending: list[tuple[KafkaError | None, DeliveryCallback]] = []
         self._lock = threading.Lock()
         self._activity = threading.Event()
 
-    def produce(self, topic: str, *, value: bytes, key: bytes, on_delivery: DeliveryCallback) -> None:
+    def produce(
+        self,
+        topic: str,
+        *,
+        value: bytes,
+        key: bytes,
+        on_delivery: DeliveryCallback,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
         with self._lock:
+            self.headers.append(headers)
             if self.raise_on_produce is not None:
                 raise self.raise_on_produce
             if key in self.raise_for_key:

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
 from services.ingester.metrics import IngesterMetrics
@@ -16,8 +17,11 @@ from services.ingester.publish import Publisher, serve_delivery_reports
 from services.ingester.queue import BoundedQueue
 from services.ingester.receipts import Failure, StreamReceipt
 from services.ingester.records import Record, encode, stamped
+from tapewire import tracing
 from tapewire.ticks import RawTick, Trade, from_proto
+from tapewire.tracing import Tracer
 from tapewire.v1 import market_pb2 as pb
+from tests.support import in_memory_tracer
 
 from . import fakes
 from .fakes import NOW_NS, FakeProducer
@@ -50,10 +54,13 @@ def publish_all(
     metrics: IngesterMetrics,
     wall_clock_ns: int = NOW_NS,
     receipt: StreamReceipt | None = None,
+    tracer: Tracer = tracing.DISABLED,
 ) -> Publisher:
     """Run the publisher and the delivery-report thread as the pipeline does, until the queue is drained."""
     queue = closed_queue(ticks, receipt)
-    publisher = Publisher(producer, "raw", queue, metrics, batch_size=7, wall_clock_ns=lambda: wall_clock_ns)
+    publisher = Publisher(
+        producer, "raw", queue, metrics, batch_size=7, wall_clock_ns=lambda: wall_clock_ns, tracer=tracer
+    )
     done = threading.Event()
     reports = threading.Thread(target=serve_delivery_reports, args=(producer, done, 0.01))
     reports.start()
@@ -202,3 +209,35 @@ def test_a_delivery_callback_that_raises_does_not_stop_the_reports(metrics: Inge
 def trade(instrument: str, sequence: int) -> Trade:
     """Ingest-stamped so that delivery latency has something to measure."""
     return fakes.trade(instrument, sequence, ingest_time_ns=NOW_NS + sequence)
+
+
+def test_a_sampled_tick_starts_a_trace_and_hands_its_context_on_in_a_header(metrics: IngesterMetrics) -> None:
+    producer = FakeProducer()
+    exporter = InMemorySpanExporter()
+    ticks = [trade("AAPL", 1), trade("MSFT", 2), trade("AAPL", 3)]
+    # The head decision per tick: only the second draw falls below the ratio.
+    tracer = in_memory_tracer(exporter, ratio=0.5, draws=[0.9, 0.1, 0.7])
+    publish_all(producer, ticks, metrics, wall_clock_ns=NOW_NS + 5_000_000, tracer=tracer)
+    assert [h is None for h in producer.headers] == [True, False, True]
+    (span,) = exporter.get_finished_spans()
+    ((key, value),) = producer.headers[1] or []
+    assert key == "traceparent" and value == tracing.traceparent(span)  # type: ignore[arg-type]
+    assert span.name == "ingester publish"
+    assert span.attributes is not None and span.attributes["instrument"] == "MSFT"
+    # From acceptance (the tick's ingest stamp) to the broker's acknowledgement.
+    assert (span.start_time, span.end_time) == (ticks[1].ingest_time_ns, NOW_NS + 5_000_000)
+
+
+def test_tracing_off_adds_no_header(metrics: IngesterMetrics) -> None:
+    producer = FakeProducer()
+    publish_all(producer, [trade("AAPL", 1), trade("AAPL", 2)], metrics)
+    assert producer.headers == [None, None]
+
+
+def test_a_sampled_tick_that_fails_ends_its_span_as_an_error(metrics: IngesterMetrics) -> None:
+    producer = FakeProducer(error=KafkaError(KafkaError._MSG_TIMED_OUT))
+    exporter = InMemorySpanExporter()
+    publish_all(producer, [trade("AAPL", 1)], metrics, tracer=in_memory_tracer(exporter))
+    (span,) = exporter.get_finished_spans()
+    assert not span.status.is_ok
+    assert span.status.description is not None and span.status.description.startswith("delivery_failed")
