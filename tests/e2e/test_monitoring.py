@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from services.ingester.sources.simulator import instrument_names
-from tests.support import stop_and_show, viewer, wait_for
+from tests.support import answers, stop_and_show, viewer, wait_for
 from tools.isolation import free_port
 from tools.suite import SERVICES, Suite, prepare
 
@@ -101,10 +101,9 @@ def test_rules_and_dashboard_on_live_data(monitored: Monitored) -> None:
     jobs = {f"tapewire-{name}" for name in SERVICES}
 
     def all_up() -> bool:
-        try:
-            up = {r["metric"]["job"]: r["value"][1] for r in monitored.query("up")}
-        except httpx.TransportError:  # Prometheus itself still starting
+        if not answers(f"{monitored.prometheus}/-/ready"):  # Prometheus itself still starting
             return False
+        up = {r["metric"]["job"]: r["value"][1] for r in monitored.query("up")}
         return up == dict.fromkeys(jobs, "1")
 
     wait_for(all_up, 90, "every service scraped and up")
