@@ -25,13 +25,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 import grpc
 import grpc.aio
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pydantic import BaseModel, PrivateAttr, model_validator
 
 from tapewire.auth import Principal, TokenVerifier, Unauthorized
 from tapewire.errors import ConfigurationError
@@ -91,6 +92,26 @@ class TlsIdentity:
         if b"-----BEGIN" not in identity.certificate_chain or b"-----BEGIN" not in identity.private_key:
             raise ValueError(f"{prefix}TLS_CERT_FILE and {prefix}TLS_KEY_FILE must be PEM files")
         return identity
+
+
+class GrpcTlsFiles(BaseModel):
+    """Two settings of a service with a gRPC server, `<PREFIX>GRPC_TLS_CERT_FILE` and
+    `<PREFIX>GRPC_TLS_KEY_FILE`: its certificate chain and key (PEM); unset, plaintext. Mixed into
+    the service's settings class, which gives the prefix; the files are read and checked once,
+    with the rest of the settings, so a bad pair stops the service at start-up."""
+
+    grpc_tls_cert_file: Path | None = None
+    grpc_tls_key_file: Path | None = None
+    _grpc_tls: TlsIdentity | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _read_grpc_tls(self) -> Self:
+        prefix = f"{self.model_config.get('env_prefix', '')}GRPC_".upper()
+        self._grpc_tls = TlsIdentity.from_files(self.grpc_tls_cert_file, self.grpc_tls_key_file, prefix)
+        return self
+
+    def grpc_tls(self) -> TlsIdentity | None:
+        return self._grpc_tls
 
 
 @dataclass(frozen=True, slots=True)

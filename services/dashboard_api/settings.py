@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tapewire.auth import AuthSettings, exposure
-from tapewire.grpc_server import TlsIdentity
+from tapewire.grpc_server import GrpcTlsFiles
 from tapewire.settings import KafkaSettings, LogSettings, PostgresSettings, RedisSettings, TopicSettings
 from tapewire.tracing import TracingSettings
 
 
-class DashboardApiSettings(BaseSettings):
+class DashboardApiSettings(GrpcTlsFiles, BaseSettings):
     """Where to listen, the limits every client is held to, and the stores behind the API."""
 
     model_config = SettingsConfigDict(env_prefix="DASHBOARD_API_", frozen=True, extra="ignore")
@@ -76,9 +75,7 @@ class DashboardApiSettings(BaseSettings):
     grpc_enabled: bool = True
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50051, ge=0, le=65_535)
-    # TLS for gRPC: the server's certificate chain and key (PEM); unset, plaintext.
-    grpc_tls_cert_file: Path | None = None
-    grpc_tls_key_file: Path | None = None
+    # TLS for gRPC: GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE, from GrpcTlsFiles.
     grpc_max_concurrent_rpcs: int = Field(default=1000, ge=1, le=1_000_000)
 
     # Price alerts: commands queue here, then a few workers publish them to Kafka.
@@ -117,14 +114,6 @@ class DashboardApiSettings(BaseSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
-
-    @model_validator(mode="after")
-    def _grpc_tls_readable(self) -> DashboardApiSettings:
-        self.grpc_tls()
-        return self
-
-    def grpc_tls(self) -> TlsIdentity | None:
-        return TlsIdentity.from_files(self.grpc_tls_cert_file, self.grpc_tls_key_file, "DASHBOARD_API_GRPC_")
 
     @model_validator(mode="after")
     def _not_open_to_anyone(self) -> DashboardApiSettings:

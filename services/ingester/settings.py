@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -10,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ingester.queue import QueuePolicy
 from tapewire.auth import AuthSettings, exposure
-from tapewire.grpc_server import GrpcServerOptions, TlsIdentity
+from tapewire.grpc_server import GrpcServerOptions, GrpcTlsFiles
 from tapewire.settings import KafkaSettings, LogSettings, TopicSettings
 from tapewire.tracing import TracingSettings
 
@@ -18,7 +17,7 @@ from tapewire.tracing import TracingSettings
 SourceName = Literal["simulator", "replay", "none"]
 
 
-class IngesterSettings(BaseSettings):
+class IngesterSettings(GrpcTlsFiles, BaseSettings):
     """Where ticks come from, how fast, and what happens when Kafka cannot keep up."""
 
     model_config = SettingsConfigDict(env_prefix="INGESTER_", frozen=True, extra="ignore")
@@ -59,9 +58,7 @@ class IngesterSettings(BaseSettings):
     # Loopback unless told otherwise, as dashboard_api's listeners (tapewire.auth.exposure).
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50052, ge=0, le=65_535)  # 0: any free port
-    # TLS for gRPC: the server's certificate chain and key (PEM); unset, plaintext.
-    grpc_tls_cert_file: Path | None = None
-    grpc_tls_key_file: Path | None = None
+    # TLS for gRPC: GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE, from GrpcTlsFiles.
     # Concurrent RPCs (push streams, health checks) for the whole server; more are refused
     # with RESOURCE_EXHAUSTED. Each stream waiting on a full queue holds one worker thread.
     grpc_max_streams: int = Field(default=64, ge=1, le=4_096)
@@ -101,14 +98,6 @@ class IngesterSettings(BaseSettings):
                 "INGESTER_SOURCE=none takes ticks only over gRPC: set INGESTER_GRPC_ENABLED=true"
             )
         return self
-
-    @model_validator(mode="after")
-    def _grpc_tls_readable(self) -> IngesterSettings:
-        self.grpc_tls()
-        return self
-
-    def grpc_tls(self) -> TlsIdentity | None:
-        return TlsIdentity.from_files(self.grpc_tls_cert_file, self.grpc_tls_key_file, "INGESTER_GRPC_")
 
     def grpc_options(self) -> GrpcServerOptions:
         return GrpcServerOptions(
