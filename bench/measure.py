@@ -66,7 +66,7 @@ class ProcessSampler:
 
     def start(self) -> ProcessSampler:
         for name, process in self._processes.items():
-            self._usage[name]._start_cpu = _cpu_seconds(process)
+            self._usage[name]._start_cpu = cpu_seconds(process)
         self._started = time.monotonic()
         self._thread.start()
         return self
@@ -90,7 +90,7 @@ class ProcessSampler:
         for name, process in self._processes.items():
             usage = self._usage[name]
             try:
-                cpu = _cpu_seconds(process)
+                cpu = cpu_seconds(process)
                 rss = process.memory_info().rss / 2**20
             except psutil.NoSuchProcess:
                 continue
@@ -98,7 +98,8 @@ class ProcessSampler:
             usage.peak_rss_mb = max(usage.peak_rss_mb, rss)
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
+def cpu_seconds(process: psutil.Process) -> float:
+    """CPU time used so far: user + system, children included."""
     times = process.cpu_times()
     return float(times.user + times.system + times.children_user + times.children_system)
 

@@ -124,6 +124,11 @@ def traceparent(span: Span) -> str:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
+def headers(span: Span) -> list[tuple[str, str | bytes | None]]:
+    """The Kafka record headers that hand `span`'s trace on to the next stage."""
+    return [(TRACEPARENT, traceparent(span))]
+
+
 def parent_of(value: bytes | str | None) -> Context | None:
     """The context a traceparent names, or None when it is absent or malformed."""
     if not value:
@@ -148,6 +153,13 @@ def failed(span: Span, reason: str, end_ns: int) -> None:
     """End `span` as an error (its record failed, or its batch is retried with spans of its own)."""
     span.set_status(Status(StatusCode.ERROR, reason))
     span.end(end_time=end_ns)
+
+
+def all_ended(spans: Iterable[Span | None], end_ns: int) -> None:
+    """End each of `spans` (None: a record that was not sampled) at `end_ns`."""
+    for span in spans:
+        if span is not None:
+            span.end(end_time=end_ns)
 
 
 def all_failed(spans: Iterable[Span | None], reason: str, end_ns: int) -> None:

@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 from tapewire.settings import KafkaSettings
 from tapewire.ticks import RawTick, to_proto
 from tapewire.tracing import Tracer
+from tools.suite import Suite
 
 T = TypeVar("T")
 
@@ -121,10 +122,9 @@ def answers(url: str) -> bool:
         return False
 
 
-def stop_and_show(suite: Any) -> dict[str, int]:
-    """Stop a tools.suite.Suite and print each process's log tail (pytest shows it on failure);
-    the exit codes."""
-    codes: dict[str, int] = suite.stop()
+def stop_and_show(suite: Suite) -> dict[str, int]:
+    """Stop `suite` and print each process's log tail (pytest shows it on failure); the exit codes."""
+    codes = suite.stop()
     for name in suite.processes:
         print(f"--- {name} log (exit {codes.get(name)}) ---\n{suite.log_tail(name)}")
     return codes

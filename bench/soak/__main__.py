@@ -17,7 +17,7 @@ import httpx
 import psutil
 from confluent_kafka import KafkaException
 
-from bench.measure import summarize_ms
+from bench.measure import cpu_seconds, summarize_ms
 from bench.ready import wait_http_ok
 from bench.stack import STAGES, RunningStack, running_stack
 from services.ingester.sources.simulator import instrument_names
@@ -39,7 +39,7 @@ class Sampler:
     def __init__(self, stack: RunningStack) -> None:
         self._stack = stack
         self._processes = {name: psutil.Process(pid) for name, pid in stack.pids().items()}
-        self._cpu = {name: _cpu_s(p) for name, p in self._processes.items()}
+        self._cpu = {name: cpu_seconds(p) for name, p in self._processes.items()}
         self._at = time.monotonic()
 
     def sample(self, minute: float, latencies_ms: list[float]) -> dict[str, Any]:
@@ -48,7 +48,7 @@ class Sampler:
         processes: dict[str, dict[str, float]] = {}
         for name, process in self._processes.items():
             try:
-                cpu = _cpu_s(process)
+                cpu = cpu_seconds(process)
                 processes[name] = {
                     "rss_mib": round(process.memory_info().rss / 2**20, 1),
                     "fds": process.num_fds(),
@@ -72,11 +72,6 @@ class Sampler:
             return dict(self._stack.backlog())
         except KafkaException:
             return dict.fromkeys(("processor", "cache_updater", "history_writer"))
-
-
-def _cpu_s(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 @contextmanager

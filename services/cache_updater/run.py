@@ -135,9 +135,7 @@ class CacheUpdater:
         except Exception as exc:  # the batch is retried, and its states traced again
             tracing.all_failed(spans, f"{type(exc).__name__}: {exc}", self._clock())
             raise
-        applied_ns = self._clock()
-        for span in spans:
-            span.end(end_time=applied_ns)
+        tracing.all_ended(spans, self._clock())
 
     def rebuild_if_missing(
         self,

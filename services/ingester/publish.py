@@ -37,7 +37,7 @@ from tapewire.tracing import Tracer
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
-Headers = list[tuple[str, str | bytes | None]] | None
+Headers = list[tuple[str, str | bytes | None]] | None  # a record's, as produce() takes them
 
 # Why a record accepted into the queue was not published; label values of
 # ingester_delivery_failures_total and the `code` of a stream's failures in its PushSummary.
@@ -176,7 +176,7 @@ class Publisher:
         """A new trace for a sampled tick: its span runs from acceptance to acknowledgement."""
         attributes = {"instrument": record.key.decode(errors="replace"), "topic": self._topic}
         span = self._tracer.start("ingester publish", record.ingest_time_ns, attributes=attributes)
-        return span, [(tracing.TRACEPARENT, tracing.traceparent(span))]
+        return span, tracing.headers(span)
 
     def _delivered(
         self, record: Record, span: Span | None, error: KafkaError | None, message: Message

@@ -53,7 +53,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from opentelemetry.trace import Span
 
 from tapewire import dead_letters, tracing
 from tapewire.consume_loop import TRANSIENT_ERRORS, rewind_to, run_batches
@@ -217,16 +216,14 @@ class Processor:
         processed = self._topics.processed
         for encoded in changed:
             state = encoded.state
-            headers = None if encoded.span is None else _context_header(encoded.span)
+            headers = None if encoded.span is None else tracing.headers(encoded.span)
             self._produce(
                 processed, state.source.partition, state.instrument.encode(), encoded.value, headers
             )
         self._producer.poll(0)  # serve delivery reports, so their queue never grows
         now_ns = self._clock()
         if self._tracer.enabled:
-            for encoded in changed:
-                if encoded.span is not None:
-                    encoded.span.end(end_time=now_ns)
+            tracing.all_ended((encoded.span for encoded in changed), now_ns)
         for encoded in changed:
             if encoded.state.ingest_ns:
                 self._metrics.ingest_to_processed.observe(max(0, now_ns - encoded.state.ingest_ns) / 1e9)
@@ -560,11 +557,6 @@ def _already_applied(state: State | None, position: Position) -> bool:
         and state.source.partition == position.partition
         and state.source.offset >= position.offset
     )
-
-
-def _context_header(span: Span) -> list[tuple[str, Any]]:
-    """The processed record's header that hands a sampled tick's trace on to cache_updater."""
-    return [(tracing.TRACEPARENT, tracing.traceparent(span))]
 
 
 def _failure(exc: KafkaException) -> TapewireError:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
+from opentelemetry.trace import Span
 
 from tapewire import tracing
 from tapewire.keys import RedisKeys
@@ -286,28 +287,21 @@ class Relay:
             self._metrics.ingest_to_sent.observe(max(0, sent_ns - times.ingest_ns) / 1e9)
         delta = Delta(state, sent_ns)
         self._metrics.updates_relayed.inc()
-        if self._tracer.enabled and update.traceparent:
-            self._relay_traced(update.traceparent, delta, watchers)
-            return
-        dropped = [subscriber for subscriber in watchers if not subscriber.deliver(delta)]
-        for subscriber in dropped:
-            self.forget(subscriber)
-
-    def _relay_traced(self, traceparent: str, delta: Delta, watchers: Collection[Subscriber]) -> None:
-        """The fan-out of a sampled update, in a span from its arrival to the last session it
-        was queued for (each session's writer sends it from there)."""
-        parent = tracing.parent_of(traceparent)
-        attributes = {"instrument": delta.instrument, "version": delta.version, "sessions": len(watchers)}
-        span = (
-            None
-            if parent is None
-            else self._tracer.start("dashboard_api relay", delta.state.times.sent_ns, parent, attributes)
-        )
+        span = self._span(update.traceparent, delta, watchers) if self._tracer.enabled else None
         dropped = [subscriber for subscriber in watchers if not subscriber.deliver(delta)]
         for subscriber in dropped:
             self.forget(subscriber)
         if span is not None:
             span.end(end_time=self._clock())
+
+    def _span(self, traceparent: str, delta: Delta, watchers: Collection[Subscriber]) -> Span | None:
+        """For a sampled update (it carries a trace context): a span of its fan-out, from its
+        arrival to the last session it was queued for (each session's writer sends it from there)."""
+        parent = tracing.parent_of(traceparent)
+        if parent is None:
+            return None
+        attributes = {"instrument": delta.instrument, "version": delta.version, "sessions": len(watchers)}
+        return self._tracer.start("dashboard_api relay", delta.state.times.sent_ns, parent, attributes)
 
     def _handle_alert(self, user: str, payload: bytes) -> None:
         watchers = self.users.subscribers(user)
