@@ -89,9 +89,12 @@ class ConnectionGuard:
     def timed_out(self) -> None:
         self._metrics.handshake_timeouts.inc()
 
-    def protocols(self) -> tuple[type[GuardedHttpProtocol], type[GuardedWebSocketProtocol]]:
+    def protocols(
+        self, write_buffer_bytes: int = 65_536
+    ) -> tuple[type[GuardedHttpProtocol], type[GuardedWebSocketProtocol]]:
         """uvicorn's `http` and `ws` protocol classes, bound to this guard (uvicorn builds its
-        protocols from a class and its own arguments, so the guard travels as a class attribute)."""
+        protocols from a class and its own arguments, so the guard travels as a class attribute),
+        WebSockets with a write buffer's high-water mark of `write_buffer_bytes`."""
         guard = self
 
         class Http(GuardedHttpProtocol):
@@ -101,6 +104,7 @@ class ConnectionGuard:
             pass
 
         Http.guard = WebSocket.guard = guard
+        WebSocket.write_buffer_bytes = write_buffer_bytes
         return Http, WebSocket
 
 
@@ -169,6 +173,13 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     and offering the app a `DirectSocket` (live/direct.py) in the scope's extensions."""
 
     guard: ClassVar[ConnectionGuard]
+    write_buffer_bytes: ClassVar[int] = 65_536
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # What a client that stops reading holds here, past the kernel's send buffer: the
+        # sender waits above it (pause_writing), and the updates wait in the conflatable queue.
+        transport.set_write_buffer_limits(high=self.write_buffer_bytes)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

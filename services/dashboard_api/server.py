@@ -60,7 +60,7 @@ class DashboardServer(uvicorn.Server):
 
 
 def uvicorn_config(app: FastAPI, settings: DashboardApiSettings, guard: ConnectionGuard) -> uvicorn.Config:
-    http, ws = guard.protocols()
+    http, ws = guard.protocols(settings.ws_write_buffer_bytes)
     return uvicorn.Config(
         app,
         host=settings.host,

@@ -25,10 +25,14 @@ class DashboardApiSettings(GrpcTlsFiles, BaseSettings):
     port: int = Field(default=8000, ge=0, le=65_535)
 
     # Per session (WebSocket connection or gRPC stream). The queue holds updates waiting for
-    # the client; a client that fills it goes down the slow-client ladder (docs/websocket.md):
-    # conflate, then resync after conflation_timeout_s, then close (4008) after resync_timeout_s.
+    # the client; a client that fills it, or whose socket has taken nothing for
+    # stalled_socket_s, goes down the slow-client ladder (docs/websocket.md): conflate, then
+    # resync after conflation_timeout_s, then close (4008) after resync_timeout_s. The queue
+    # absorbs bursts (a catch-up after a restart) from clients that read; the socket's signal
+    # catches the client that stopped reading long before its queue would be full.
     max_subscriptions_per_connection: int = Field(default=1000, ge=1, le=1_000_000)
     send_queue_size: int = Field(default=2048, ge=1, le=1_000_000)
+    stalled_socket_s: float = Field(default=5.0, gt=0, le=3600)
     # Updates per frame at most, for clients that connect with `batch=true` (docs/websocket.md).
     max_batch: int = Field(default=64, ge=1, le=4096)
     conflation_timeout_s: float = Field(default=5.0, gt=0, le=3600)
@@ -63,6 +67,11 @@ class DashboardApiSettings(GrpcTlsFiles, BaseSettings):
     # Kernel send buffer of each client's socket (0: the kernel's autotuning, up to megabytes per
     # connection). Small enough that a client that stops reading is noticed within seconds.
     socket_send_buffer_bytes: int = Field(default=262_144, ge=0, le=64 * 1024 * 1024)
+    # Bytes a connection may have waiting in dashboard_api's own write buffer, behind the
+    # kernel's, before its sender stops taking updates from the queue (asyncio's high-water
+    # mark; it resumes below a quarter of it). Only a client whose kernel buffer is full gets
+    # here, so a small value costs a healthy client nothing.
+    ws_write_buffer_bytes: int = Field(default=16_384, ge=1024, le=16 * 1024 * 1024)
     # How long a close frame may wait for a client's socket to drain before giving up on it.
     close_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # On SIGTERM: time for WebSockets to close (1001) and requests to finish.

@@ -91,6 +91,13 @@ class DirectSocket:
         if not self.open:
             raise WebSocketDisconnect(1006)
 
+    def abort(self) -> None:
+        """Drop the connection now, with whatever is still buffered for it. A client that stopped
+        reading never takes the close frame, and a transport closed the polite way would hold
+        its descriptor and its buffer until the client goes: this is how a slow client's cost
+        ends."""
+        self._protocol.transport.abort()
+
     def write(self, frames: Sequence[Frame]) -> None:
         """Queue `frames` on the transport, in one write. Raises WebSocketDisconnect when closed."""
         protocol = self._protocol

@@ -5,7 +5,8 @@ The relay offers updates (`offer_delta`) and the session queues its own messages
 with `pop`. Memory stays bounded however slowly the client reads:
 
 - **normal**: updates queue in order, up to `capacity`.
-- **conflating**: the queue is full. New updates replace the pending update of the same
+- **conflating**: the queue is full, or the session says the client's socket has taken
+  nothing for a while (`stall`). New updates replace the pending update of the same
   instrument in `latest` (at most one per subscribed instrument) and are counted as dropped.
   When the sender has emptied the queue it gets a `ConflatedNotice`, then those latest updates.
 - **resyncing**: still conflating `conflation_timeout_s` after it began. Queued updates are
@@ -66,8 +67,19 @@ class ResyncRequest:
 
 RESYNC = ResyncRequest()
 
-# What the queue holds: (is_delta, item), so that telling them apart costs nothing.
-_Entry = tuple[bool, object]
+
+class _ControlEntry:
+    """A control message in the queue. Updates are queued bare and control messages wrapped,
+    so that a queued update costs one pointer: a full queue of every silent client is most of
+    what they hold (at 2,048 per client, a pair per entry was 128 KiB per client more)."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: object) -> None:
+        self.item = item
+
+
+_RESYNC_ENTRY = _ControlEntry(RESYNC)
 
 
 class Outbox(Generic[D, C]):
@@ -82,7 +94,7 @@ class Outbox(Generic[D, C]):
         self._conflation_timeout_s = conflation_timeout_s
         self._resync_timeout_s = resync_timeout_s
         self._control_allowance = control_allowance
-        self._queue: deque[_Entry] = deque()
+        self._queue: deque[D | _ControlEntry] = deque()
         self._deltas_queued = 0
         self._latest: dict[str, D] = {}
         self._dropped = 0
@@ -104,7 +116,7 @@ class Outbox(Generic[D, C]):
     def offer_delta(self, delta: D, now: float) -> Verdict:
         if self.ladder is Ladder.NORMAL:
             if self._deltas_queued < self.capacity:
-                self._queue.append((True, delta))
+                self._queue.append(delta)
                 self._deltas_queued += 1
                 return Verdict.QUEUED
             self._move(Ladder.CONFLATING, now)
@@ -122,8 +134,14 @@ class Outbox(Generic[D, C]):
         """Queue a control message; False when even the allowance is used up (close the client)."""
         if len(self._queue) - self._deltas_queued >= self._control_allowance:
             return False
-        self._queue.append((False, item))
+        self._queue.append(_ControlEntry(item))
         return True
+
+    def stall(self, now: float) -> None:
+        """The client's socket has taken nothing for a while: conflate from now on, however
+        much room the queue has left (what is queued stays, in order, ahead of the latest)."""
+        if self.ladder is Ladder.NORMAL:
+            self._move(Ladder.CONFLATING, now)
 
     def resync(self, now: float) -> None:
         """Skip straight to a resync (e.g. an operator paused the relay and resumed it)."""
@@ -141,7 +159,7 @@ class Outbox(Generic[D, C]):
             self._next_slot.pop(instrument, None)
             held = self._held.pop(instrument, None)
             if held is not None:
-                self._queue.append((True, held))
+                self._queue.append(held)
                 self._deltas_queued += 1
 
     def forget(self, instruments: tuple[str, ...]) -> None:
@@ -163,13 +181,11 @@ class Outbox(Generic[D, C]):
             entry = self._next_entry(now)
             if entry is None:
                 return None
-            is_delta, item = entry
-            if is_delta:
-                delta: D = item  # type: ignore[assignment]
-                if self._must_wait(delta, now):
-                    continue
+            if type(entry) is _ControlEntry:
+                return entry.item  # type: ignore[return-value]
+            delta: D = entry  # type: ignore[assignment]
+            if not self._must_wait(delta, now):
                 return delta
-            return item  # type: ignore[return-value]
 
     def pop_update(self, now: float) -> D | None:
         """The next thing to send if it is an update that may go now; else None, and whatever is
@@ -179,11 +195,10 @@ class Outbox(Generic[D, C]):
             held = self._pop_due(now)
             if held is not None:
                 return held
-            if not self._queue or not self._queue[0][0]:
+            if not self._queue or type(self._queue[0]) is _ControlEntry:
                 return None
-            _, item = self._queue.popleft()
+            delta: D = self._queue.popleft()  # type: ignore[assignment]
             self._deltas_queued -= 1
-            delta: D = item  # type: ignore[assignment]
             if not self._must_wait(delta, now):
                 return delta
 
@@ -212,26 +227,26 @@ class Outbox(Generic[D, C]):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _next_entry(self, now: float) -> _Entry | None:
+    def _next_entry(self, now: float) -> D | _ControlEntry | None:
         if self._queue:
-            is_delta, item = self._queue.popleft()
-            if is_delta:
+            entry = self._queue.popleft()
+            if type(entry) is not _ControlEntry:
                 self._deltas_queued -= 1
-            elif item is RESYNC:
+            elif entry is _RESYNC_ENTRY:
                 # The sender reads again and is about to snapshot: `latest` drains after it,
                 # and the conflation clock starts over.
                 self.ladder = Ladder.CONFLATING
                 self._ladder_since = now
                 self._dropped = 0
-            return is_delta, item
+            return entry
         if self.ladder is Ladder.CONFLATING:
             if self._dropped:
                 notice = ConflatedNotice(self._dropped, tuple(self._latest))
                 self._dropped = 0
-                return False, notice
+                return _ControlEntry(notice)
             if self._latest:
                 instrument = next(iter(self._latest))
-                return True, self._latest.pop(instrument)
+                return self._latest.pop(instrument)
             self.ladder = Ladder.NORMAL
         return None
 
@@ -258,8 +273,8 @@ class Outbox(Generic[D, C]):
         return None
 
     def _start_resync(self, now: float) -> None:
-        kept = [entry for entry in self._queue if not entry[0] and entry[1] is not RESYNC]
-        self._queue = deque([(False, RESYNC), *kept])
+        kept = [entry for entry in self._queue if type(entry) is _ControlEntry and entry is not _RESYNC_ENTRY]
+        self._queue = deque([_RESYNC_ENTRY, *kept])
         self._deltas_queued = 0
         self._latest.clear()
         self._held.clear()

@@ -63,6 +63,9 @@ class SessionLimits:
     max_replay_updates: int
     # How long a subscribe may wait for Redis to confirm its channels.
     subscribe_timeout_s: float
+    # A socket that has taken nothing for this long conflates the session (the fast path's
+    # writer only: it is the one that knows the transport's state).
+    stalled_socket_s: float = 5.0
     # Updates per frame at most (1: one frame each, for clients that did not ask for batches).
     max_batch: int = 1
 
@@ -76,6 +79,8 @@ class DirectWriter(Protocol):
 
     @property
     def writable(self) -> bool: ...
+
+    async def wait_writable(self) -> None: ...
 
     def write(self, frames: Sequence[Frame]) -> None: ...
 
@@ -171,22 +176,29 @@ class Session:
         self._flush_scheduled = False
         self._parked = False
         self._parked_until: float | None = None
+        # Since when the sender has been waiting for the socket to take more, if it is.
+        self._stalled_since: float | None = None
 
     # -- called by the relay, synchronously, never awaiting the client ----------------------
 
     def deliver(self, delta: Delta) -> bool:
         if self.stopped.is_set():
             return False
-        verdict = self._outbox.offer_delta(delta, self._monotonic())
+        now = self._monotonic()
+        if self._stalled_since is not None and now - self._stalled_since > self._limits.stalled_socket_s:
+            self._outbox.stall(now)
+        verdict = self._outbox.offer_delta(delta, now)
         if self._outbox.has_steps:
             self._note_steps()
         if verdict is Verdict.CLOSE:
             self._metrics.slow_consumer_disconnects.inc()
             self.request_close(CLOSE_SLOW_CONSUMER, "too slow: send queue overflowed, conflated and resynced")
             return False
-        if not self._flush_scheduled:
+        if self._parked and not self._flush_scheduled:
             # Once per session per burst: the relay offers a whole bulk read before the loop
-            # runs this, so the updates of one read leave in one write.
+            # runs this, so the updates of one read leave in one write. A sender that is not
+            # parked (busy, or waiting for its socket to drain) takes the queue up itself:
+            # for a stalled client, a callback per update would be most of what it costs.
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
         return True
@@ -297,6 +309,16 @@ class Session:
         self._beat = asyncio.get_running_loop().call_later(self._limits.heartbeat_s, self._heartbeat_timer)
         try:
             while not self.stopped.is_set():
+                if self._direct is not None and not self._direct.writable:
+                    # The socket pushes back: wait for it before taking anything out of the
+                    # outbox, where updates can still be conflated. A frame rendered now could
+                    # not be, and would hold its bytes for as long as the client does not read.
+                    self._stalled_since = self._monotonic()
+                    try:
+                        await self._direct.wait_writable()
+                    finally:
+                        self._stalled_since = None
+                    continue
                 now = self._monotonic()
                 item = self._outbox.pop(now)
                 if item is None:

@@ -137,6 +137,7 @@ def session_limits(services: AppContext, batch: bool = False) -> SessionLimits:
         send_queue_size=settings.send_queue_size,
         max_subscriptions=settings.max_subscriptions_per_connection,
         conflation_timeout_s=settings.conflation_timeout_s,
+        stalled_socket_s=settings.stalled_socket_s,
         resync_timeout_s=settings.resync_timeout_s,
         heartbeat_s=settings.heartbeat_s,
         max_replay_updates=settings.max_replay_updates,
@@ -156,7 +157,7 @@ class Connection:
         self._ws = websocket
         self._services = services
         client = websocket.client
-        direct = direct_socket(websocket)
+        direct = self._direct = direct_socket(websocket)
         self._session = Session(
             SessionInfo(
                 connection_id=secrets.token_hex(8),
@@ -286,5 +287,7 @@ class Connection:
             await asyncio.wait_for(self._ws.close(code, reason), self._services.settings.close_timeout_s)
         except TimeoutError:
             log.info("close frame not written in time", extra={"peer": self._session.info.peer, "code": code})
+            if self._direct is not None:
+                self._direct.abort()
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the client went away meanwhile

@@ -311,3 +311,33 @@ def test_pop_update_leaves_conflation_to_the_sender() -> None:
     assert box.pop_update(0.0) is None
     assert box.has_ready()
     assert drain(box) == [ConflatedNotice(1, ("A",)), D("A", 3)]
+
+
+def test_a_stalled_socket_conflates_before_the_queue_is_full() -> None:
+    box = make(capacity=100)
+    offer(box, "A", range(1, 4))
+    box.stall(1.0)
+    box.stall(1.5)  # once is enough: one step
+    assert (box.ladder, box.take_steps()) == (Ladder.CONFLATING, [Ladder.CONFLATING])
+    offer(box, "A", range(4, 7), now=2.0)
+    offer(box, "B", range(1, 3), now=2.0)
+    # What was queued before the stall goes first, in order; then the notice and the latest.
+    assert drain(box, 2.0) == [
+        D("A", 1),
+        D("A", 2),
+        D("A", 3),
+        ConflatedNotice(3, ("A", "B")),
+        D("A", 6),
+        D("B", 2),
+    ]
+    assert box.ladder is Ladder.NORMAL
+
+
+def test_a_stall_does_not_step_back_up_the_ladder() -> None:
+    box = make(capacity=1, conflation_s=1.0)
+    offer(box, "A", range(1, 3))  # full: conflating
+    offer(box, "A", range(3, 4), now=2.0)  # conflating for too long: resyncing
+    assert box.ladder is Ladder.RESYNCING
+    box.stall(3.0)
+    assert box.ladder is Ladder.RESYNCING
+    assert box.take_steps() == [Ladder.CONFLATING, Ladder.RESYNCING]

@@ -74,6 +74,9 @@ class FakeDirect:
     def writable(self) -> bool:
         return self.transport.writable.is_set()
 
+    async def wait_writable(self) -> None:
+        await self.transport.writable.wait()
+
     def write(self, frames: Sequence[str | bytes]) -> None:
         assert self.writable, "the fast path wrote to a socket that pushes back"
         self.writes.append(len(frames))
@@ -558,7 +561,7 @@ async def test_max_rate_throttles_an_instrument() -> None:
 # -- the slow-client ladder --------------------------------------------------------------------
 
 
-async def test_a_slow_client_gets_conflated_then_the_latest_states() -> None:
+async def test_a_slow_client_gets_conflated_then_the_latest_states(send_path: str) -> None:
     async with asyncio.timeout(10):
         clock = FakeClock()
         h = Harness(FakeStates({"A": 1, "B": 1}), queue_size=3, monotonic=clock)
@@ -567,9 +570,16 @@ async def test_a_slow_client_gets_conflated_then_the_latest_states() -> None:
         await h.transport.count(1)
         h.transport.writable.clear()
         h.transport.sending.clear()
-        h.publish("A", 2)
-        await asyncio.wait_for(h.transport.sending.wait(), WAIT_S)  # A2 is stuck in send
-        for version in (3, 4, 5):
+        if send_path == "asgi":
+            h.publish("A", 2)
+            await asyncio.wait_for(h.transport.sending.wait(), WAIT_S)  # A2 is stuck in send
+            queued = (3, 4, 5)
+        else:
+            # With the socket's own signal the sender takes nothing while it pushes back:
+            # A2 waits in the queue, where it could still be conflated.
+            await asyncio.sleep(0.01)
+            queued = (2, 3, 4)
+        for version in queued:
             h.publish("A", version)  # fills the queue
         assert h.session.ladder is Ladder.NORMAL
         h.publish("A", 6)  # overflow
@@ -580,21 +590,62 @@ async def test_a_slow_client_gets_conflated_then_the_latest_states() -> None:
         h.publish("A", 8)
         assert h.session.queued == 3 + 2
         h.transport.writable.set()
-        frames = await h.transport.count(1 + 4 + 1 + 2)
+        sent = sorted({2, *queued})
+        frames = await h.transport.count(1 + len(sent) + 1 + 2)
         await asyncio.sleep(0.01)
-        assert kinds(h.transport.frames[1:6]) == [("update", ("A", v)) for v in (2, 3, 4, 5)] + [
+        assert kinds(h.transport.frames[1 : 2 + len(sent)]) == [("update", ("A", v)) for v in sent] + [
             ("conflated", (3, ["B", "A"]))
         ]
-        assert updates(frames, "A") == [2, 3, 4, 5, 8]
+        assert updates(frames, "A") == [*sent, 8]
         assert updates(frames, "B") == [3]
-        assert len(h.transport.frames) == 8
+        assert len(h.transport.frames) == 1 + len(sent) + 1 + 2
         assert h.session.ladder is Ladder.NORMAL
         assert h.sample("dashboard_api_slow_client_steps_total", {"step": "conflating"}) == 1
         assert h.sample("dashboard_api_conflated_updates_total") == 3
         await h.stop()
 
 
-async def test_a_slow_client_that_reads_again_gets_a_resync_snapshot() -> None:
+async def test_a_socket_that_takes_nothing_for_stalled_socket_s_conflates_a_roomy_queue(
+    send_path: str,
+) -> None:
+    async with asyncio.timeout(10):
+        clock = FakeClock()
+        h = Harness(FakeStates({"A": 1}), queue_size=100, monotonic=clock)
+        h.start()
+        await h.subscribe("A")
+        await h.transport.count(1)
+        h.transport.writable.clear()  # the client stopped reading at 0.0
+        h.publish("A", 2)
+        await asyncio.sleep(0.01)
+        clock.now = 5.0
+        h.publish("A", 3)
+        assert h.session.ladder is Ladder.NORMAL  # within stalled_socket_s: a burst, not a stall
+        clock.now = 5.5
+        h.publish("A", 4)
+        h.publish("A", 5)
+        # Only the fast path's writer knows the socket's state; the ASGI send has its queue.
+        stalled = send_path == "direct"
+        assert h.session.ladder is (Ladder.CONFLATING if stalled else Ladder.NORMAL)
+        assert h.sample("dashboard_api_slow_client_steps_total", {"step": "conflating"}) == (
+            1 if stalled else 0
+        )
+        h.transport.writable.set()  # reading again: what was queued, the notice, then the latest
+        frames = await h.transport.count(5)
+        await asyncio.sleep(0.01)
+        if stalled:
+            assert kinds(h.transport.frames[1:]) == [
+                ("update", ("A", 2)),
+                ("update", ("A", 3)),
+                ("conflated", (1, ["A"])),
+                ("update", ("A", 5)),
+            ]
+        else:
+            assert updates(frames, "A") == [2, 3, 4, 5]
+        assert h.session.ladder is Ladder.NORMAL
+        await h.stop()
+
+
+async def test_a_slow_client_that_reads_again_gets_a_resync_snapshot(send_path: str) -> None:
     async with asyncio.timeout(10):
         clock = FakeClock()
         states = FakeStates({"A": 1})
@@ -605,7 +656,10 @@ async def test_a_slow_client_that_reads_again_gets_a_resync_snapshot() -> None:
         h.transport.writable.clear()
         h.transport.sending.clear()
         h.publish("A", 2)
-        await asyncio.wait_for(h.transport.sending.wait(), WAIT_S)
+        # In flight through the ASGI send; on the fast path still queued, so thrown away.
+        in_flight = [("update", ("A", 2))] if send_path == "asgi" else []
+        if in_flight:
+            await asyncio.wait_for(h.transport.sending.wait(), WAIT_S)
         for version in (3, 4, 5):
             h.publish("A", version)
         assert h.session.ladder is Ladder.CONFLATING
@@ -617,17 +671,17 @@ async def test_a_slow_client_that_reads_again_gets_a_resync_snapshot() -> None:
         states.current["A"] = 7
         clock.now = 2.0
         h.transport.writable.set()
-        frames = await h.transport.count(4)
+        frames = await h.transport.count(3 + len(in_flight))
         h.publish("A", 8)
-        frames = await h.transport.count(5)
+        frames = await h.transport.count(4 + len(in_flight))
         assert kinds(frames) == [
             ("snapshot", ({"A": 1}, [])),
-            ("update", ("A", 2)),
+            *in_flight,
             ("snapshot", ({"A": 7}, [])),
             ("pong", None),
             ("update", ("A", 8)),
         ]
-        assert frames[2]["reason"] == "resync"
+        assert frames[1 + len(in_flight)]["reason"] == "resync"
         assert h.session.close_reason is None
         assert h.sample("dashboard_api_slow_client_steps_total", {"step": "resyncing"}) == 1
         assert h.sample("dashboard_api_slow_client_steps_total", {"step": "resync_sent"}) == 1
@@ -825,7 +879,7 @@ async def test_the_fast_path_stops_at_a_control_message_and_keeps_the_order() ->
         await h.stop()
 
 
-async def test_a_socket_that_pushes_back_leaves_the_updates_to_the_sender() -> None:
+async def test_a_socket_that_pushes_back_leaves_the_updates_to_the_sender(send_path: str) -> None:
     async with asyncio.timeout(10):
         h = Harness(FakeStates({"A": 1}))
         h.start()
@@ -835,7 +889,13 @@ async def test_a_socket_that_pushes_back_leaves_the_updates_to_the_sender() -> N
         h.transport.sending.clear()
         for version in (2, 3, 4):
             h.publish("A", version)
-        await asyncio.wait_for(h.transport.sending.wait(), WAIT_S)  # the sender waits to write
+        if send_path == "asgi":
+            await asyncio.wait_for(h.transport.sending.wait(), WAIT_S)  # the sender waits to write
+            assert h.session.queued == 2
+        else:
+            # The sender waits for the socket before taking anything: all three stay queued.
+            await asyncio.sleep(0.01)
+            assert h.session.queued == 3
         assert len(h.transport.frames) == 1
         h.transport.writable.set()
         frames = await h.transport.count(4)

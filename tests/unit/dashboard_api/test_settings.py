@@ -46,6 +46,7 @@ def test_defaults_are_the_ones_docs_websocket_md_states(monkeypatch: pytest.Monk
     assert settings.max_client_message_bytes == 65_536
     assert settings.max_messages_per_second == 50.0
     assert settings.send_queue_size == 2048
+    assert settings.stalled_socket_s == 5.0
     assert (settings.heartbeat_s, settings.idle_timeout_s) == (15.0, 120.0)
     assert (settings.conflation_timeout_s, settings.resync_timeout_s) == (5.0, 10.0)
     assert settings.ws_per_message_deflate is False
