@@ -50,11 +50,16 @@ class E2ESettings:
     instruments: int = 100
     client_processes: int = 2
     silent_clients: int = 1_000
-    # Long enough for the whole slow-client ladder at the defaults: a silent client gets ~66 KB/s
-    # (200 updates/s), fills its socket's buffers (~600 KB) in ~9 s and its send queue (2,048)
-    # in ~10 s more, then conflates, resyncs after 5 s and is closed (4008) 10 s after that.
-    silent_seconds: float = 40.0
-    silent_rate: int = 2_000
+    # 1,000 ticks/s over 100 instruments is 100 updates/s to each client until it stalls. Long
+    # enough for the whole ladder at the defaults: a silent client fills its socket's buffers
+    # (~520 KB at ~70 KB/s) in ~8 s, is conflated 5 s later (stalled_socket_s), resyncs after
+    # 5 s more, is closed (4008) 10 s after that and dropped 5 s later (the close frame cannot
+    # be written): all within the 40 s after which the server's keepalive (a ping unanswered
+    # for 20 s) would end the connection anyway.
+    silent_seconds: float = 45.0
+    silent_rate: int = 1_000
+    # Clients that read, on the same instance as the silent ones: their latency is the target.
+    healthy_clients: int = 10
     # The clients' subscribe `max_rate` (updates/s per instrument); 0: every update.
     max_rate: float = 0.0
 
@@ -253,12 +258,20 @@ def step_search(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]:
 
 
 def silent_clients(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]:
-    """dashboard_api's memory while `silent_clients` connections subscribe and never read."""
+    """dashboard_api's memory while `silent_clients` connections subscribe and never read, and
+    the latency of `healthy_clients` that read on the same instance once the silent ones stalled.
+
+    Until its buffers are full a silent client is not silent to the server: 1,000 of them take
+    100 updates/s each, more than one instance delivers per core, so readers would meet an
+    overload that the fan-out part measures. They connect once every silent client is
+    conflating (or half-way through, if that never comes), and read through the rest of the
+    ladder: conflation, resyncs, closes and dropped connections."""
     names = instrument_names(settings.instruments)
     api_pid = stack.pids()["dashboard_api"]
     idle = ProcessSampler({"dashboard_api": api_pid}).start()
     time.sleep(1.0)
     baseline = idle.stop()["dashboard_api"].peak_rss_mb
+    gc_before = {generation: {"count": c, "seconds": t} for generation, (c, t) in _gc_pauses(stack).items()}
     fleet = ClientFleet(
         ClientSpec(
             stack.ws_url,
@@ -281,18 +294,38 @@ def silent_clients(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]
         )
     ).start()
     timeline = []
+    healthy: ClientFleet | None = None
+    healthy_from_s = math.nan
     started = time.monotonic()
     while load.process.is_alive():
         time.sleep(2.0)
+        elapsed = time.monotonic() - started
         sampler_usage = sampler._usage["dashboard_api"]  # the sampler's running peak
-        timeline.append(
-            {"t_s": round(time.monotonic() - started, 1), "peak_rss_mb": round(sampler_usage.peak_rss_mb, 1)}
-        )
+        timeline.append({"t_s": round(elapsed, 1), "peak_rss_mb": round(sampler_usage.peak_rss_mb, 1)})
+        stalled = _slow_client_steps(stack).get("conflating", 0) >= settings.silent_clients
+        if healthy is None and (stalled or elapsed >= settings.silent_seconds / 2):
+            healthy_from_s = elapsed
+            spec = ClientSpec(
+                stack.ws_url,
+                settings.healthy_clients,
+                names,
+                settings.per_client,
+                max(2.0, settings.silent_seconds - 2 - elapsed),
+                1,
+            )
+            healthy = ClientFleet(spec).start()
     load.result(timeout_s=60)
     usage = sampler.stop()["dashboard_api"]
     collected = fleet.collect(timeout_s=60)
-    steps_taken = stack.api_samples("dashboard_api_slow_client_steps_total")
-    steps = {labels["step"]: value for labels, value in steps_taken}
+    readers = healthy.collect(timeout_s=60) if healthy is not None else None
+    steps = _slow_client_steps(stack)
+    gc_pauses = {
+        generation: {
+            "count": count - gc_before[generation]["count"],
+            "seconds": total - gc_before[generation]["seconds"],
+        }
+        for generation, (count, total) in _gc_pauses(stack).items()
+    }
     stack.drain(timeout_s=60)
     return {
         "clients": settings.silent_clients,
@@ -303,4 +336,36 @@ def silent_clients(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]
         "peak_rss_mb": round(usage.peak_rss_mb, 1),
         "timeline": timeline,
         "slow_client_steps": steps,
+        # Garbage collections during the part, by generation: a full one stops the loop.
+        "gc_pauses": gc_pauses,
+        "healthy": None if readers is None else _healthy(readers, settings.healthy_clients, healthy_from_s),
+    }
+
+
+def _gc_pauses(stack: RunningStack) -> dict[str, tuple[float, float]]:
+    """dashboard_api's garbage collections so far by generation: (count, seconds)."""
+    counts = stack.api_samples("dashboard_api_gc_pause_seconds_count")
+    sums = dict(
+        (labels["generation"], total)
+        for labels, total in stack.api_samples("dashboard_api_gc_pause_seconds_sum")
+    )
+    return {labels["generation"]: (count, sums[labels["generation"]]) for labels, count in counts}
+
+
+def _slow_client_steps(stack: RunningStack) -> dict[str, float]:
+    samples = stack.api_samples("dashboard_api_slow_client_steps_total")
+    return {labels["step"]: value for labels, value in samples}
+
+
+def _healthy(readers: dict[str, Any], clients: int, from_s: float) -> dict[str, Any]:
+    hops = readers["hops_ms"]
+    # What the instance adds for a client that reads: from Redis's publish to the client.
+    instance_ms = [a + b for a, b in zip(hops["cached_to_sent"], hops["sent_to_received"], strict=True)]
+    return {
+        "clients": clients,
+        "connected": readers["connected"],
+        "from_s": round(from_s, 1),
+        "updates": readers["updates"],
+        "e2e_ms": summarize_ms(readers["e2e_ms"]),
+        "cached_to_received_ms": summarize_ms(instance_ms),
     }

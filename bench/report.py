@@ -26,11 +26,12 @@ TARGETS = {
     "held_age_p99_ms": 100.0,
     "processor_per_core": 50_000,
     "processor_vs_quix": 1.5,
-    "fanout_per_core": 40_000,
-    "fanout_p99_ms": 50.0,
-    "fanout_vs_socketio": 3.0,
-    "fanout_vs_centrifugo": 1.0,
+    "silent_rss_growth_mib": 100.0,
+    "silent_healthy_p99_ms": 50.0,
 }
+
+# Every step of the slow-client ladder, in the order a client that never reads takes them.
+LADDER = ("conflating", "resyncing", "disconnect")
 
 
 # The pipeline's processes, in the order a tick meets them, for the per-tick CPU figures.
@@ -314,15 +315,60 @@ def _peer_section(section: dict[str, Any] | None, title: str) -> list[str]:
 def _silent_section(silent: dict[str, Any] | None) -> list[str]:
     if not silent:
         return []
-    return [
+    lines = [
         "## dashboard_api memory with clients that never read",
         "",
         f"{silent['clients']:,} clients ({silent['connected']:,} connected) subscribe and never read, at "
         f"{silent['offered_rate']:,} ticks/s for {silent['seconds']:.0f} s: dashboard_api RSS "
         f"{silent['baseline_rss_mb']:.0f} MiB before, peak {silent['peak_rss_mb']:.0f} MiB. Slow-client "
         f"ladder steps taken: {json.dumps(silent['slow_client_steps'])}.",
-        "",
     ]
+    if healthy := silent.get("healthy"):
+        instance, e2e = healthy["cached_to_received_ms"], healthy["e2e_ms"]
+        lines.append(
+            f"From {healthy['from_s']:g} s, when every silent client was conflating, "
+            f"{healthy['connected']} clients that read, on the same instance, received "
+            f"{healthy['updates']:,} updates: from Redis's publish to the client p50 "
+            f"{_fmt(instance['p50'])} ms, p99 {_fmt(instance['p99'])} ms; end to end p50 "
+            f"{_fmt(e2e['p50'])} ms, p99 {_fmt(e2e['p99'])} ms."
+        )
+    return [*lines, ""]
+
+
+def _silent_targets(silent: dict[str, Any] | None) -> list[tuple[str, str, str, bool | None]]:
+    """Memory bounded and every ladder step taken while clients never read; readers unharmed."""
+    if not silent:
+        return []
+    growth = silent["peak_rss_mb"] - silent["baseline_rss_mb"]
+    goal = TARGETS["silent_rss_growth_mib"]
+    steps = silent["slow_client_steps"]
+    taken = ", ".join(f"{step} {steps.get(step, 0):,.0f}" for step in LADDER)
+    rows: list[tuple[str, str, str, bool | None]] = [
+        (
+            f"dashboard_api RSS growth, {silent['clients']:,} clients that never read",
+            f"≤ {goal:g} MiB",
+            f"{growth:.0f} MiB",
+            growth <= goal,
+        ),
+        (
+            "every slow-client ladder step taken (counted in metrics)",
+            "each > 0",
+            taken,
+            all(steps.get(step, 0) > 0 for step in LADDER),
+        ),
+    ]
+    if healthy := silent.get("healthy"):
+        p99 = healthy["cached_to_received_ms"]["p99"]
+        goal = TARGETS["silent_healthy_p99_ms"]
+        rows.append(
+            (
+                "a reading client beside them: p99 Redis publish → client",
+                f"≤ {goal:g} ms",
+                f"{_fmt(p99)} ms",
+                p99 <= goal,
+            )
+        )
+    return rows
 
 
 def _profile_section(profile: dict[str, Any] | None) -> list[str]:
@@ -384,6 +430,7 @@ def targets(
             )
         )
     rows += _capacity_targets(results.get("capacity"))
+    rows += _silent_targets(results.get("silent"))
     for key in ("processor", "fanout"):
         for row in (results.get(key) or {}).get("targets", []):
             rows.append(tuple(row))  # type: ignore[arg-type]
