@@ -104,7 +104,7 @@ $(BENCH_INSTALLED): $(INSTALLED) pyproject.toml
 	touch $@
 
 .PHONY: bench
-bench: $(BENCH_INSTALLED) infra ## measure tapewire against its peers (about 13 min); report in results/bench/<time>/
+bench: $(BENCH_INSTALLED) infra ## measure tapewire against its peers (about 16 min); report in results/bench/<time>/
 	$(BIN)/python -m bench
 
 .PHONY: bench-quick

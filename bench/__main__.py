@@ -1,4 +1,4 @@
-"""`make bench` (about 13 minutes) and `make bench-quick` (about 4): run every measurement on
+"""`make bench` (about 16 minutes) and `make bench-quick` (about 4): run every measurement on
 this machine and write results/bench/<timestamp>/{results.json,report.md,latency.png}.
 
     python -m bench [--quick] [--out DIR] [--skip e2e,throughput,capacity,silent,processor,fanout,profile]
