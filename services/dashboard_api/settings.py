@@ -72,7 +72,7 @@ class DashboardApiSettings(GrpcTlsFiles, BaseSettings):
     # mark; it resumes below a quarter of it). Only a client whose kernel buffer is full gets
     # here, so a small value costs a healthy client nothing.
     ws_write_buffer_bytes: int = Field(default=16_384, ge=1024, le=16 * 1024 * 1024)
-    # How long a close frame may wait for a client's socket to drain before giving up on it.
+    # How long a close frame may wait for a client's socket to drain; then the connection is dropped.
     close_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # On SIGTERM: time for WebSockets to close (1001) and requests to finish.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
