@@ -273,7 +273,7 @@ def silent_clients(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]
     idle = ProcessSampler({"dashboard_api": api_pid}).start()
     time.sleep(1.0)
     baseline = idle.stop()["dashboard_api"].peak_rss_mb
-    gc_before = {generation: {"count": c, "seconds": t} for generation, (c, t) in _gc_pauses(stack).items()}
+    gc_before = _gc_pauses(stack)
     fleet = ClientFleet(
         ClientSpec(
             stack.ws_url,
@@ -304,11 +304,13 @@ def silent_clients(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]
         elapsed = time.monotonic() - started
         sampler_usage = sampler._usage["dashboard_api"]  # the sampler's running peak
         timeline.append({"t_s": round(elapsed, 1), "peak_rss_mb": round(sampler_usage.peak_rss_mb, 1)})
+        if healthy is not None:
+            continue
         try:
             stalled = _slow_client_steps(stack).get("conflating", 0) >= settings.silent_clients
         except httpx.HTTPError:
             stalled = False  # a loop busy with a thousand handshakes answers late: ask next round
-        if healthy is None and (stalled or elapsed >= settings.silent_seconds / 2):
+        if stalled or elapsed >= settings.silent_seconds / 2:
             healthy_from_s = elapsed
             spec = ClientSpec(
                 stack.ws_url,
@@ -325,10 +327,7 @@ def silent_clients(stack: RunningStack, settings: E2ESettings) -> dict[str, Any]
     readers = healthy.collect(timeout_s=60) if healthy is not None else None
     steps = _slow_client_steps(stack)
     gc_pauses = {
-        generation: {
-            "count": count - gc_before[generation]["count"],
-            "seconds": total - gc_before[generation]["seconds"],
-        }
+        generation: {"count": count - gc_before[generation][0], "seconds": total - gc_before[generation][1]}
         for generation, (count, total) in _gc_pauses(stack).items()
     }
     stack.drain(timeout_s=60)

@@ -90,7 +90,7 @@ class ConnectionGuard:
         self._metrics.handshake_timeouts.inc()
 
     def protocols(
-        self, write_buffer_bytes: int = 65_536
+        self, write_buffer_bytes: int
     ) -> tuple[type[GuardedHttpProtocol], type[GuardedWebSocketProtocol]]:
         """uvicorn's `http` and `ws` protocol classes, bound to this guard (uvicorn builds its
         protocols from a class and its own arguments, so the guard travels as a class attribute),
@@ -173,7 +173,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     and offering the app a `DirectSocket` (live/direct.py) in the scope's extensions."""
 
     guard: ClassVar[ConnectionGuard]
-    write_buffer_bytes: ClassVar[int] = 65_536
+    write_buffer_bytes: ClassVar[int]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

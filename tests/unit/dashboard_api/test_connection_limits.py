@@ -51,8 +51,9 @@ def test_refusals_and_open_connections_are_counted() -> None:
 
 def test_protocol_classes_are_bound_to_their_own_guard() -> None:
     one, other = guard(), guard()
-    assert one.protocols()[0].guard is one and one.protocols()[1].guard is one
-    assert other.protocols()[0].guard is other
+    assert one.protocols(16_384)[0].guard is one and one.protocols(16_384)[1].guard is one
+    assert other.protocols(16_384)[0].guard is other
+    assert one.protocols(16_384)[1].write_buffer_bytes == 16_384
 
 
 def test_the_refusal_is_a_complete_503_in_the_documented_shape() -> None:
