@@ -242,6 +242,7 @@ def _launch_tapewire(
         "TAPEWIRE_TOPIC_COMMANDS": f"{tag}_commands",
         "TAPEWIRE_TOPIC_PROCESSOR_ALERTS": f"{tag}_alerts",
         "TAPEWIRE_TOPIC_ALERT_EVENTS": f"{tag}_alert_events",
+        "TAPEWIRE_TOPIC_INSTRUMENTS": f"{tag}_instruments",
         "TAPEWIRE_TOPIC_PARTITIONS": str(partitions),
         "PROCESSOR_GROUP_ID": f"{tag}-group",
         "PROCESSOR_METRICS_PORT": "0",

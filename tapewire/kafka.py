@@ -203,6 +203,18 @@ def message_error(message: Message) -> KafkaError | None:
     return error
 
 
+def reader_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
+    """A consumer that is assigned partitions (it never joins `group_id`, nor commits), reads
+    only committed records and says when it reaches the end of a partition."""
+    return {
+        **kafka.as_librdkafka_dict(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+    }
+
+
 def read_latest_per_key(
     kafka: KafkaSettings, topic: str, partitions: Iterable[int], timeout_s: float = 60.0
 ) -> dict[int, dict[bytes, bytes]]:
@@ -211,15 +223,7 @@ def read_latest_per_key(
     For restoring state from a compacted changelog. Reads with `assign()` (no group, no commits);
     a null value (tombstone) removes its key.
     """
-    consumer = Consumer(
-        {
-            **kafka.as_librdkafka_dict(),
-            "group.id": "tapewire-restore",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = Consumer(reader_config(kafka, "tapewire-restore"))
     latest: dict[int, dict[bytes, bytes]] = {}
     try:
         pending = _non_empty_partitions(consumer, topic, partitions)

@@ -107,6 +107,10 @@ class KafkaSettings(BaseSettings):
         return self
 
 
+# The instrument master's topic: small, and read whole by every reader, in one ordered log.
+INSTRUMENTS_PARTITIONS = 1
+
+
 class TopicSettings(BaseSettings):
     """Topic names and shape. The DLQ of the raw topic is always `<raw>.dlq`."""
 
@@ -123,6 +127,8 @@ class TopicSettings(BaseSettings):
     commands: str = "tt_commands"
     processor_alerts: str = "tt_processor_alerts"
     alert_events: str = "tt_alert_events"
+    # The instrument master (tapewire/reference): the latest entry per symbol, compacted.
+    instruments: str = "tt_instruments"
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
 
@@ -131,8 +137,9 @@ class TopicSettings(BaseSettings):
         return f"{self.raw}.dlq"
 
     def all_topics(self) -> dict[str, int]:
-        """Every topic tapewire uses, with its partition count. All have the same count: the
-        processor reads raw and commands partition p together and writes p's output to p."""
+        """Every topic tapewire uses, with its partition count. All but the master have the same
+        count: the processor reads raw and commands partition p together and writes p's output
+        to p. The master is small and every reader takes all of it: one partition."""
         names = (
             self.raw,
             self.processed,
@@ -142,12 +149,12 @@ class TopicSettings(BaseSettings):
             self.processor_alerts,
             self.alert_events,
         )
-        return dict.fromkeys(names, self.partitions)
+        return {**dict.fromkeys(names, self.partitions), self.instruments: INSTRUMENTS_PARTITIONS}
 
     @property
     def compacted(self) -> tuple[str, ...]:
-        """The changelogs: only the latest record per key matters."""
-        return (self.processor_state, self.processor_alerts)
+        """The changelogs and the master: only the latest record per key matters."""
+        return (self.processor_state, self.processor_alerts, self.instruments)
 
 
 # Compaction keeps the changelog to about one record per instrument; small segments let the

@@ -30,7 +30,7 @@ def kafka_for_tests(stack_env: dict[str, str]) -> KafkaSettings:
 
 @contextmanager
 def own_topics(kafka: KafkaSettings, unique: str) -> Iterator[TopicSettings]:
-    """Fresh raw, processed, changelog, command, alert and DLQ topics named after `unique`,
+    """Fresh raw, processed, changelog, command, alert, master and DLQ topics named after `unique`,
     deleted afterwards.
 
     Deleting matters: a broker that keeps every test's partitions slows down for all later
@@ -42,6 +42,7 @@ def own_topics(kafka: KafkaSettings, unique: str) -> Iterator[TopicSettings]:
         commands=f"t{unique}_commands",
         processor_alerts=f"t{unique}_alerts",
         alert_events=f"t{unique}_alert_events",
+        instruments=f"t{unique}_instruments",
         partitions=TEST_PARTITIONS,
     )
     ensure_all_topics(kafka, names)
@@ -122,6 +123,7 @@ def service_env(
         "TAPEWIRE_TOPIC_COMMANDS": topics.commands,
         "TAPEWIRE_TOPIC_PROCESSOR_ALERTS": topics.processor_alerts,
         "TAPEWIRE_TOPIC_ALERT_EVENTS": topics.alert_events,
+        "TAPEWIRE_TOPIC_INSTRUMENTS": topics.instruments,
         "TAPEWIRE_TOPIC_PARTITIONS": str(topics.partitions),
         "REDIS_URL": redis.url.get_secret_value(),
         "REDIS_KEY_PREFIX": redis.key_prefix,

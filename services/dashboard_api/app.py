@@ -38,7 +38,9 @@ from .metrics import DashboardApiMetrics
 from .rest import admin, docs, routes
 from .rest.deps import AppContext, NotAllowed
 from .settings import DashboardApiSettings
-from .stores.bars import BarStore, open_pool
+from .stores.bars import BarStore
+from .stores.instruments import InstrumentStore
+from .stores.postgres import open_pool
 from .stores.states import StateStore
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,7 @@ async def open_services(
         settings=settings,
         states=StateStore(redis, keys),
         bars=BarStore(pool),
+        instruments=InstrumentStore(pool),
         relay=relay,
         metrics=metrics,
         sessions=sessions,

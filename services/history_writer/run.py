@@ -1,4 +1,5 @@
-"""The history writer: processed states into PostgreSQL, as a sink of the topic.
+"""The history writer: processed states and the instrument master into PostgreSQL, as a sink of
+their topics.
 
 It consumes `tt_processed_data` (read_committed: only what the processor committed) in a
 consumer group of its own and upserts each instrument's latest state and the bars those states
@@ -7,6 +8,10 @@ batch changes nothing. Because it is a sink rather than part of the processor's 
 PostgreSQL being down delays history (the writer rewinds and backs off, holding no more than a
 batch) but never live prices; and because it is a process of its own, its decoding and
 PostgreSQL work never take the processor's interpreter lock.
+
+The instrument master (compacted `tt_instruments`, one partition) is consumed in the same group:
+its entries are upserted into `instruments`, its tombstones delete, in offset order, so the
+table is what the topic says once the writer has caught up.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from confluent_kafka import Consumer, Message
 from google.protobuf.message import DecodeError
 
 from tapewire.consume_loop import LoopMetrics, LoopSettings, run_batches
+from tapewire.reference.instrument import Instrument
+from tapewire.reference.master import read_record
+from tapewire.settings import TopicSettings
 from tapewire.v1 import market_pb2 as pb
 
 from .store import HistoryStore, VersionedBar
@@ -65,11 +73,32 @@ def versioned_bar(state: pb.InstrumentState, bar: pb.Bar) -> VersionedBar:
     return VersionedBar(state.instrument, bar, state.version, state.vwap)
 
 
+def master_rows(batch: list[Message]) -> tuple[list[Instrument], list[str]]:
+    """What a batch of the master topic leaves: the entries to upsert and the symbols to delete
+    (the last record of each symbol decides)."""
+    latest: dict[str, Instrument | None] = {}
+    for message in batch:
+        if message.error() is not None:
+            continue
+        record = read_record(message.key(), message.value())
+        if record is not None:
+            symbol, entry = record
+            latest[symbol] = entry
+    entries = [entry for entry in latest.values() if entry is not None]
+    return entries, [symbol for symbol, entry in latest.items() if entry is None]
+
+
 class HistoryWriter:
-    def __init__(self, store: HistoryStore) -> None:
+    def __init__(self, store: HistoryStore, master_topic: str) -> None:
         self._store = store
+        self._master_topic = master_topic
 
     def handle(self, batch: list[Message]) -> None:
+        master = [message for message in batch if message.topic() == self._master_topic]
+        if master:
+            entries, removed = master_rows(master)
+            self._store.write_instruments(entries, removed)
+            batch = [message for message in batch if message.topic() != self._master_topic]
         states, bars_1s, bars_1m = latest_rows(batch)
         if states:
             self._store.write(states, bars_1s, bars_1m)
@@ -77,16 +106,16 @@ class HistoryWriter:
 
 def run_history(
     consumer: Consumer,
-    topic: str,
+    topics: TopicSettings,
     store: HistoryStore,
     loop: LoopSettings,
     metrics: LoopMetrics,
     stop: threading.Event,
 ) -> None:
     """Write history until `stop` is set."""
-    consumer.subscribe([topic])
+    consumer.subscribe([topics.processed, topics.instruments])
     try:
-        run_batches(consumer, HistoryWriter(store).handle, stop, loop, metrics)
+        run_batches(consumer, HistoryWriter(store, topics.instruments).handle, stop, loop, metrics)
     finally:
         consumer.close()
         store.close()

@@ -33,7 +33,7 @@ def serve(settings: HistoryWriterSettings, stop: threading.Event, registry: Coll
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     log.info("history_writer starting", extra={"group": settings.group_id, "topic": topics.processed})
     try:
-        run_history(consumer, topics.processed, HistoryStore(settings.postgres), settings.loop, metrics, stop)
+        run_history(consumer, topics, HistoryStore(settings.postgres), settings.loop, metrics, stop)
     finally:
         if ops:
             ops.close()

@@ -1,5 +1,5 @@
-"""PostgreSQL: the latest state of every instrument and the bar history, as history_writer
-writes them.
+"""PostgreSQL: the latest state of every instrument, the bar history and the instrument master,
+as history_writer writes them.
 
 Every write is an upsert guarded by version (`WHERE stored.version < new.version`), so
 replaying a batch after a crash, or two processors briefly both owning a partition during a
@@ -19,6 +19,7 @@ import psycopg
 from tapewire import decimals
 from tapewire.db import connect_kwargs
 from tapewire.errors import StoreUnavailable
+from tapewire.reference.instrument import Instrument
 from tapewire.settings import PostgresSettings
 from tapewire.v1 import market_pb2 as pb
 
@@ -50,6 +51,27 @@ ON CONFLICT (instrument, start_time) DO UPDATE SET
     vwap = EXCLUDED.vwap
 WHERE stored.version < EXCLUDED.version
 """
+
+
+# The master's rows follow the topic's records in offset order (one partition), so the last
+# write wins and a replayed batch ends where the first attempt did: no version guard is needed.
+_UPSERT_INSTRUMENTS = """
+INSERT INTO instruments AS stored
+    (symbol, name, asset_class, currency, venue, tick_size, decimals, lot_size, timezone, hours, days,
+     pre_open, updated_at)
+SELECT symbol, name, asset_class, currency, venue, tick_size, decimals, lot_size, timezone, hours,
+       string_to_array(days, ',')::smallint[], pre_open, now()
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::smallint[],
+            %s::numeric[], %s::text[], %s::text[], %s::text[], %s::text[])
+    AS new(symbol, name, asset_class, currency, venue, tick_size, decimals, lot_size, timezone, hours, days,
+           pre_open)
+ON CONFLICT (symbol) DO UPDATE SET
+    name = EXCLUDED.name, asset_class = EXCLUDED.asset_class, currency = EXCLUDED.currency,
+    venue = EXCLUDED.venue, tick_size = EXCLUDED.tick_size, decimals = EXCLUDED.decimals,
+    lot_size = EXCLUDED.lot_size, timezone = EXCLUDED.timezone, hours = EXCLUDED.hours,
+    days = EXCLUDED.days, pre_open = EXCLUDED.pre_open, updated_at = now()
+"""
+_DELETE_INSTRUMENTS = "DELETE FROM instruments WHERE symbol = ANY(%s::text[])"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +107,17 @@ class HistoryStore:
                 cur.execute(_UPSERT_BARS.format(table="bars_1s"), _bar_columns(bars_1s))
             if bars_1m:
                 cur.execute(_UPSERT_BARS.format(table="bars_1m"), _bar_columns(bars_1m))
+
+        self._run(work)
+
+    def write_instruments(self, entries: Sequence[Instrument], removed: Sequence[str]) -> None:
+        """Upsert entries of the master and delete removed symbols, in one transaction."""
+
+        def work(cur: Cursor) -> None:
+            if removed:
+                cur.execute(_DELETE_INSTRUMENTS, (list(removed),))
+            if entries:
+                cur.execute(_UPSERT_INSTRUMENTS, _instrument_columns(entries))
 
         self._run(work)
 
@@ -135,6 +168,23 @@ def _bar_columns(bars: Sequence[VersionedBar]) -> tuple[list[object], ...]:
         [b.bar.trade_count for b in bars],
         [b.version for b in bars],
         [_numeric(b.vwap) for b in bars],
+    )
+
+
+def _instrument_columns(entries: Sequence[Instrument]) -> tuple[list[object], ...]:
+    return (
+        [e.symbol for e in entries],
+        [e.name for e in entries],
+        [e.asset_class for e in entries],
+        [e.currency for e in entries],
+        [e.venue for e in entries],
+        [e.tick_size for e in entries],
+        [e.decimals for e in entries],
+        [e.lot_size for e in entries],
+        [e.calendar.timezone for e in entries],
+        [e.calendar.hours_text() for e in entries],
+        [",".join(str(day) for day in e.calendar.days) for e in entries],
+        [e.calendar.pre_open_text() for e in entries],
     )
 
 

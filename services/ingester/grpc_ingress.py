@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from services.ingester.metrics import IngesterMetrics
 from services.ingester.push import GRPC_SOURCE, INGEST_SERVICE, IngestService
@@ -26,6 +27,7 @@ from services.ingester.sources.replay import INVALID_TICK
 from tapewire.auth import TokenVerifier
 from tapewire.errors import ConfigurationError
 from tapewire.grpc_server import Service, start_grpc_server
+from tapewire.reference import master as reference_master
 from tapewire.v1 import ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,12 @@ class GrpcIngress:
             self._waiter,
             max_record_bytes=settings.max_record_bytes,
             ack_timeout_s=settings.push_ack_timeout_s,
+            publish_reference=partial(
+                reference_master.publish,
+                settings.kafka,
+                settings.topics.instruments,
+                timeout_s=settings.push_ack_timeout_s,
+            ),
         )
         self._thread = threading.Thread(target=self._run, name="ingester-grpc", daemon=True)
         self._listening = threading.Event()

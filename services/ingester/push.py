@@ -39,8 +39,10 @@ from services.ingester.queue import BoundedQueue, QueueClosed, QueueFull
 from services.ingester.receipts import StreamReceipt
 from services.ingester.records import Record, Unpublishable, encode, report_dropped
 from services.ingester.sources.replay import INVALID_TICK
-from tapewire.errors import InvalidTick
+from tapewire.errors import InvalidTick, KafkaFailure
 from tapewire.grpc_server import current_principal
+from tapewire.reference.instrument import Instrument, InvalidInstrument
+from tapewire.reference.instrument import from_proto as instrument_from_proto
 from tapewire.ticks import from_proto
 from tapewire.v1 import ingest_pb2, ingest_pb2_grpc, market_pb2
 
@@ -51,6 +53,11 @@ MAX_REJECTIONS = 100  # described in a summary; the count covers them all
 INGEST_SERVICE = ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name
 
 PushContext = grpc.aio.ServicerContext[market_pb2.Tick, ingest_pb2.PushSummary]
+InstrumentsContext = grpc.aio.ServicerContext[
+    ingest_pb2.PutInstrumentsRequest, ingest_pb2.PutInstrumentsResponse
+]
+MAX_INSTRUMENTS_PER_PUT = 10_000
+INVALID_INSTRUMENT = "invalid_instrument"
 
 
 class PushTally:
@@ -106,7 +113,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         ack_timeout_s: float,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         wait_slice_s: float = 0.25,
+        publish_reference: Callable[[list[Instrument]], int] | None = None,
     ) -> None:
+        self._publish_reference = publish_reference
         self._queue = queue
         self._metrics = metrics
         self._accepted_metric = metrics.accepted_from(GRPC_SOURCE)
@@ -132,6 +141,45 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         summary = tally.summary()
         self._log_end(summary)
         return summary
+
+    async def PutInstruments(
+        self, request: ingest_pb2.PutInstrumentsRequest, context: InstrumentsContext
+    ) -> ingest_pb2.PutInstrumentsResponse:
+        """Entries of the instrument master, each validated as a reference file's line; the
+        valid ones are published (and acknowledged by Kafka) even when others are not."""
+        if self._publish_reference is None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, "this ingester does not publish reference data"
+            )
+        # Reference data changes how every service reads an instrument: an operator's call, as
+        # dashboard_api's admin endpoints are (with auth off, the anonymous caller is admin).
+        if not current_principal().is_admin:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "PutInstruments needs the admin role")
+        if len(request.instruments) > MAX_INSTRUMENTS_PER_PUT:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{len(request.instruments)} instruments in one request; at most {MAX_INSTRUMENTS_PER_PUT}",
+            )
+        valid: list[Instrument] = []
+        rejections: list[ingest_pb2.Rejection] = []
+        for index, message in enumerate(request.instruments):
+            try:
+                valid.append(instrument_from_proto(message))
+            except InvalidInstrument as exc:
+                if len(rejections) < MAX_REJECTIONS:
+                    rejections.append(
+                        ingest_pb2.Rejection(index=index, code=INVALID_INSTRUMENT, reason=str(exc))
+                    )
+        assert self._publish_reference is not None
+        try:
+            published = await asyncio.to_thread(self._publish_reference, valid) if valid else 0
+        except KafkaFailure as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not published: {exc}")
+        log.info(
+            "instruments put",
+            extra={"published": published, "rejected": len(request.instruments) - len(valid)},
+        )
+        return ingest_pb2.PutInstrumentsResponse(published=published, rejections=rejections)
 
     async def _take(self, message: market_pb2.Tick, tally: PushTally, context: PushContext) -> None:
         record = self._admit(message, tally)

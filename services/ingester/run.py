@@ -44,6 +44,9 @@ from tapewire.auth import TokenVerifier
 from tapewire.errors import ConfigurationError, KafkaFailure
 from tapewire.kafka import ensure_topics, producer_config
 from tapewire.ops import OpsServer
+from tapewire.reference import master as reference_master
+from tapewire.reference.instrument import Instrument, InvalidInstrument
+from tapewire.settings import CHANGELOG_TOPIC_CONFIG, INSTRUMENTS_PARTITIONS
 from tapewire.ticks import RawTick
 from tapewire.tracing import DISABLED, Tracer
 
@@ -299,6 +302,15 @@ def build_source(
     return SimulatorSource(market, settings.rate, settings.max_ticks)
 
 
+def publish_reference(settings: IngesterSettings, instruments: list[Instrument]) -> None:
+    """The simulator's reference data to the instrument master, before its first tick: what a
+    venue's reference file is to a real feed. Compaction keeps one record per symbol, so
+    publishing the same entries at every start costs nothing."""
+    topic = settings.topics.instruments
+    published = reference_master.publish(settings.kafka, topic, instruments, settings.startup_timeout_s)
+    log.info("instruments published", extra={"instruments": published, "topic": topic})
+
+
 def open_replay(settings: IngesterSettings) -> BinaryIO | None:
     """The replay input (stdin for "-"), or None for other sources; raises OSError with the reason."""
     if settings.source != "replay" or settings.replay_path is None:
@@ -348,19 +360,37 @@ def _serve(
     metrics = IngesterMetrics(settings.source, registry, source_reasons)
     invalid = InvalidRecords(metrics)
     source = build_source(settings, replay_stream, invalid)
+    universe = None
+    if isinstance(source, SimulatorSource):
+        try:
+            universe = source.market.instruments()
+        except InvalidInstrument as exc:  # only a generated name's venue can break a rule
+            log.error(
+                f"INGESTER_VENUE={settings.venue!r} cannot name the simulator's generated instruments: {exc}"
+            )
+            return EXIT_CONFIG
     try:
+        topics = settings.topics
+        # The master is written here too: the simulator's universe, and gRPC PutInstruments.
         ensure_topics(
             settings.kafka,
-            {settings.topics.raw: settings.topics.partitions},
-            settings.topics.replication_factor,
+            {topics.raw: topics.partitions, topics.instruments: INSTRUMENTS_PARTITIONS},
+            topics.replication_factor,
             timeout_s=settings.startup_timeout_s,
+            configs={topics.instruments: CHANGELOG_TOPIC_CONFIG},
         )
     except KafkaFailure as exc:
         log.error(
-            f"cannot prepare topic {settings.topics.raw}: {exc} "
+            f"cannot prepare topics {settings.topics.raw} and {settings.topics.instruments}: {exc} "
             "(check KAFKA_BOOTSTRAP_SERVERS and that the broker is up)"
         )
         return EXIT_FAILURE
+    if universe is not None:
+        try:
+            publish_reference(settings, universe)
+        except KafkaFailure as exc:
+            log.error(f"cannot publish the simulator's instruments to {settings.topics.instruments}: {exc}")
+            return EXIT_FAILURE
     # librdkafka's own log lines (broker down, retries, fatal errors) go through our JSON logging.
     producer = Producer(producer_config(settings.kafka, CLIENT_ID, logger=logging.getLogger("librdkafka")))
     queue = new_queue(settings)

@@ -133,6 +133,11 @@ def _trade_part(state: State) -> pb.InstrumentState:
         message.session_volume = fmt(session.volume)
         message.session_turnover = fmt(session.turnover)
         message.trade_count = session.trade_count
+        message.session_close = fmt(session.close)
+        message.previous_close = fmt(session.previous_close)
+        message.change_basis = (
+            pb.CHANGE_BASIS_SESSION_OPEN if session.previous_close is None else pb.CHANGE_BASIS_PREVIOUS_CLOSE
+        )
     if state.bar_1s is not None:
         message.bar_1s.CopyFrom(bar_to_proto(state.bar_1s))
     if state.bar_1m is not None:
@@ -184,6 +189,10 @@ def _session_from_proto(message: pb.InstrumentState) -> TradingSession:
         volume=_required(message.session_volume),
         turnover=_required(message.session_turnover),
         trade_count=message.trade_count,
+        # Empty in a state written before calendars: the session goes on without a close
+        # until its next trade in regular hours, and without a previous close.
+        close=decimals.parse(message.session_close),
+        previous_close=decimals.parse(message.previous_close),
     )
 
 

@@ -6,10 +6,19 @@ starting point and a failed batch is undone by simply dropping the new values.
 Rules, as tapewire defines them:
 - **version** counts the ticks applied to the instrument: +1 for every tick, trade or quote.
 - **mid** = (bid + ask) / 2; **spread** = ask - bid; **spread_bps** = spread / mid * 10 000.
-- **session**: one UTC calendar day of exchange time. The first trade of a day opens it;
-  high, low, volume (sum of sizes), turnover (sum of price * size, exact) and trade count
-  accumulate over its trades; **vwap** = turnover / volume; **change** = last - open and
-  **change_pct** = change / open * 100.
+- **session**: follows the instrument's trading calendar (tapewire/reference/calendar.py; an
+  instrument without one trades one UTC calendar day per session). A session runs from its
+  start (its pre-open, else its open) to the next session's, so pre-market trades count in the
+  session they lead into and after-hours trades in the session they follow. The first trade of
+  a session, pre-market included, opens it; high, low, volume (sum of sizes), turnover
+  (sum of price * size, exact) and trade count accumulate over its trades; **vwap** =
+  turnover / volume.
+- **close**: a session's last trade in its regular hours, from its scheduled open to its
+  scheduled close inclusive (extended-hours trades do not move it). When the next session
+  starts, it becomes that session's **previous close**; a session without a trade in regular
+  hours passes its own previous close on. **change** = last - previous close and
+  **change_pct** = change / previous close * 100; without a previous close (an instrument's
+  first session) both are from the session's open, and the state says which (`change_basis`).
 - **bars**: OHLCV over trades in [start, start + interval) by exchange time, for 1 s and 1 min.
   Bars never reopen: a late trade (exchange time before the current bar, or session) counts
   in the current one, as a stream with zero allowed lateness does.
@@ -22,10 +31,10 @@ from decimal import Decimal
 from typing import Any
 
 from tapewire.decimals import CONTEXT
+from tapewire.reference.calendar import UTC_DAYS, SessionClock
 from tapewire.ticks import Quote, RawTick, Trade
 
 NS_PER_SECOND = 1_000_000_000
-NS_PER_DAY = 86_400 * NS_PER_SECOND
 BAR_1S_NS = NS_PER_SECOND
 BAR_1M_NS = 60 * NS_PER_SECOND
 # VWAP and ratios are rounded to this many decimal places (prices themselves are exact).
@@ -48,13 +57,15 @@ class Bar:
 
 @dataclass(frozen=True, slots=True)
 class TradingSession:
-    day: int
+    day: int  # the trading date, days since 1970-01-01
     open: Decimal
     high: Decimal
     low: Decimal
     volume: Decimal
     turnover: Decimal
     trade_count: int
+    close: Decimal | None = None  # its last trade in regular hours (scheduled open to close), so far
+    previous_close: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +97,15 @@ class State:
     bar_1m: Bar | None = None
 
 
-def apply(state: State | None, tick: RawTick, source: Position) -> State:
-    """The state after `tick`; `state` is None for an instrument's first tick."""
+# Sessions of instruments without a calendar: one per UTC day.
+UTC_SESSIONS = SessionClock(UTC_DAYS)
+
+
+def apply(
+    state: State | None, tick: RawTick, source: Position, sessions: SessionClock = UTC_SESSIONS
+) -> State:
+    """The state after `tick`; `state` is None for an instrument's first tick. `sessions` is the
+    instrument's trading calendar."""
     if state is None:
         state = State(
             instrument=tick.instrument,
@@ -98,7 +116,7 @@ def apply(state: State | None, tick: RawTick, source: Position) -> State:
             exchange_ns=0,
             ingest_ns=0,
         )
-    changes = trade_changes(state, tick) if isinstance(tick, Trade) else quote_changes(tick)
+    changes = trade_changes(state, tick, sessions) if isinstance(tick, Trade) else quote_changes(tick)
     changes.update(
         venue=tick.venue or state.venue,
         version=state.version + 1,
@@ -120,13 +138,13 @@ def quote_changes(quote: Quote) -> dict[str, Any]:
     }
 
 
-def trade_changes(state: State, trade: Trade) -> dict[str, Any]:
+def trade_changes(state: State, trade: Trade, sessions: SessionClock = UTC_SESSIONS) -> dict[str, Any]:
     """What a trade changes: the last trade, the session and both bars."""
     return {
         "last_price": trade.price,
         "last_size": trade.size,
         "last_trade_time_ns": trade.exchange_time_ns,
-        "session": next_session(state.session, trade),
+        "session": next_session(state.session, trade, sessions),
         "bar_1s": next_bar(state.bar_1s, trade, BAR_1S_NS),
         "bar_1m": next_bar(state.bar_1m, trade, BAR_1M_NS),
     }
@@ -143,19 +161,27 @@ def _evolve(state: State, changes: dict[str, Any]) -> State:
     return new
 
 
-def next_session(session: TradingSession | None, trade: Trade) -> TradingSession:
-    """The session after a trade: a new one on a later UTC day, else the running one updated."""
-    day = trade.exchange_time_ns // NS_PER_DAY
+def next_session(
+    session: TradingSession | None, trade: Trade, sessions: SessionClock = UTC_SESSIONS
+) -> TradingSession:
+    """The session after a trade: a new one when the trade falls in a later session of the
+    calendar, else the running one updated (a late trade from an earlier session counts in the
+    running one, as bars do, but never moves its close)."""
+    window = sessions.window(trade.exchange_time_ns)
+    in_hours = window.open_ns <= trade.exchange_time_ns <= window.close_ns  # regular hours: it may close
     notional = CONTEXT.multiply(trade.price, trade.size)
-    if session is None or day > session.day:
+    if session is None or window.day > session.day:
+        previous_close = None if session is None else _closing(session)
         return TradingSession(
-            day=day,
+            day=window.day,
             open=trade.price,
             high=trade.price,
             low=trade.price,
             volume=trade.size,
             turnover=notional,
             trade_count=1,
+            close=trade.price if in_hours else None,
+            previous_close=previous_close,
         )
     return TradingSession(
         day=session.day,
@@ -165,7 +191,15 @@ def next_session(session: TradingSession | None, trade: Trade) -> TradingSession
         volume=CONTEXT.add(session.volume, trade.size),
         turnover=CONTEXT.add(session.turnover, notional),
         trade_count=session.trade_count + 1,
+        close=trade.price if in_hours and window.day == session.day else session.close,
+        previous_close=session.previous_close,
     )
+
+
+def _closing(session: TradingSession) -> Decimal | None:
+    """What a finished session hands on as the previous close: its close, or without a trade in
+    regular hours, the previous close it had itself."""
+    return session.close if session.close is not None else session.previous_close
 
 
 def bar_start(time_ns: int, interval_ns: int) -> int:
@@ -222,14 +256,23 @@ def vwap(session: TradingSession | None) -> Decimal | None:
     return CONTEXT.divide(session.turnover, session.volume).quantize(DERIVED_DECIMAL_PLACES, context=CONTEXT)
 
 
-def change(session: TradingSession | None, last_price: Decimal | None) -> Decimal | None:
-    if session is None or last_price is None:
+def change_basis(session: TradingSession | None) -> Decimal | None:
+    """What change is measured from: the previous close, else the session's open."""
+    if session is None:
         return None
-    return CONTEXT.subtract(last_price, session.open)
+    return session.previous_close if session.previous_close is not None else session.open
+
+
+def change(session: TradingSession | None, last_price: Decimal | None) -> Decimal | None:
+    basis = change_basis(session)
+    if basis is None or last_price is None:
+        return None
+    return CONTEXT.subtract(last_price, basis)
 
 
 def change_pct(session: TradingSession | None, last_price: Decimal | None) -> float:
+    basis = change_basis(session)
     delta = change(session, last_price)
-    if session is None or delta is None or session.open == 0:
+    if basis is None or delta is None or basis == 0:
         return 0.0
-    return float(CONTEXT.divide(CONTEXT.multiply(delta, _PERCENT), session.open))
+    return float(CONTEXT.divide(CONTEXT.multiply(delta, _PERCENT), basis))

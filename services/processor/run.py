@@ -59,6 +59,7 @@ from tapewire.consume_loop import TRANSIENT_ERRORS, rewind_to, run_batches
 from tapewire.dead_letters import Refused, decode_raw_tick, processing_failed
 from tapewire.errors import KafkaFailure, TapewireError
 from tapewire.kafka import record_position, record_time_ns
+from tapewire.reference.calendar import SessionClock
 from tapewire.ticks import RawTick, Trade
 from tapewire.tracing import Tracer
 from tapewire.v1 import alerts_pb2 as apb
@@ -75,6 +76,7 @@ from .alert_codec import (
     position_record,
 )
 from .alerts import Book, Event, Limits, Status
+from .calendars import Calendars
 from .codec import StateEncoder, state_from_proto
 from .enrich import Position, State, apply
 from .metrics import ProcessorMetrics
@@ -93,7 +95,7 @@ BY_KEY = -1
 # What applying one valid tick may raise without the batch being at fault. MemoryError is left
 # out: it says nothing about the tick, and the process had better stop.
 _POISON = (ArithmeticError, ValueError, TypeError, LookupError, AttributeError, AssertionError, RuntimeError)
-ApplyTick = Callable[[State | None, RawTick, Position], State]
+ApplyTick = Callable[[State | None, RawTick, Position, SessionClock], State]
 
 
 class ProducerFenced(TapewireError):
@@ -114,6 +116,7 @@ class Processor:
         clock: Callable[[], int] = time.time_ns,
         apply_tick: ApplyTick = apply,
         tracer: Tracer = tracing.DISABLED,
+        calendars: Calendars | None = None,
     ) -> None:
         if not producers:
             raise ValueError("a processor needs at least one transactional producer")
@@ -128,6 +131,7 @@ class Processor:
         self._metrics = metrics
         self._clock = clock
         self._tracer = tracer
+        self._calendars = calendars if calendars is not None else Calendars()
         self._limits = Limits(settings.max_alerts_per_instrument, settings.max_alert_book_bytes)
         self._states: dict[str, State] = {}
         self._encoder = StateEncoder()
@@ -186,6 +190,7 @@ class Processor:
         changed: list[Encoded] = []
         try:
             self._restore_assigned()
+            self._calendars.refresh()
             pending = self._open()
             pending.include(batch)
             self._apply_batch(batch, pending, changed)
@@ -281,7 +286,7 @@ class Processor:
         self, previous: State | None, tick: RawTick, position: Position, pending: Pending, processed_ns: int
     ) -> tuple[State, Encoded, tuple[Book, Sequence[Event]] | None]:
         """The new state, its wire form and, when the tick triggers alerts, the book and events."""
-        state = self._apply(previous, tick, position)
+        state = self._apply(previous, tick, position, self._calendars.clock(tick.instrument))
         encoded = Encoded(state, self._encoder.encode(state, processed_ns))
         if not isinstance(tick, Trade):
             return state, encoded, None
@@ -584,14 +589,23 @@ def run(
     stop: threading.Event,
     apply_tick: ApplyTick = apply,
     tracer: Tracer = tracing.DISABLED,
+    calendars: Calendars | None = None,
 ) -> None:
     """Consume until `stop` is set, then leave the group cleanly. `producers` are transactional
     (with ids of their own; transactions take turns over them) and `consumer` must use
-    CO_PARTITIONING_ASSIGNOR."""
+    CO_PARTITIONING_ASSIGNOR. `calendars` are the instruments' trading calendars (default: one
+    UTC day per session for every instrument)."""
     for producer in producers:
         producer.init_transactions(settings.flush_timeout_s)
     processor = Processor(
-        settings, consumer, producers, restore, metrics, apply_tick=apply_tick, tracer=tracer
+        settings,
+        consumer,
+        producers,
+        restore,
+        metrics,
+        apply_tick=apply_tick,
+        tracer=tracer,
+        calendars=calendars,
     )
     consumer.subscribe(
         [settings.topics.raw, settings.topics.commands],

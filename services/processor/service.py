@@ -27,8 +27,10 @@ from tapewire.kafka import (
     transactional_producer_config,
 )
 from tapewire.ops import serve_ops
+from tapewire.reference.master import MasterFeed
 from tapewire.settings import TopicSettings
 
+from .calendars import Calendars
 from .enrich import apply
 from .metrics import ProcessorMetrics
 from .run import CO_PARTITIONING_ASSIGNOR, ApplyTick, run
@@ -79,11 +81,16 @@ def serve(
         "processor starting",
         extra={"group": settings.group_id, "topic": topics.raw, "commands_topic": topics.commands},
     )
+    # The whole master before the first tick: every session is rolled by its own calendar.
+    feed = MasterFeed(settings.kafka, topics.instruments)
+    log.info("instrument master read", extra={"instruments": feed.catch_up()})
+    calendars = Calendars(feed)
     tracer = tracing.start("processor", settings.tracing)
     try:
-        run(settings, consumer, producers, restore, metrics, stop, apply_tick, tracer)
+        run(settings, consumer, producers, restore, metrics, stop, apply_tick, tracer, calendars)
     finally:
         stop.set()
+        calendars.close()
         tracer.close()
         if ops:
             ops.close()

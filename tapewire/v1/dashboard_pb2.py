@@ -23,24 +23,29 @@ _sym_db = _symbol_database.Default()
 
 
 from tapewire.v1 import market_pb2 as tapewire_dot_v1_dot_market__pb2
+from tapewire.v1 import reference_pb2 as tapewire_dot_v1_dot_reference__pb2
 from tapewire.v1 import stream_pb2 as tapewire_dot_v1_dot_stream__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btapewire/v1/dashboard.proto\x12\x0btapewire.v1\x1a\x18tapewire/v1/market.proto\x1a\x18tapewire/v1/stream.proto\"\x18\n\x16ListInstrumentsRequest\".\n\x17ListInstrumentsResponse\x12\x13\n\x0binstruments\x18\x01 \x03(\t\")\n\x12GetSnapshotRequest\x12\x13\n\x0binstruments\x18\x01 \x03(\t\"T\n\x13GetSnapshotResponse\x12,\n\x06states\x18\x01 \x03(\x0b\x32\x1c.tapewire.v1.InstrumentState\x12\x0f\n\x07missing\x18\x02 \x03(\t2\x85\x02\n\tDashboard\x12\\\n\x0fListInstruments\x12#.tapewire.v1.ListInstrumentsRequest\x1a$.tapewire.v1.ListInstrumentsResponse\x12P\n\x0bGetSnapshot\x12\x1f.tapewire.v1.GetSnapshotRequest\x1a .tapewire.v1.GetSnapshotResponse\x12H\n\tSubscribe\x12\x1d.tapewire.v1.SubscribeRequest\x1a\x1a.tapewire.v1.ServerMessage0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btapewire/v1/dashboard.proto\x12\x0btapewire.v1\x1a\x18tapewire/v1/market.proto\x1a\x1btapewire/v1/reference.proto\x1a\x18tapewire/v1/stream.proto\"<\n\x16ListInstrumentsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x13\n\x0b\x61sset_class\x18\x02 \x01(\t\"\x8b\x01\n\x11InstrumentDetails\x12+\n\ninstrument\x18\x01 \x01(\x0b\x32\x17.tapewire.v1.Instrument\x12\x30\n\rmarket_status\x18\x02 \x01(\x0e\x32\x19.tapewire.v1.MarketStatus\x12\x17\n\x0fstatus_until_ns\x18\x03 \x01(\x03\"_\n\x17ListInstrumentsResponse\x12\x13\n\x0binstruments\x18\x01 \x03(\t\x12/\n\x07\x64\x65tails\x18\x02 \x03(\x0b\x32\x1e.tapewire.v1.InstrumentDetails\")\n\x12GetSnapshotRequest\x12\x13\n\x0binstruments\x18\x01 \x03(\t\"T\n\x13GetSnapshotResponse\x12,\n\x06states\x18\x01 \x03(\x0b\x32\x1c.tapewire.v1.InstrumentState\x12\x0f\n\x07missing\x18\x02 \x03(\t*{\n\x0cMarketStatus\x12\x1d\n\x19MARKET_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12MARKET_STATUS_OPEN\x10\x01\x12\x1a\n\x16MARKET_STATUS_PRE_OPEN\x10\x02\x12\x18\n\x14MARKET_STATUS_CLOSED\x10\x03\x32\x85\x02\n\tDashboard\x12\\\n\x0fListInstruments\x12#.tapewire.v1.ListInstrumentsRequest\x1a$.tapewire.v1.ListInstrumentsResponse\x12P\n\x0bGetSnapshot\x12\x1f.tapewire.v1.GetSnapshotRequest\x1a .tapewire.v1.GetSnapshotResponse\x12H\n\tSubscribe\x12\x1d.tapewire.v1.SubscribeRequest\x1a\x1a.tapewire.v1.ServerMessage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tapewire.v1.dashboard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=96
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=120
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=122
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=168
-  _globals['_GETSNAPSHOTREQUEST']._serialized_start=170
-  _globals['_GETSNAPSHOTREQUEST']._serialized_end=211
-  _globals['_GETSNAPSHOTRESPONSE']._serialized_start=213
-  _globals['_GETSNAPSHOTRESPONSE']._serialized_end=297
-  _globals['_DASHBOARD']._serialized_start=300
-  _globals['_DASHBOARD']._serialized_end=561
+  _globals['_MARKETSTATUS']._serialized_start=555
+  _globals['_MARKETSTATUS']._serialized_end=678
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=125
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=185
+  _globals['_INSTRUMENTDETAILS']._serialized_start=188
+  _globals['_INSTRUMENTDETAILS']._serialized_end=327
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=329
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=424
+  _globals['_GETSNAPSHOTREQUEST']._serialized_start=426
+  _globals['_GETSNAPSHOTREQUEST']._serialized_end=467
+  _globals['_GETSNAPSHOTRESPONSE']._serialized_start=469
+  _globals['_GETSNAPSHOTRESPONSE']._serialized_end=553
+  _globals['_DASHBOARD']._serialized_start=681
+  _globals['_DASHBOARD']._serialized_end=942
 # @@protoc_insertion_point(module_scope)

@@ -23,19 +23,24 @@ _sym_db = _symbol_database.Default()
 
 
 from tapewire.v1 import market_pb2 as tapewire_dot_v1_dot_market__pb2
+from tapewire.v1 import reference_pb2 as tapewire_dot_v1_dot_reference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tapewire/v1/ingest.proto\x12\x0btapewire.v1\x1a\x18tapewire/v1/market.proto\"8\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xd0\x01\n\x0bPushSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12*\n\nrejections\x18\x03 \x03(\x0b\x32\x16.tapewire.v1.Rejection\x12\x11\n\tpublished\x18\x04 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x06 \x01(\x04\x12\x13\n\x0bunconfirmed\x18\x07 \x01(\x04\x12(\n\x08\x66\x61ilures\x18\x08 \x03(\x0b\x32\x16.tapewire.v1.Rejection2?\n\x06Ingest\x12\x35\n\x04Push\x12\x11.tapewire.v1.Tick\x1a\x18.tapewire.v1.PushSummary(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tapewire/v1/ingest.proto\x12\x0btapewire.v1\x1a\x18tapewire/v1/market.proto\x1a\x1btapewire/v1/reference.proto\"E\n\x15PutInstrumentsRequest\x12,\n\x0binstruments\x18\x01 \x03(\x0b\x32\x17.tapewire.v1.Instrument\"W\n\x16PutInstrumentsResponse\x12\x11\n\tpublished\x18\x01 \x01(\x04\x12*\n\nrejections\x18\x02 \x03(\x0b\x32\x16.tapewire.v1.Rejection\"8\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xd0\x01\n\x0bPushSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12*\n\nrejections\x18\x03 \x03(\x0b\x32\x16.tapewire.v1.Rejection\x12\x11\n\tpublished\x18\x04 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x06 \x01(\x04\x12\x13\n\x0bunconfirmed\x18\x07 \x01(\x04\x12(\n\x08\x66\x61ilures\x18\x08 \x03(\x0b\x32\x16.tapewire.v1.Rejection2\x9a\x01\n\x06Ingest\x12\x35\n\x04Push\x12\x11.tapewire.v1.Tick\x1a\x18.tapewire.v1.PushSummary(\x01\x12Y\n\x0ePutInstruments\x12\".tapewire.v1.PutInstrumentsRequest\x1a#.tapewire.v1.PutInstrumentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tapewire.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REJECTION']._serialized_start=67
-  _globals['_REJECTION']._serialized_end=123
-  _globals['_PUSHSUMMARY']._serialized_start=126
-  _globals['_PUSHSUMMARY']._serialized_end=334
-  _globals['_INGEST']._serialized_start=336
-  _globals['_INGEST']._serialized_end=399
+  _globals['_PUTINSTRUMENTSREQUEST']._serialized_start=96
+  _globals['_PUTINSTRUMENTSREQUEST']._serialized_end=165
+  _globals['_PUTINSTRUMENTSRESPONSE']._serialized_start=167
+  _globals['_PUTINSTRUMENTSRESPONSE']._serialized_end=254
+  _globals['_REJECTION']._serialized_start=256
+  _globals['_REJECTION']._serialized_end=312
+  _globals['_PUSHSUMMARY']._serialized_start=315
+  _globals['_PUSHSUMMARY']._serialized_end=523
+  _globals['_INGEST']._serialized_start=526
+  _globals['_INGEST']._serialized_end=680
 # @@protoc_insertion_point(module_scope)

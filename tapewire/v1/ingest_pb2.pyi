@@ -1,4 +1,5 @@
 from tapewire.v1 import market_pb2 as _market_pb2
+from tapewire.v1 import reference_pb2 as _reference_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -6,6 +7,20 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PutInstrumentsRequest(_message.Message):
+    __slots__ = ("instruments",)
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    instruments: _containers.RepeatedCompositeFieldContainer[_reference_pb2.Instrument]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_reference_pb2.Instrument, _Mapping]]] = ...) -> None: ...
+
+class PutInstrumentsResponse(_message.Message):
+    __slots__ = ("published", "rejections")
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    published: int
+    rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
+    def __init__(self, published: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("index", "code", "reason")

@@ -40,6 +40,11 @@ class IngestStub:
                 request_serializer=tapewire_dot_v1_dot_market__pb2.Tick.SerializeToString,
                 response_deserializer=tapewire_dot_v1_dot_ingest__pb2.PushSummary.FromString,
                 _registered_method=True)
+        self.PutInstruments = channel.unary_unary(
+                '/tapewire.v1.Ingest/PutInstruments',
+                request_serializer=tapewire_dot_v1_dot_ingest__pb2.PutInstrumentsRequest.SerializeToString,
+                response_deserializer=tapewire_dot_v1_dot_ingest__pb2.PutInstrumentsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServicer:
@@ -57,6 +62,15 @@ class IngestServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutInstruments(self, request, context):
+        """Add or replace entries of the instrument master (tt_instruments), each validated as a
+        line of a reference file is. The valid ones are published even when others are rejected;
+        the reply comes once Kafka has acknowledged them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -64,6 +78,11 @@ def add_IngestServicer_to_server(servicer, server):
                     servicer.Push,
                     request_deserializer=tapewire_dot_v1_dot_market__pb2.Tick.FromString,
                     response_serializer=tapewire_dot_v1_dot_ingest__pb2.PushSummary.SerializeToString,
+            ),
+            'PutInstruments': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutInstruments,
+                    request_deserializer=tapewire_dot_v1_dot_ingest__pb2.PutInstrumentsRequest.FromString,
+                    response_serializer=tapewire_dot_v1_dot_ingest__pb2.PutInstrumentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +112,33 @@ class Ingest:
             '/tapewire.v1.Ingest/Push',
             tapewire_dot_v1_dot_market__pb2.Tick.SerializeToString,
             tapewire_dot_v1_dot_ingest__pb2.PushSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutInstruments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tapewire.v1.Ingest/PutInstruments',
+            tapewire_dot_v1_dot_ingest__pb2.PutInstrumentsRequest.SerializeToString,
+            tapewire_dot_v1_dot_ingest__pb2.PutInstrumentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,17 +72,19 @@ def running(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         try:
             for url in (f"{api_url}/readyz", f"{auth_api_url}/readyz", f"http://127.0.0.1:{web_port}/"):
                 wait_for(lambda url=url: answers(url), 60, f"{url} to answer 200")
-            # Prices in Redis and bars in PostgreSQL before the first page is rendered.
-            wait_for(
-                lambda: len(httpx.get(f"{api_url}/api/instruments").json()["instruments"]) == 6,
-                60,
-                "6 instruments",
-            )
+            # A traded price in Redis for each of the 6 before the first page is rendered (the
+            # instruments themselves are listed as soon as the simulator publishes its universe).
+            wait_for(lambda: traded(api_url) == 6, 60, "a trade of each of the 6 instruments")
             yield Running(
                 suite, api_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{auth_web_port}", artifacts
             )
         finally:
             stop_and_show(suite)
+
+
+def traded(api_url: str) -> int:
+    states = httpx.get(f"{api_url}/api/snapshot").json()["states"]
+    return sum(1 for state in states if state["last_price"])
 
 
 @pytest.fixture(scope="package")

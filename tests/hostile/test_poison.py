@@ -7,6 +7,7 @@ import pytest
 from confluent_kafka import Producer
 
 from services.processor.enrich import NS_PER_SECOND, Position, State, apply
+from tapewire.reference.calendar import SessionClock
 from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.ticks import RawTick
 from tapewire.v1 import market_pb2 as pb
@@ -69,10 +70,10 @@ def test_absurd_magnitudes_and_forged_keys_are_dead_lettered_and_the_partition_f
 def test_a_tick_the_rules_cannot_apply_is_dead_lettered_and_the_partition_flows(
     kafka_settings: KafkaSettings, topics: TopicSettings, unique: str
 ) -> None:
-    def failing_on_13(state: State | None, tick: RawTick, source: Position) -> State:
+    def failing_on_13(state: State | None, tick: RawTick, source: Position, sessions: SessionClock) -> State:
         if tick.sequence == 13:
             raise ArithmeticError("a rule that cannot be applied to this tick")
-        return apply(state, tick, source)
+        return apply(state, tick, source, sessions)
 
     prices = [("10", 11), ("13", 13), ("12", 12)]
     records = [(topics.raw, b"AAPL", trade("AAPL", price, "1", sequence)) for price, sequence in prices]

@@ -57,7 +57,10 @@ async def test_instruments_and_snapshot(dashboard_settings: DashboardApiSettings
     async with asyncio.timeout(80):
         async with serving(dashboard_settings) as app:
             response = await app.http.get("/api/instruments")
-            assert (response.status_code, response.json()) == (200, {"instruments": ["AAPL", "MSFT"]})
+            assert (response.status_code, response.json()) == (
+                200,
+                {"instruments": ["AAPL", "MSFT"], "details": []},
+            )
 
             everything = (await app.http.get("/api/snapshot")).json()
             assert versions(everything) == {"AAPL": 7, "MSFT": 3}

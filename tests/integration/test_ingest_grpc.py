@@ -25,8 +25,9 @@ from pydantic import SecretStr
 from services.ingester.run import serve
 from services.ingester.settings import IngesterSettings
 from tapewire.auth import AuthSettings
+from tapewire.reference.master import read_master
 from tapewire.settings import KafkaSettings, TopicSettings
-from tapewire.v1 import ingest_pb2_grpc, market_pb2
+from tapewire.v1 import ingest_pb2, ingest_pb2_grpc, market_pb2, reference_pb2
 from tests.support import consume_all
 from tools.isolation import free_port
 
@@ -181,6 +182,46 @@ def test_with_auth_configured_only_a_valid_token_may_push(
 
     records = consume_all(kafka_settings, topics.raw, expected=1)
     assert [market_pb2.Tick.FromString(m.value() or b"").sequence for m in records] == [2]
+
+
+def instrument(symbol: str, tick_size: str = "0.01") -> reference_pb2.Instrument:
+    return reference_pb2.Instrument(
+        symbol=symbol,
+        name=f"{symbol} Corp",
+        asset_class="equity",
+        currency="USD",
+        venue="XNAS",
+        tick_size=tick_size,
+        calendar=reference_pb2.TradingCalendar(
+            timezone="America/New_York", hours="09:30-16:00", days=[1, 2, 3, 4, 5]
+        ),
+    )
+
+
+def test_put_instruments_publishes_the_valid_entries_and_needs_the_admin_role(
+    kafka_settings: KafkaSettings, topics: TopicSettings
+) -> None:
+    settings = grpc_ingester(kafka_settings, topics, auth=AuthSettings(hs256_secret=SecretStr(SECRET)))
+    request = ingest_pb2.PutInstrumentsRequest(
+        instruments=[instrument("AAA"), instrument("BBB", tick_size="0"), instrument("CCC", tick_size="0.25")]
+    )
+    admin = jwt.encode(
+        {"sub": "ops", "roles": ["admin"], "exp": int(time.time()) + 300}, SECRET, algorithm="HS256"
+    )
+    with running(settings) as channel:
+        stub = ingest_pb2_grpc.IngestStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.PutInstruments(request, metadata=bearer(token()), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        reply = stub.PutInstruments(request, metadata=bearer(admin), timeout=30)
+
+    assert reply.published == 2
+    assert [(r.index, r.code) for r in reply.rejections] == [(1, "invalid_instrument")]
+    assert reply.rejections[0].reason.startswith("tick_size '0' must be a positive decimal")
+    entries = {entry.symbol: entry for entry in read_master(kafka_settings, topics.instruments)}
+    assert sorted(entries) == ["AAA", "CCC"]
+    assert entries["CCC"].decimals == 2  # unset (0) is the tick size's own
+    assert entries["AAA"].calendar.hours_text() == "09:30-16:00"
 
 
 def listed_services(channel: grpc.Channel) -> set[str]:

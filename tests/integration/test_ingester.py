@@ -16,9 +16,12 @@ import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.ingester.run import serve
+from services.ingester.run import EXIT_CONFIG, serve
 from services.ingester.settings import IngesterSettings
+from services.ingester.sources.simulator import instrument_names
+from services.ingester.sources.universe import LISTINGS
 from tapewire.kafka import consumer_config
+from tapewire.reference.master import read_master
 from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.v1 import market_pb2 as pb
 
@@ -152,6 +155,21 @@ def test_the_simulator_publishes_exactly_max_ticks(
         assert message.key() == tick.instrument.encode() and tick.ingest_time_ns > 0
         by_instrument[(message.partition(), tick.instrument)].append(tick.sequence)
     assert all(seen == list(range(1, len(seen) + 1)) for seen in by_instrument.values())
+    # Its universe went to the instrument master first: every instrument it trades has an entry.
+    master = {entry.symbol: entry for entry in read_master(kafka_settings, topics.instruments)}
+    assert sorted(master) == sorted(instrument_names(settings.instruments))
+    assert {tick_instrument for _, tick_instrument in by_instrument} <= set(master)
+
+
+def test_a_venue_the_master_cannot_hold_is_refused_at_start_with_the_setting_named(
+    kafka_settings: KafkaSettings, topics: TopicSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ingester_settings(
+        kafka_settings, topics, source="simulator", instruments=len(LISTINGS) + 1, venue="sim-1", max_ticks=1
+    )
+    with caplog.at_level(logging.ERROR):
+        assert serve(settings, threading.Event(), CollectorRegistry()) == EXIT_CONFIG
+    assert any("INGESTER_VENUE='sim-1'" in record.getMessage() for record in caplog.records)
 
 
 def test_python_m_services_ingester_replays_stdin_and_exits_zero(

@@ -355,7 +355,10 @@ async def test_auth_refuses_the_unauthenticated_everywhere(auth_settings: Any, c
             assert (await app.http.get("/api/instruments")).status_code == 401
             user = {"Authorization": f"Bearer {token('alice')}"}
             admin = {"Authorization": f"Bearer {token('root', ['admin'])}"}
-            assert (await app.http.get("/api/instruments", headers=user)).json() == {"instruments": ["A"]}
+            assert (await app.http.get("/api/instruments", headers=user)).json() == {
+                "instruments": ["A"],
+                "details": [],
+            }
             assert (await app.http.get("/admin/connections", headers=user)).status_code == 403
             assert (await app.http.get("/admin/connections", headers=admin)).status_code == 200
             for path in ("/healthz", "/readyz", "/metrics"):

@@ -20,9 +20,12 @@ import grpc.aio
 
 from tapewire.errors import StoreUnavailable
 from tapewire.grpc_server import Service, current_principal
+from tapewire.reference.calendar import MarketStatus
+from tapewire.reference.instrument import to_proto
 from tapewire.v1 import dashboard_pb2, stream_pb2
 
 from ..rest.deps import AppContext
+from ..rest.listing import check_filter, find
 from . import protocol
 from .encoders import ENCODERS, Frame
 from .session import (
@@ -37,6 +40,11 @@ from .session import (
 from .ws import session_limits
 
 SERVICE_NAME = "tapewire.v1.Dashboard"
+_MARKET_STATUSES: dict[MarketStatus, dashboard_pb2.MarketStatus] = {
+    "open": dashboard_pb2.MARKET_STATUS_OPEN,
+    "pre_open": dashboard_pb2.MARKET_STATUS_PRE_OPEN,
+    "closed": dashboard_pb2.MARKET_STATUS_CLOSED,
+}
 
 _STATUS_OF_CLOSE = {
     CLOSE_SLOW_CONSUMER: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -66,13 +74,28 @@ class DashboardServicer:
         )
 
     async def ListInstruments(
-        self, _request: dashboard_pb2.ListInstrumentsRequest, context: Context
+        self, request: dashboard_pb2.ListInstrumentsRequest, context: Context
     ) -> dashboard_pb2.ListInstrumentsResponse:
+        refused = check_filter(request.query, request.asset_class)
+        if refused is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         try:
-            names = await self._services.states.instruments()
+            found = await find(
+                self._services.states, self._services.instruments, request.query, request.asset_class
+            )
         except StoreUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        return dashboard_pb2.ListInstrumentsResponse(instruments=names)
+        return dashboard_pb2.ListInstrumentsResponse(
+            instruments=found.instruments,
+            details=[
+                dashboard_pb2.InstrumentDetails(
+                    instrument=to_proto(details.entry),
+                    market_status=_MARKET_STATUSES[details.status],
+                    status_until_ns=details.until_ns,
+                )
+                for details in found.details
+            ],
+        )
 
     async def GetSnapshot(
         self, request: dashboard_pb2.GetSnapshotRequest, context: Context

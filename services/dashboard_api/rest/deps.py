@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..metrics import DashboardApiMetrics
     from ..settings import DashboardApiSettings
     from ..stores.bars import BarStore
+    from ..stores.instruments import InstrumentStore
     from ..stores.states import StateStore
 
 
@@ -26,6 +27,7 @@ class AppContext:
     settings: DashboardApiSettings
     states: StateStore
     bars: BarStore
+    instruments: InstrumentStore
     relay: Relay
     metrics: DashboardApiMetrics
     sessions: Sessions

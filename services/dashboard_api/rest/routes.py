@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -15,6 +15,7 @@ from ..live import protocol
 from ..stores.bars import Interval
 from . import views
 from .deps import AppContextDep, PrincipalDep
+from .listing import check_filter, find
 
 router = APIRouter()
 
@@ -54,8 +55,34 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {key: _ERRORS[key] for key in keys}
 
 
+class CalendarJson(BaseModel):
+    """When the instrument trades (tapewire/reference/calendar.py), in its venue's time zone."""
+
+    timezone: str
+    hours: str
+    days: str
+    pre_open: str
+
+
+class InstrumentDetails(BaseModel):
+    """An entry of the instrument master, and its market's status now."""
+
+    symbol: str
+    name: str
+    asset_class: str
+    currency: str
+    venue: str
+    tick_size: str
+    decimals: int
+    lot_size: str
+    calendar: CalendarJson
+    market_status: Literal["open", "pre_open", "closed"]
+    status_until_ns: int
+
+
 class Instruments(BaseModel):
     instruments: list[str]
+    details: list[InstrumentDetails]
 
 
 class BarJson(BaseModel):
@@ -105,6 +132,9 @@ class StateJson(BaseModel):
     vwap: str | None
     change: str | None
     change_pct: float | None
+    previous_close: str | None
+    change_basis: Literal["previous_close", "session_open"] | None
+    session_close: str | None
     bar_1s: BarJson | None
     bar_1m: BarJson | None
     times: StageTimes
@@ -154,9 +184,18 @@ class ApiError(Exception):
         self.reason = reason
 
 
-@router.get("/api/instruments", response_model=Instruments, responses=errors(401))
-async def instruments(services: AppContextDep, _caller: PrincipalDep) -> JSONResponse:
-    return JSONResponse({"instruments": await services.states.instruments()})
+@router.get("/api/instruments", response_model=Instruments, responses=errors(400, 401))
+async def instruments(
+    services: AppContextDep, _caller: PrincipalDep, q: str = "", asset_class: str = ""
+) -> JSONResponse:
+    """Every instrument with a state or in the master, sorted, with the master's entry of each
+    (`details`, in the same order); `q` keeps those whose symbol or name holds it (any case),
+    `asset_class` those of that class."""
+    refused = check_filter(q, asset_class)
+    if refused is not None:
+        raise ApiError(400, "invalid_filter", refused)
+    found = await find(services.states, services.instruments, q, asset_class)
+    return JSONResponse(found.json())
 
 
 @router.get("/api/snapshot", response_model=Snapshot, responses=errors(400, 401))

@@ -29,6 +29,14 @@ def dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+# A state written before calendars (UNSPECIFIED) measured its change from the session open.
+_CHANGE_BASES = {
+    pb.CHANGE_BASIS_UNSPECIFIED: "session_open",
+    pb.CHANGE_BASIS_PREVIOUS_CLOSE: "previous_close",
+    pb.CHANGE_BASIS_SESSION_OPEN: "session_open",
+}
+
+
 def state_to_json(state: pb.InstrumentState, sent_ns: int | None = None) -> JsonObject:
     """The JSON of one state; `sent_ns`, when given, is stamped into `times`."""
     return {
@@ -56,6 +64,9 @@ def state_to_json(state: pb.InstrumentState, sent_ns: int | None = None) -> Json
         "vwap": _decimal(state.vwap),
         "change": _decimal(state.change),
         "change_pct": _ratio(state.change_pct, state.change),
+        "previous_close": _decimal(state.previous_close),
+        "change_basis": _CHANGE_BASES.get(state.change_basis) if state.change else None,
+        "session_close": _decimal(state.session_close),
         "bar_1s": bar_to_json(state.bar_1s),
         "bar_1m": bar_to_json(state.bar_1m),
         "times": times_to_json(state.times, sent_ns),

@@ -7,13 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
-from tapewire.db import connect_kwargs
-from tapewire.errors import StoreUnavailable
-from tapewire.settings import PostgresSettings
+from .postgres import fetch_all
 
 Interval = Literal["1s", "1m"]
 INTERVALS: tuple[Interval, ...] = ("1s", "1m")
@@ -43,25 +40,6 @@ class BarRow:
     vwap: Decimal | None
 
 
-def open_pool(postgres: PostgresSettings, max_size: int, timeout_s: float) -> AsyncConnectionPool:
-    """A pool that connects in the background: the API starts even while PostgreSQL is down."""
-    kwargs: dict[str, str | bool] = dict(connect_kwargs(postgres))
-    conninfo = str(kwargs.pop("conninfo"))
-    kwargs["autocommit"] = True
-    return AsyncConnectionPool(
-        conninfo,
-        kwargs=kwargs,
-        min_size=1,
-        max_size=max_size,
-        timeout=timeout_s,
-        # A cheap round trip before handing a connection out, so a PostgreSQL restart costs
-        # no failed request.
-        check=AsyncConnectionPool.check_connection,
-        open=False,
-        name="dashboard_api",
-    )
-
-
 class BarStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -69,14 +47,4 @@ class BarStore:
     async def recent(self, instrument: str, interval: Interval, limit: int) -> list[BarRow]:
         """The last `limit` bars of `instrument`, oldest first."""
         query = sql.SQL(_RECENT).format(table=_TABLES[interval])
-        try:
-            async with self._pool.connection() as conn:
-                cursor = await conn.execute(query, (instrument, limit))
-                rows = await cursor.fetchall()
-        except PoolTimeout as exc:
-            raise StoreUnavailable("postgresql: no connection available (is it running?)") from exc
-        except psycopg.Error as exc:
-            # The first line says what; the rest (SQL and a caret) is for the log, not for clients.
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreUnavailable(f"postgresql: {first_line}") from exc
-        return [BarRow(*row) for row in rows]
+        return [BarRow(*row) for row in await fetch_all(self._pool, query, (instrument, limit))]

@@ -39,6 +39,9 @@ def full_state() -> pb.InstrumentState:
         vwap="186.40004",
         change="2.42",
         change_pct=1.3081,
+        previous_close="187.58",
+        change_basis=pb.CHANGE_BASIS_PREVIOUS_CLOSE,
+        session_close="190",
         bar_1s=pb.Bar(
             start_time_ns=T0,
             open="187.4",
@@ -89,6 +92,9 @@ FULL_STATE_JSON = {
     "vwap": "186.40004",
     "change": "2.42",
     "change_pct": 1.3081,
+    "previous_close": "187.58",
+    "change_basis": "previous_close",
+    "session_close": "190",
     "bar_1s": {
         "start_time_ns": T0,
         "open": "187.4",
@@ -152,10 +158,24 @@ def test_empty_state_has_nulls_for_unknown_decimals_bars_and_ratios() -> None:
         "vwap": None,
         "change": None,
         "change_pct": None,
+        "previous_close": None,
+        "change_basis": None,
+        "session_close": None,
         "bar_1s": None,
         "bar_1m": None,
         "times": {"exchange_ns": 0, "ingest_ns": 0, "processed_ns": 0, "cached_ns": T0, "sent_ns": 0},
     }
+
+
+def test_a_change_says_what_it_is_from_and_an_old_state_was_from_the_open() -> None:
+    old = views.state_to_json(pb.InstrumentState(instrument="A", change="1"))
+    assert (old["change_basis"], old["previous_close"]) == ("session_open", None)
+    new = views.state_to_json(
+        pb.InstrumentState(
+            instrument="A", change="1", previous_close="9", change_basis=pb.CHANGE_BASIS_PREVIOUS_CLOSE
+        )
+    )
+    assert (new["change_basis"], new["previous_close"]) == ("previous_close", "9")
 
 
 def test_zero_ratios_are_numbers_when_their_decimal_is_known() -> None:

@@ -23,6 +23,7 @@ from services.dashboard_api.metrics import DashboardApiMetrics
 from services.dashboard_api.rest.deps import AppContext
 from services.dashboard_api.settings import DashboardApiSettings
 from services.dashboard_api.stores.bars import BarStore
+from services.dashboard_api.stores.instruments import InstrumentStore
 from services.dashboard_api.stores.states import History, StatesRead, StateStore
 from tapewire.auth import AuthSettings, TokenVerifier
 from tapewire.v1 import market_pb2 as pb
@@ -131,6 +132,7 @@ def make_services(verifier: TokenVerifier | None = None, **settings: Any) -> App
         settings=DashboardApiSettings(**(defaults | settings)),
         states=cast(StateStore, FakeStates({"A": 3})),
         bars=cast(BarStore, None),
+        instruments=cast(InstrumentStore, None),
         relay=relay,
         metrics=metrics,
         sessions=Sessions(metrics),

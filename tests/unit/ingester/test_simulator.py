@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.ingester.sources.simulator import LISTINGS, Market, SimulatorSource, instrument_names
+from services.ingester.sources.simulator import Market, SimulatorSource, instrument_names
+from services.ingester.sources.universe import BY_SYMBOL, LISTINGS
 from tapewire.ticks import Quote, RawTick, Trade, from_proto, to_proto
 
 NOW_NS = 1_763_649_000_000_000_000
@@ -26,9 +27,26 @@ def test_same_seed_same_market() -> None:
 
 
 def test_at_least_fifty_real_looking_symbols() -> None:
-    symbols = [symbol for symbol, _ in LISTINGS]
+    symbols = [listing.symbol for listing in LISTINGS]
     assert len(set(symbols)) == len(symbols) >= 50
     assert {"AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA"} <= set(symbols)
+
+
+def test_the_busiest_names_include_a_24_7_pair_an_overnight_future_and_fx() -> None:
+    busiest = Market(8, "SIM", 0.3, seed=1).instruments()
+    calendars = {entry.asset_class: entry.calendar for entry in busiest}
+    assert calendars["crypto"].always_open
+    assert calendars["future"].overnight and calendars["future"].timezone == "America/Chicago"
+    assert {entry.decimals for entry in busiest if entry.asset_class == "fx"} == {5}
+    assert all(
+        entry.calendar.hours_text() == "09:30-16:00" for entry in busiest if entry.asset_class == "equity"
+    )
+
+
+def test_every_listing_is_a_valid_master_entry_and_generated_names_get_one() -> None:
+    entries = Market(len(LISTINGS) + 2, "SIM", 0.3, seed=1).instruments()
+    assert [entry.symbol for entry in entries] == instrument_names(len(LISTINGS) + 2)
+    assert entries[-1].venue == "SIM" and entries[-1].asset_class == "equity"
 
 
 def test_more_instruments_than_listed_get_generated_names() -> None:
@@ -50,13 +68,15 @@ def test_every_tick_passes_the_contract(ticks: list[RawTick]) -> None:
 
 
 def test_quotes_are_on_the_tick_grid_with_bid_below_ask(ticks: list[RawTick]) -> None:
-    cent = Decimal("0.01")
     for tick in (t for t in ticks if isinstance(t, Quote)):
+        listing = BY_SYMBOL[tick.instrument]
+        step, unit = listing.tick_size, listing.trade_unit
         assert 0 < tick.bid_price < tick.ask_price
-        assert tick.ask_price - tick.bid_price <= 20 * cent
-        assert tick.bid_price % cent == 0 and tick.ask_price % cent == 0
+        # A few ticks wide, wider for expensive names (one more multiple per 50,000 ticks).
+        assert tick.ask_price - tick.bid_price <= 4 * step * (1 + listing.price / step / 50_000 + 1)
+        assert tick.bid_price % step == 0 and tick.ask_price % step == 0
         assert tick.bid_size > 0 and tick.ask_size > 0
-        assert tick.bid_size % 100 == 0 and tick.ask_size % 100 == 0
+        assert tick.bid_size % unit == 0 and tick.ask_size % unit == 0
 
 
 def test_trades_happen_at_the_current_bid_or_ask_in_round_lots(ticks: list[RawTick]) -> None:
@@ -67,7 +87,7 @@ def test_trades_happen_at_the_current_bid_or_ask_in_round_lots(ticks: list[RawTi
         elif tick.instrument in last_quote:
             quote = last_quote[tick.instrument]
             assert tick.price in (quote.bid_price, quote.ask_price)
-            assert tick.size > 0 and tick.size % 100 == 0
+            assert tick.size > 0 and tick.size % BY_SYMBOL[tick.instrument].trade_unit == 0
 
 
 def test_sequences_count_from_one_per_instrument(ticks: list[RawTick]) -> None:
@@ -90,7 +110,7 @@ def test_extreme_trade_ratios(ratio: float) -> None:
 
 
 def test_prices_stay_plausible_and_move(ticks: list[RawTick]) -> None:
-    reference = {symbol: Decimal(price) for symbol, price in LISTINGS}
+    reference = {listing.symbol: listing.price for listing in LISTINGS}
     mids: dict[str, set[Decimal]] = defaultdict(set)
     for tick in (t for t in ticks if isinstance(t, Quote)):
         mid = (tick.bid_price + tick.ask_price) / 2
@@ -105,9 +125,16 @@ def test_busy_names_tick_more_than_quiet_ones(ticks: list[RawTick]) -> None:
     assert counts[names[0]] > 2 * counts[names[-1]] > 0
 
 
-def test_ticks_carry_the_venue_and_the_time_given() -> None:
+def test_ticks_carry_their_listings_venue_and_the_time_given() -> None:
     tick = Market(3, "XSIM", 0.5, seed=1).next_tick(NOW_NS)
-    assert (tick.venue, tick.exchange_time_ns, tick.ingest_time_ns) == ("XSIM", NOW_NS, 0)
+    assert (tick.venue, tick.exchange_time_ns, tick.ingest_time_ns) == (
+        BY_SYMBOL[tick.instrument].venue,
+        NOW_NS,
+        0,
+    )
+    generated = Market(len(LISTINGS) + 1, "XSIM", 0.5, seed=1)
+    venues = {t.instrument: t.venue for t in (generated.next_tick(NOW_NS) for _ in range(20_000))}
+    assert venues[f"SIM{len(LISTINGS) + 1:04d}"] == "XSIM"
 
 
 def test_at_least_one_instrument() -> None:

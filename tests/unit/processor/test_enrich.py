@@ -6,7 +6,6 @@ from decimal import Decimal as D
 
 from services.processor.enrich import (
     BAR_1M_NS,
-    NS_PER_DAY,
     NS_PER_SECOND,
     Position,
     State,
@@ -19,6 +18,7 @@ from services.processor.enrich import (
     spread_bps,
     vwap,
 )
+from tapewire.reference.calendar import NS_PER_DAY
 from tapewire.ticks import Quote, Trade
 
 # 2025-11-20 14:30:00 UTC, on a whole minute.
@@ -82,6 +82,10 @@ def test_new_utc_day_starts_a_new_session() -> None:
     assert state.session is not None
     assert state.session.day == next_day // NS_PER_DAY
     assert (state.session.open, state.session.volume, state.session.trade_count) == (D("90"), D("2"), 1)
+    # The day before closed at 100: change is from there, not from today's open.
+    assert state.session.previous_close == D("100")
+    assert change(state.session, state.last_price) == D("-10")
+    assert change_pct(state.session, state.last_price) == -10.0
 
 
 def test_bars_across_a_minute_boundary() -> None:
