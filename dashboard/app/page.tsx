@@ -1,5 +1,6 @@
-// The first paint is rendered here, on the server, from dashboard_api's REST snapshot; the
-// client component then resumes from those very versions over the WebSocket.
+// The first paint is rendered here, on the server, from dashboard_api's REST snapshot and the
+// instruments' details (so its prices already have each instrument's decimals); the client
+// component then resumes from those very versions over the WebSocket.
 
 import { cookies, headers } from "next/headers";
 
@@ -26,11 +27,13 @@ export default async function Page({ searchParams }: { searchParams: Promise<Rec
   }
   const states = loaded.kind === "ok" ? loaded.states : [];
   const instruments = loaded.kind === "ok" ? loaded.instruments : [];
+  const details = loaded.kind === "ok" ? loaded.details : [];
   const initialWatchlist = watchlist ?? (loaded.kind === "ok" ? states.map((s) => s.instrument) : []);
   return (
     <Dashboard
       initialStates={states}
       available={instruments}
+      initialDetails={details}
       initialWatchlist={initialWatchlist}
       watchlistChosen={watchlist !== null}
       apiUrl={api.public}

@@ -1,15 +1,17 @@
 "use client";
 
-import { useMemo, useRef, useState, type FormEvent } from "react";
+import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 
 import { visibleRows, type Sort } from "@/lib/grid";
-import type { InstrumentState } from "@/lib/types";
+import { optionLabel, resolveInstrument, searchInstruments } from "@/lib/instruments";
+import type { InstrumentDetails, InstrumentState } from "@/lib/types";
 
 import AlertsPanel from "./AlertsPanel";
 import Health from "./Health";
 import { useAlerts } from "./hooks/useAlerts";
 import { useFeed } from "./hooks/useFeed";
 import { useFeedTick } from "./hooks/useFeedTick";
+import { useInstruments } from "./hooks/useInstruments";
 import { useSlashFocus } from "./hooks/useSlashFocus";
 import { useToasts } from "./hooks/useToasts";
 import { useWatchlist } from "./hooks/useWatchlist";
@@ -20,6 +22,7 @@ import Watchlist from "./Watchlist";
 interface Props {
   initialStates: InstrumentState[];
   available: string[];
+  initialDetails: InstrumentDetails[];
   initialWatchlist: string[];
   watchlistChosen: boolean;
   apiUrl: string;
@@ -32,7 +35,17 @@ interface Props {
 /** The shell: the state lives in hooks (components/hooks/), this lays the page out. */
 export default function Dashboard(props: Props) {
   const { toasts, notify, dismiss } = useToasts();
-  const { alerts, onAlert, onAlertList, onPending } = useAlerts(notify);
+  // The watchlist fills itself from the first list of instruments after an empty first render;
+  // it is made after the feed, which needs the alerts, which need the details: hence this ref.
+  const fill = useRef<(instruments: string[]) => void>(() => undefined);
+  const { available, details, detailOf } = useInstruments({
+    initialInstruments: props.available,
+    initialDetails: props.initialDetails,
+    apiUrl: props.apiUrl,
+    token: props.token,
+    onListed: (instruments) => fill.current(instruments),
+  });
+  const { alerts, onAlert, onAlertList, onPending } = useAlerts(notify, detailOf);
   const feed = useFeed({
     websocketUrl: props.websocketUrl,
     token: props.token,
@@ -42,14 +55,14 @@ export default function Dashboard(props: Props) {
     onAlertList,
   });
   useFeedTick(feed);
-  const { watchlist, selected, setSelected, available, add, remove } = useWatchlist({
+  const { watchlist, selected, setSelected, add, remove, onListed } = useWatchlist({
     feed,
     initialWatchlist: props.initialWatchlist,
-    available: props.available,
     watchlistChosen: props.watchlistChosen,
-    apiUrl: props.apiUrl,
-    token: props.token,
   });
+  useEffect(() => {
+    fill.current = onListed;
+  }, [onListed]);
   const [filter, setFilter] = useState("");
   const [sort, setSort] = useState<Sort>({ key: "instrument", descending: false });
   const [adding, setAdding] = useState("");
@@ -59,12 +72,22 @@ export default function Dashboard(props: Props) {
 
   function addInstrument(event: FormEvent) {
     event.preventDefault();
-    if (add(adding.trim())) setAdding("");
+    if (add(resolveInstrument(adding, available, details))) setAdding("");
   }
 
   const view = feed.view();
   const rows = visibleRows(watchlist, (name) => feed.book.get(name), filter, sort);
-  const knownNames = useMemo(() => available.filter((name) => !watchlist.includes(name)), [available, watchlist]);
+  // Offered while typing: by symbol or by name, "AAPL — Apple Inc." (picked, the box holds the
+  // label; resolveInstrument takes the symbol back out of it).
+  const suggestions = useMemo(
+    () =>
+      searchInstruments(
+        available.filter((name) => !watchlist.includes(name)),
+        details,
+        adding,
+      ),
+    [available, watchlist, details, adding],
+  );
 
   return (
     <div className="app">
@@ -108,14 +131,14 @@ export default function Dashboard(props: Props) {
                 list="known-instruments"
                 value={adding}
                 onChange={(e) => setAdding(e.target.value)}
-                placeholder="Add instrument"
+                placeholder="Add: symbol or name"
                 aria-label="Add instrument"
-                maxLength={32}
+                maxLength={160}
                 autoComplete="off"
               />
               <datalist id="known-instruments">
-                {knownNames.map((name) => (
-                  <option key={name} value={name} />
+                {suggestions.map((name) => (
+                  <option key={name} value={optionLabel(name, details.get(name))} />
                 ))}
               </datalist>
               <button type="submit">Add</button>
@@ -123,6 +146,7 @@ export default function Dashboard(props: Props) {
           </div>
           <Watchlist
             book={feed.book}
+            details={details}
             rows={rows}
             selected={selected}
             sort={sort}
@@ -132,7 +156,9 @@ export default function Dashboard(props: Props) {
           />
         </section>
         <aside className="side">
-          {selected && <PriceChart instrument={selected} feed={feed} apiUrl={props.apiUrl} token={props.token} />}
+          {selected && (
+            <PriceChart instrument={selected} detail={details.get(selected)} feed={feed} apiUrl={props.apiUrl} token={props.token} />
+          )}
           {/* Keyed by the selection: the form follows the instrument picked in the grid. */}
           <AlertsPanel
             key={selected ?? ""}
@@ -140,6 +166,7 @@ export default function Dashboard(props: Props) {
             defaultInstrument={selected}
             alerts={alerts}
             userId={view.userId}
+            detailOf={(name) => details.get(name)}
             lastPrice={(name) => feed.book.get(name)?.last_price ?? null}
             create={(i, d, p) => feed.createAlert(i, d, p)}
             cancel={(id) => feed.cancelAlert(id)}

@@ -3,12 +3,14 @@
 import { useRef, type KeyboardEvent } from "react";
 
 import type { Book } from "@/lib/book";
-import { decimal, direction, percent, rounded, signed, volume } from "@/lib/format";
-import { COLUMNS, nextSort, type ColumnKey, type Sort } from "@/lib/grid";
-import type { InstrumentState } from "@/lib/types";
+import { DASH, direction } from "@/lib/format";
+import { COLUMNS, cellText, cellTitle, changeFromOpen, changeTone, nextSort, type Column, type Sort } from "@/lib/grid";
+import { decimalsOf, marketStatusLabel, marketStatusTitle, type DetailsIndex } from "@/lib/instruments";
+import type { InstrumentDetails, InstrumentState } from "@/lib/types";
 
 interface Props {
   book: Book;
+  details: DetailsIndex;
   rows: string[];
   selected: string | null;
   sort: Sort;
@@ -17,35 +19,12 @@ interface Props {
   onRemove: (instrument: string) => void;
 }
 
-function shown(state: InstrumentState, key: ColumnKey): string {
-  switch (key) {
-    case "instrument":
-      return state.instrument;
-    case "change":
-      return signed(state.change);
-    case "change_pct":
-      return percent(state.change_pct);
-    case "vwap":
-      return rounded(state.vwap);
-    case "session_volume":
-      return volume(state.session_volume);
-    default:
-      return decimal(state[key]);
-  }
-}
-
-function tone(state: InstrumentState): string {
-  if (!state.change || state.change === "0") return "";
-  return state.change.startsWith("-") ? "down" : "up";
-}
-
 /** One cell; when its value changed with the latest version it flashes green (up) or red (down).
  * The span is keyed by version so that every change restarts the animation. */
-function Cell({ state, previous, column }: { state: InstrumentState; previous?: InstrumentState; column: ColumnKey }) {
-  const text = shown(state, column);
-  if (column === "instrument" || !previous) return <span>{text}</span>;
-  const before = previous[column];
-  const now = state[column];
+function Cell({ text, state, previous, column }: { text: string; state: InstrumentState; previous?: InstrumentState; column: Column }) {
+  if (!previous) return <span>{text}</span>;
+  const before = previous[column.key];
+  const now = state[column.key];
   if (before === now) return <span>{text}</span>;
   const moved =
     typeof now === "number" || typeof before === "number"
@@ -59,7 +38,52 @@ function Cell({ state, previous, column }: { state: InstrumentState; previous?: 
   );
 }
 
-export default function Watchlist({ book, rows, selected, sort, onSort, onSelect, onRemove }: Props) {
+/** The symbol, its market's status and its name (secondary). */
+function InstrumentCell({ instrument, detail }: { instrument: string; detail?: InstrumentDetails }) {
+  const status = detail ? marketStatusLabel(detail.market_status) : null;
+  return (
+    <td data-field="instrument" className="name">
+      <span className="symbol">{instrument}</span>
+      {detail && status && (
+        <span
+          className={`market-status market-${detail.market_status}`}
+          data-field="market_status"
+          data-testid="market-status"
+          data-status={detail.market_status}
+          title={marketStatusTitle(detail)}
+        >
+          {status}
+        </span>
+      )}
+      {detail?.name && (
+        <span className="instrument-name" title={detail.name}>
+          {detail.name}
+        </span>
+      )}
+    </td>
+  );
+}
+
+/** A numeric cell at the instrument's decimals; the change columns carry their tone and, when
+ * the change is from this session's open (no previous close yet), a marker and a tooltip saying so. */
+function NumberCell(props: { column: Column; state?: InstrumentState; previous?: InstrumentState; decimals: number | undefined }) {
+  const { column, state, previous, decimals } = props;
+  const isChange = column.key === "change" || column.key === "change_pct";
+  const fromOpen = isChange && state !== undefined && changeFromOpen(state);
+  const tone = isChange && state ? changeTone(state, decimals) : "";
+  return (
+    <td
+      data-field={column.key}
+      data-basis={isChange && state?.change_basis ? state.change_basis : undefined}
+      title={state ? cellTitle(state, column) : undefined}
+      className={["num", tone, fromOpen ? "from-open" : ""].filter(Boolean).join(" ")}
+    >
+      {state ? <Cell text={cellText(state, column, decimals)} state={state} previous={previous} column={column} /> : DASH}
+    </td>
+  );
+}
+
+export default function Watchlist({ book, details, rows, selected, sort, onSort, onSelect, onRemove }: Props) {
   const body = useRef<HTMLTableSectionElement>(null);
 
   // Arrow keys move between rows, Enter or Space opens the chart, Delete removes the row.
@@ -87,6 +111,7 @@ export default function Watchlist({ book, rows, selected, sort, onSort, onSelect
                 key={column.key}
                 scope="col"
                 className={column.numeric ? "num" : ""}
+                title={column.title}
                 aria-sort={sort.key === column.key ? (sort.descending ? "descending" : "ascending") : "none"}
               >
                 <button type="button" onClick={() => onSort(nextSort(sort, column.key))}>
@@ -104,6 +129,8 @@ export default function Watchlist({ book, rows, selected, sort, onSort, onSelect
           {rows.map((instrument, index) => {
             const state = book.get(instrument);
             const previous = book.previous(instrument);
+            const detail = details.get(instrument);
+            const decimals = decimalsOf(detail);
             return (
               <tr
                 key={instrument}
@@ -115,21 +142,13 @@ export default function Watchlist({ book, rows, selected, sort, onSort, onSelect
                 onClick={() => onSelect(instrument)}
                 onKeyDown={(event) => onKeyDown(event, instrument, index)}
               >
-                {COLUMNS.map((column) => (
-                  <td
-                    key={column.key}
-                    data-field={column.key}
-                    className={`${column.numeric ? "num" : "name"} ${column.key.startsWith("change") && state ? tone(state) : ""}`}
-                  >
-                    {state ? (
-                      <Cell state={state} previous={previous} column={column.key} />
-                    ) : column.key === "instrument" ? (
-                      instrument
-                    ) : (
-                      "—"
-                    )}
-                  </td>
-                ))}
+                {COLUMNS.map((column) =>
+                  column.key === "instrument" ? (
+                    <InstrumentCell key={column.key} instrument={instrument} detail={detail} />
+                  ) : (
+                    <NumberCell key={column.key} column={column} state={state} previous={previous} decimals={decimals} />
+                  ),
+                )}
                 <td className="remove">
                   <button
                     type="button"

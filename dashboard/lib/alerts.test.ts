@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { alertsReducer, shownAlerts, validPrice } from "./alerts";
+import { alertsReducer, describeAlert, priceProblem, shownAlerts, validPrice } from "./alerts";
 import type { Alert, AlertEvent, AlertStatus } from "./types";
 
 const alert: Alert = { alert_id: "a1", user_id: "u", instrument: "AAPL", direction: "above", price: "101", created_ns: "1" };
@@ -34,5 +34,33 @@ describe("validPrice", () => {
     expect(validPrice("0")).toBe(false);
     expect(validPrice("-1")).toBe(false);
     expect(validPrice("1e5")).toBe(false);
+  });
+});
+
+describe("priceProblem", () => {
+  it("wants a positive price on the instrument's tick grid", () => {
+    expect(priceProblem("5012.25", "0.25")).toBeNull();
+    expect(priceProblem("5012.30", "0.25")).toContain("tick size, 0.25");
+    expect(priceProblem(" 229.8 ", "0.01")).toBeNull();
+    expect(priceProblem("229.805", "0.01")).toContain("0.01");
+    expect(priceProblem("0", "0.01")).toContain("positive");
+  });
+
+  it("takes any step when the tick is unknown", () => {
+    expect(priceProblem("229.805")).toBeNull();
+  });
+});
+
+describe("describeAlert", () => {
+  it("shows the prices at the instrument's decimals", () => {
+    const triggered = { ...event("triggered", "20"), alert: { ...alert, price: "211.4" }, trigger_price: "211" };
+    expect(describeAlert(triggered, 2)?.text).toBe("Alert triggered: AAPL ≥ 211.40 (traded 211.00)");
+    expect(describeAlert(triggered)?.text).toBe("Alert triggered: AAPL ≥ 211.4 (traded 211)");
+  });
+
+  it("tells rejected ones, and nothing of the others", () => {
+    const rejected = { ...event("rejected", "5"), reason: "unknown instrument" };
+    expect(describeAlert(rejected, 2)).toEqual({ id: "a1", tone: "bad", text: "Alert rejected: AAPL ≥ 101.00: unknown instrument" });
+    expect(describeAlert(event("active", "5"), 2)).toBeNull();
   });
 });

@@ -4,7 +4,7 @@
 // answer at all (network down, timeout, aborted).
 
 import { parseJson } from "./nanos";
-import type { InstrumentState, StoredBar } from "./types";
+import type { InstrumentDetails, InstrumentState, StoredBar } from "./types";
 
 export interface ApiOptions {
   /** A JWT, sent as `Authorization: Bearer`, or none (auth off). */
@@ -23,6 +23,8 @@ export interface ApiAnswer<T> {
 
 export interface InstrumentsBody {
   instruments: string[];
+  /** The master's entries among them (name, decimals, market status); absent from older servers. */
+  details?: InstrumentDetails[];
 }
 
 export interface SnapshotBody {
@@ -70,7 +72,8 @@ export function errorOf(body: unknown, fallback: string): string {
   return fallback;
 }
 
-/** `GET /api/instruments`: every instrument there is (sorted). Also how a token is checked. */
+/** `GET /api/instruments`: every instrument there is (sorted), with the master's details. Also
+ * how a token is checked. */
 export function getInstruments(api: string, options: ApiOptions): Promise<ApiAnswer<InstrumentsBody>> {
   return getJson<InstrumentsBody>(`${api}/api/instruments`, options);
 }

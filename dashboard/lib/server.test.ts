@@ -1,9 +1,10 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 
-import { allowedHosts, cleanToken, endpoints, parseForwardedProto, parseHost } from "./server";
+import { allowedHosts, cleanToken, endpoints, loadSnapshot, parseForwardedProto, parseHost } from "./server";
 import { parseWatchlist } from "./watchlist";
 
 afterEach(() => {
+  vi.unstubAllGlobals();
   delete process.env.TAPEWIRE_API_URL;
   delete process.env.TAPEWIRE_PUBLIC_API_URL;
   delete process.env.TAPEWIRE_ALLOWED_HOSTS;
@@ -190,5 +191,30 @@ describe("untrusted input", () => {
   it("keeps valid, distinct instrument names from a cookie", () => {
     expect(parseWatchlist("AAPL,MSFT,AAPL,<script>,BRK.B")).toEqual(["AAPL", "MSFT", "BRK.B"]);
     expect(parseWatchlist("")).toBeNull();
+  });
+});
+
+describe("loadSnapshot", () => {
+  it("hands the first paint the instruments' details, status stamps exact", async () => {
+    const bodies: Record<string, string> = {
+      "/api/instruments":
+        '{"instruments":["ESZ6","AAPL"],"details":[{"symbol":"AAPL","name":"Apple Inc.","decimals":2,"tick_size":"0.01","market_status":"open","status_until_ns":1765000000123456789}]}',
+      "/api/snapshot": '{"states":[{"instrument":"AAPL","version":3,"last_price":"229.8"}]}',
+    };
+    vi.stubGlobal("fetch", async (url: string) => new Response(bodies[new URL(url).pathname], { status: 200 }));
+    const loaded = await loadSnapshot("http://api.test", null, null);
+    expect(loaded.kind).toBe("ok");
+    if (loaded.kind !== "ok") return;
+    expect(loaded.instruments).toEqual(["AAPL", "ESZ6"]);
+    expect(loaded.details).toHaveLength(1);
+    expect(loaded.details[0]).toMatchObject({ symbol: "AAPL", decimals: 2, status_until_ns: "1765000000123456789" });
+    expect(loaded.states[0].last_price).toBe("229.8");
+  });
+
+  it("has no details from a server that sends none", async () => {
+    const bodies: Record<string, string> = { "/api/instruments": '{"instruments":["AAPL"]}', "/api/snapshot": '{"states":[]}' };
+    vi.stubGlobal("fetch", async (url: string) => new Response(bodies[new URL(url).pathname], { status: 200 }));
+    const loaded = await loadSnapshot("http://api.test", null, null);
+    expect(loaded.kind === "ok" && loaded.details).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@
 // browsers), which token to use, and the snapshot the first paint is rendered from.
 
 import { errorOf, getInstruments, getSnapshot } from "./api";
-import type { InstrumentState } from "./types";
+import type { InstrumentDetails, InstrumentState } from "./types";
 
 export const TOKEN_COOKIE = "tw_token";
 export const MAX_TOKEN_BYTES = 8192;
@@ -137,12 +137,13 @@ export function endpoints(requestHost: string | null, forwardedProto: string | n
 }
 
 export type Loaded =
-  | { kind: "ok"; instruments: string[]; states: InstrumentState[] }
+  | { kind: "ok"; instruments: string[]; details: InstrumentDetails[]; states: InstrumentState[] }
   | { kind: "unauthorized"; reason: string }
   | { kind: "unavailable"; reason: string };
 
-/** The instruments there are, and the current state of those on the watchlist (all by default).
- * With a remembered watchlist both requests go out at once: the first paint waits for one round trip. */
+/** The instruments there are with their details (the first paint shows prices at each one's
+ * decimals), and the current state of those on the watchlist (all by default). With a
+ * remembered watchlist both requests go out at once: the first paint waits for one round trip. */
 export async function loadSnapshot(api: string, token: string | null, watchlist: string[] | null): Promise<Loaded> {
   const options = { token, timeoutMs: FETCH_TIMEOUT_MS };
   try {
@@ -157,7 +158,8 @@ export async function loadSnapshot(api: string, token: string | null, watchlist:
     const instruments = (listed.body?.instruments ?? []).slice().sort();
     const snapshot = early ?? (await getSnapshot(api, instruments.slice(0, 50), options));
     if (snapshot.status !== 200) return { kind: "unavailable", reason: errorOf(snapshot.body, `HTTP ${snapshot.status}`) };
-    return { kind: "ok", instruments, states: snapshot.body?.states ?? [] };
+    const details = Array.isArray(listed.body?.details) ? listed.body.details : [];
+    return { kind: "ok", instruments, details, states: snapshot.body?.states ?? [] };
   } catch (error) {
     return { kind: "unavailable", reason: `dashboard_api is not reachable (${(error as Error).message})` };
   }

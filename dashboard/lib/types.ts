@@ -31,6 +31,8 @@ export interface StageTimes {
   sent_ns: Nanos;
 }
 
+export type ChangeBasis = "previous_close" | "session_open";
+
 export interface InstrumentState {
   instrument: string;
   venue: string;
@@ -48,11 +50,45 @@ export interface InstrumentState {
   session_volume: Decimal;
   trade_count: number;
   vwap: Decimal;
+  /** From `previous_close` when known, else from `session_open` (see `change_basis`). */
   change: Decimal;
   change_pct: number | null;
+  /** The previous session's close; absent from servers before issue 17, null until known. */
+  previous_close?: Decimal;
+  /** What `change` is measured from; absent from older servers (they measured from the open). */
+  change_basis?: ChangeBasis;
+  session_close?: Decimal;
   bar_1s: Bar | null;
   bar_1m: Bar | null;
   times: StageTimes;
+}
+
+export type MarketStatus = "open" | "pre_open" | "closed";
+
+export interface TradingCalendar {
+  timezone: string;
+  /** "09:30-16:00", "17:00-16:00" (opens the day before) or "24/7". */
+  hours: string;
+  days: string;
+  /** "HH:MM", or "" when there is no pre-open. */
+  pre_open: string;
+}
+
+/** An instrument of the master as GET /api/instruments describes it (`details`). */
+export interface InstrumentDetails {
+  symbol: string;
+  name: string;
+  asset_class: string;
+  currency: string;
+  venue: string;
+  tick_size: string;
+  /** How many decimals its prices are shown with (at least the tick size's). */
+  decimals: number;
+  lot_size: string;
+  calendar: TradingCalendar;
+  market_status: MarketStatus;
+  /** When `market_status` next changes, epoch ns as exact digits; "0" for 24/7 (never). */
+  status_until_ns: Nanos;
 }
 
 export type AlertDirection = "above" | "below";

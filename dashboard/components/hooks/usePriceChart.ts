@@ -14,6 +14,7 @@ import { useEffect, useRef, useState, type RefObject } from "react";
 import { errorOf, getBars } from "@/lib/api";
 import { chartData, livePoint, type Interval } from "@/lib/bars";
 import type { Feed } from "@/lib/feed";
+import { chartPriceFormats } from "@/lib/format";
 
 export const BAR_LIMIT = 300;
 
@@ -62,6 +63,19 @@ export function useChartSeries(container: RefObject<HTMLDivElement | null>): Ref
   }, [container]);
 
   return series;
+}
+
+/** The price axis and the series' labels at the instrument's decimals on its tick (the VWAP one
+ * decimal finer, as in the grid); the library's default while they are unknown. Declared after
+ * useChartSeries, so on mount it runs once the series exist. */
+export function useChartFormat(series: RefObject<Series | null>, decimals: number | undefined, tickSize: string | undefined): void {
+  useEffect(() => {
+    const target = series.current;
+    if (!target) return;
+    const formats = chartPriceFormats(decimals, tickSize);
+    target.candles.applyOptions({ priceFormat: formats.candles });
+    target.vwap.applyOptions({ priceFormat: formats.vwap });
+  }, [series, decimals, tickSize]);
 }
 
 interface DataOptions {
