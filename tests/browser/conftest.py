@@ -75,6 +75,8 @@ def running(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             # A traded price in Redis for each of the 6 before the first page is rendered (the
             # instruments themselves are listed as soon as the simulator publishes its universe).
             wait_for(lambda: traded(api_url) == 6, 60, "a trade of each of the 6 instruments")
+            # And their entries in PostgreSQL (history_writer's), which the first paint formats with.
+            wait_for(lambda: described(api_url) == 6, 60, "the 6 instruments' details")
             yield Running(
                 suite, api_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{auth_web_port}", artifacts
             )
@@ -85,6 +87,10 @@ def running(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
 def traded(api_url: str) -> int:
     states = httpx.get(f"{api_url}/api/snapshot").json()["states"]
     return sum(1 for state in states if state["last_price"])
+
+
+def described(api_url: str) -> int:
+    return len(httpx.get(f"{api_url}/api/instruments").json()["details"])
 
 
 @pytest.fixture(scope="package")

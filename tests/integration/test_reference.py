@@ -166,6 +166,16 @@ def test_a_file_with_a_bad_line_loads_the_rest_and_sessions_follow_each_calendar
         assert removed.returncode == 0, removed.stderr
         wait_for(lambda: "NK225" not in master_rows(postgres_settings), 30, "the removal in PostgreSQL")
 
+    # A new processor restores the states from the changelog, previous close and all, and goes
+    # on in the same session.
+    with running_processor(processor):
+        produce_ticks(
+            kafka_settings, topics.raw, [trade("ESZ6", "6004.00", "2026-11-30 23:30", 5)]
+        )  # Mon 17:30 CT
+        esz6 = last_states(kafka_settings, topics, 7)["ESZ6"]
+    assert (esz6.version, esz6.session_open, esz6.trade_count) == (5, "6003.75", 2)
+    assert (esz6.previous_close, esz6.change, esz6.session_close) == ("6001", "3", "6004")
+
 
 @pytest.mark.anyio
 async def test_dashboard_api_lists_the_master_with_market_status_and_filters(
