@@ -72,6 +72,8 @@ export interface TradingCalendar {
   days: string;
   /** "HH:MM", or "" when there is no pre-open. */
   pre_open: string;
+  /** ISO dates of trading days on which it does not trade (absent from older servers). */
+  holidays?: string[];
 }
 
 /** An instrument of the master as GET /api/instruments describes it (`details`). */

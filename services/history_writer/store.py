@@ -58,18 +58,18 @@ WHERE stored.version < EXCLUDED.version
 _UPSERT_INSTRUMENTS = """
 INSERT INTO instruments AS stored
     (symbol, name, asset_class, currency, venue, tick_size, decimals, lot_size, timezone, hours, days,
-     pre_open, updated_at)
+     pre_open, holidays, updated_at)
 SELECT symbol, name, asset_class, currency, venue, tick_size, decimals, lot_size, timezone, hours,
-       string_to_array(days, ',')::smallint[], pre_open, now()
+       string_to_array(days, ',')::smallint[], pre_open, string_to_array(holidays, ',')::date[], now()
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::smallint[],
-            %s::numeric[], %s::text[], %s::text[], %s::text[], %s::text[])
+            %s::numeric[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
     AS new(symbol, name, asset_class, currency, venue, tick_size, decimals, lot_size, timezone, hours, days,
-           pre_open)
+           pre_open, holidays)
 ON CONFLICT (symbol) DO UPDATE SET
     name = EXCLUDED.name, asset_class = EXCLUDED.asset_class, currency = EXCLUDED.currency,
     venue = EXCLUDED.venue, tick_size = EXCLUDED.tick_size, decimals = EXCLUDED.decimals,
     lot_size = EXCLUDED.lot_size, timezone = EXCLUDED.timezone, hours = EXCLUDED.hours,
-    days = EXCLUDED.days, pre_open = EXCLUDED.pre_open, updated_at = now()
+    days = EXCLUDED.days, pre_open = EXCLUDED.pre_open, holidays = EXCLUDED.holidays, updated_at = now()
 """
 _DELETE_INSTRUMENTS = "DELETE FROM instruments WHERE symbol = ANY(%s::text[])"
 
@@ -185,6 +185,7 @@ def _instrument_columns(entries: Sequence[Instrument]) -> tuple[list[object], ..
         [e.calendar.hours_text() for e in entries],
         [",".join(str(day) for day in e.calendar.days) for e in entries],
         [e.calendar.pre_open_text() for e in entries],
+        [",".join(e.calendar.holiday_dates()) for e in entries],
     )
 
 

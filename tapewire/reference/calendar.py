@@ -8,7 +8,8 @@ late prints) to the session that closed. `days` are the trading dates (ISO weekd
 "HH:MM-HH:MM": when close <= open, the session opens on the previous calendar day at `open` (CME Globex:
 "17:00-16:00", days Mon-Fri: Monday's session opens Sunday 17:00 Chicago and closes Monday 16:00; Friday's
 closes Friday 16:00 and runs until Sunday's start). "24/7": one session per calendar day of the zone,
-[00:00, next 00:00), close = the next start. Holidays are not modelled.
+[00:00, next 00:00), close = the next start. A holiday (a date of `holidays`) has no session: the one
+before runs on to the next start. Early closes are not modelled.
 
 Market status at t: "pre_open" in [pre_open, open) of a session, "open" in [open, close), "closed" otherwise
 (from the close to the next session's start); 24/7 is always "open".
@@ -35,6 +36,9 @@ ALWAYS = "24/7"
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MIDNIGHT = time(0, 0)
 _HHMM = re.compile(r"\A([01][0-9]|2[0-3]):([0-5][0-9])\Z")
+_ISO_DATE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_SEPARATORS = re.compile(r"[,;\s]+")
+MAX_HOLIDAYS = 2_000  # some eighty years of a venue's holidays
 _DAY_NUMBERS = {name.lower(): number for number, name in enumerate(WEEKDAYS, start=1)}
 
 MarketStatus = Literal["open", "pre_open", "closed"]
@@ -49,6 +53,9 @@ class TradingCalendar:
     close: time | None
     days: tuple[int, ...]  # the trading dates' ISO weekdays, ascending and unique
     pre_open: time | None = None
+    # Trading dates (days since 1970-01-01) of `days` on which it does not trade: a venue's
+    # holidays. The session before one runs on until the next session's start.
+    holidays: frozenset[int] = frozenset()
     # Loaded once, as session_at converts several local times per call; not part of equality or the hash.
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
@@ -56,6 +63,8 @@ class TradingCalendar:
         object.__setattr__(self, "_zone", _load_zone(self.timezone))
         _check_hours(self.open, self.close, self.pre_open)
         _check_days(self.days, self.always_open)
+        if len(self.holidays) > MAX_HOLIDAYS:
+            raise ValueError(f"holidays: {len(self.holidays)} dates; at most {MAX_HOLIDAYS}")
 
     @property
     def zone(self) -> ZoneInfo:
@@ -82,6 +91,10 @@ class TradingCalendar:
     def pre_open_text(self) -> str:
         return "" if self.pre_open is None else f"{self.pre_open:%H:%M}"
 
+    def holiday_dates(self) -> list[str]:
+        """The holidays as ISO dates, in order."""
+        return [date.fromordinal(day + _EPOCH_ORDINAL).isoformat() for day in sorted(self.holidays)]
+
 
 @dataclass(frozen=True, slots=True)
 class SessionWindow:
@@ -95,7 +108,11 @@ class SessionWindow:
 
 
 def parse_calendar(
-    timezone: str, hours: str, days: str | Sequence[int] = "", pre_open: str = ""
+    timezone: str,
+    hours: str,
+    days: str | Sequence[int] = "",
+    pre_open: str = "",
+    holidays: str | Iterable[str] = "",
 ) -> TradingCalendar:
     """A calendar from its text form (reference files, proto); ValueError names the bad field and value.
 
@@ -103,13 +120,14 @@ def parse_calendar(
     regular hours and all seven days for "24/7".
     """
     pre = _parse_time("pre_open", pre_open) if pre_open else None
+    closed = _parse_holidays(holidays)
     if hours == ALWAYS:
-        return TradingCalendar(timezone, None, None, _parse_days(days) or ALL_DAYS, pre)
+        return TradingCalendar(timezone, None, None, _parse_days(days) or ALL_DAYS, pre, closed)
     opening, dash, closing = hours.partition("-")
     if not (dash and _HHMM.match(opening) and _HHMM.match(closing)):
         raise ValueError(f"hours: {hours!r} is not 'HH:MM-HH:MM' (24-hour clock, 00:00 to 23:59) or '24/7'")
     open_at, close_at = _parse_time("hours", opening), _parse_time("hours", closing)
-    return TradingCalendar(timezone, open_at, close_at, _parse_days(days) or MON_FRI, pre)
+    return TradingCalendar(timezone, open_at, close_at, _parse_days(days) or MON_FRI, pre, closed)
 
 
 def session_at(calendar: TradingCalendar, t_ns: int) -> SessionWindow:
@@ -170,7 +188,8 @@ def _instant(zone: ZoneInfo, day: int, at: time) -> int:
 
 
 def _trades_on(calendar: TradingCalendar, day: int) -> bool:
-    return (day + 3) % 7 + 1 in calendar.days  # 1970-01-01 was a Thursday (ISO 4)
+    # 1970-01-01 was a Thursday (ISO 4).
+    return (day + 3) % 7 + 1 in calendar.days and day not in calendar.holidays
 
 
 def _next_trading_day(calendar: TradingCalendar, day: int) -> int:
@@ -232,6 +251,21 @@ def _parse_days(days: str | Iterable[int]) -> tuple[int, ...]:
     if len(set(numbers)) != len(numbers):
         raise ValueError(f"days: {days!r} names a weekday twice")
     return tuple(sorted(numbers))
+
+
+def _parse_holidays(holidays: str | Iterable[str]) -> frozenset[int]:
+    """ISO dates separated by commas, semicolons or spaces ("2026-11-26;2026-12-25"), as trading dates."""
+    texts = _SEPARATORS.split(holidays.strip()) if isinstance(holidays, str) else list(holidays)
+    return frozenset(_iso_day(text) for text in texts if text)
+
+
+def _iso_day(text: str) -> int:
+    if _ISO_DATE.match(text):
+        try:
+            return date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL
+        except ValueError:  # 2026-02-30
+            pass
+    raise ValueError(f"holidays: {text!r} is not a date (YYYY-MM-DD)")
 
 
 def _day_names(text: str) -> list[int]:

@@ -1,7 +1,7 @@
 """Reference files: instrument master entries as CSV (with a header row) or JSON lines.
 
-    symbol,name,asset_class,currency,venue,tick_size,decimals,lot_size,timezone,hours,days,pre_open
-    AAPL,Apple Inc.,equity,USD,XNAS,0.01,2,1,America/New_York,09:30-16:00,Mon-Fri,04:00
+    symbol,name,asset_class,currency,venue,tick_size,decimals,lot_size,timezone,hours,days,pre_open,holidays
+    AAPL,Apple Inc.,equity,USD,XNAS,0.01,2,1,America/New_York,09:30-16:00,Mon-Fri,04:00,2026-11-26;2026-12-25
 
     {"symbol":"ESZ6","name":"E-mini S&P 500 Dec 2026","asset_class":"future","currency":"USD",
      "venue":"XCME","tick_size":"0.25","timezone":"America/Chicago","hours":"17:00-16:00"}
@@ -37,6 +37,7 @@ COLUMNS = (
     "hours",
     "days",
     "pre_open",
+    "holidays",
 )
 
 

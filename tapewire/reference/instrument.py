@@ -48,7 +48,7 @@ def instrument_from_fields(fields: Mapping[str, object]) -> Instrument:
 
     Required: symbol, name, asset_class, currency, venue, tick_size, timezone, hours. Optional:
     decimals (default: the tick size's own decimals), lot_size (default 1), days (default
-    Mon-Fri, or every day for "24/7"), pre_open.
+    Mon-Fri, or every day for "24/7"), pre_open, holidays (ISO dates).
     """
     text = {key: _text(key, value) for key, value in fields.items() if value is not None}
     missing = [
@@ -81,7 +81,11 @@ def instrument_from_fields(fields: Mapping[str, object]) -> Instrument:
     shown = _decimals(text.get("decimals", ""), tick_size)
     try:
         calendar = parse_calendar(
-            text["timezone"], text["hours"], text.get("days", ""), text.get("pre_open", "")
+            text["timezone"],
+            text["hours"],
+            text.get("days", ""),
+            text.get("pre_open", ""),
+            text.get("holidays", ""),
         )
     except ValueError as exc:
         raise InvalidInstrument(str(exc)) from exc
@@ -146,6 +150,7 @@ def to_proto(instrument: Instrument) -> rpb.Instrument:
             hours=calendar.hours_text(),
             days=calendar.days,
             pre_open=calendar.pre_open_text(),
+            holidays=calendar.holiday_dates(),
         ),
     )
 
@@ -169,6 +174,7 @@ def from_proto(message: rpb.Instrument) -> Instrument:
             "hours": calendar.hours,
             "days": days_text(calendar.days),
             "pre_open": calendar.pre_open,
+            "holidays": ",".join(calendar.holidays),
         }
     )
 
@@ -201,15 +207,17 @@ def to_fields(instrument: Instrument) -> dict[str, str | int]:
         "hours": calendar.hours_text(),
         "days": calendar.days_text(),
         "pre_open": calendar.pre_open_text(),
+        "holidays": ",".join(calendar.holiday_dates()),
     }
 
 
-_CALENDAR_FIELDS = ("timezone", "hours", "days", "pre_open")
+_CALENDAR_FIELDS = ("timezone", "hours", "days", "pre_open", "holidays")
 
 
 def to_json(instrument: Instrument) -> dict[str, object]:
     """The JSON of an entry in the API (GET /api/instruments): a file's fields, the calendar's
-    grouped under "calendar"."""
+    grouped under "calendar", its holidays as a list of ISO dates."""
     fields = to_fields(instrument)
-    calendar = {name: fields.pop(name) for name in _CALENDAR_FIELDS}
+    calendar: dict[str, object] = {name: fields.pop(name) for name in _CALENDAR_FIELDS}
+    calendar["holidays"] = instrument.calendar.holiday_dates()  # a list here, not a file's cell
     return {**fields, "calendar": calendar}

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btapewire/v1/reference.proto\x12\x0btapewire.v1\"R\n\x0fTradingCalendar\x12\x10\n\x08timezone\x18\x01 \x01(\t\x12\r\n\x05hours\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x03 \x03(\r\x12\x10\n\x08pre_open\x18\x04 \x01(\t\"\xc7\x01\n\nInstrument\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x61sset_class\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\r\n\x05venue\x18\x05 \x01(\t\x12\x11\n\ttick_size\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x07 \x01(\r\x12\x10\n\x08lot_size\x18\x08 \x01(\t\x12.\n\x08\x63\x61lendar\x18\t \x01(\x0b\x32\x1c.tapewire.v1.TradingCalendarb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btapewire/v1/reference.proto\x12\x0btapewire.v1\"d\n\x0fTradingCalendar\x12\x10\n\x08timezone\x18\x01 \x01(\t\x12\r\n\x05hours\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x03 \x03(\r\x12\x10\n\x08pre_open\x18\x04 \x01(\t\x12\x10\n\x08holidays\x18\x05 \x03(\t\"\xc7\x01\n\nInstrument\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x61sset_class\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\r\n\x05venue\x18\x05 \x01(\t\x12\x11\n\ttick_size\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x07 \x01(\r\x12\x10\n\x08lot_size\x18\x08 \x01(\t\x12.\n\x08\x63\x61lendar\x18\t \x01(\x0b\x32\x1c.tapewire.v1.TradingCalendarb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tapewire.v1.reference_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRADINGCALENDAR']._serialized_start=44
-  _globals['_TRADINGCALENDAR']._serialized_end=126
-  _globals['_INSTRUMENT']._serialized_start=129
-  _globals['_INSTRUMENT']._serialized_end=328
+  _globals['_TRADINGCALENDAR']._serialized_end=144
+  _globals['_INSTRUMENT']._serialized_start=147
+  _globals['_INSTRUMENT']._serialized_end=346
 # @@protoc_insertion_point(module_scope)

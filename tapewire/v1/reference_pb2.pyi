@@ -7,16 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TradingCalendar(_message.Message):
-    __slots__ = ("timezone", "hours", "days", "pre_open")
+    __slots__ = ("timezone", "hours", "days", "pre_open", "holidays")
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     HOURS_FIELD_NUMBER: _ClassVar[int]
     DAYS_FIELD_NUMBER: _ClassVar[int]
     PRE_OPEN_FIELD_NUMBER: _ClassVar[int]
+    HOLIDAYS_FIELD_NUMBER: _ClassVar[int]
     timezone: str
     hours: str
     days: _containers.RepeatedScalarFieldContainer[int]
     pre_open: str
-    def __init__(self, timezone: _Optional[str] = ..., hours: _Optional[str] = ..., days: _Optional[_Iterable[int]] = ..., pre_open: _Optional[str] = ...) -> None: ...
+    holidays: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, timezone: _Optional[str] = ..., hours: _Optional[str] = ..., days: _Optional[_Iterable[int]] = ..., pre_open: _Optional[str] = ..., holidays: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Instrument(_message.Message):
     __slots__ = ("symbol", "name", "asset_class", "currency", "venue", "tick_size", "decimals", "lot_size", "calendar")

@@ -35,11 +35,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 REFERENCE_CSV = """\
 # symbol,name,... as documented in the README (Reference data)
-symbol,name,asset_class,currency,venue,tick_size,decimals,lot_size,timezone,hours,days,pre_open
-AAPL,Apple Inc.,equity,USD,XNAS,0.01,2,1,America/New_York,09:30-16:00,Mon-Fri,04:00
-ESZ6,E-mini S&P 500 Dec 2026,future,USD,XCME,0.25,,1,America/Chicago,17:00-16:00,Mon-Fri,
-BAD,Broken Corp,equity,USD,XNAS,0,2,1,America/New_York,09:30-16:00,Mon-Fri,
-BTC-USD,Bitcoin / US Dollar,crypto,USD,COINBASE,0.01,2,0.00001,UTC,24/7,,
+symbol,name,asset_class,currency,venue,tick_size,decimals,lot_size,timezone,hours,days,pre_open,holidays
+AAPL,Apple Inc.,equity,USD,XNAS,0.01,2,1,America/New_York,09:30-16:00,Mon-Fri,04:00,2026-11-26;2026-12-25
+ESZ6,E-mini S&P 500 Dec 2026,future,USD,XCME,0.25,,1,America/Chicago,17:00-16:00,Mon-Fri,,
+BAD,Broken Corp,equity,USD,XNAS,0,2,1,America/New_York,09:30-16:00,Mon-Fri,,
+BTC-USD,Bitcoin / US Dollar,crypto,USD,COINBASE,0.01,2,0.00001,UTC,24/7,,,
 """
 
 
@@ -136,7 +136,7 @@ def test_a_file_with_a_bad_line_loads_the_rest_and_sessions_follow_each_calendar
 
         # A new instrument, published while everything runs: 24/7 by Tokyo's day, which rolls
         # at 15:00 UTC; by the UTC day (what an unknown instrument gets) it would not roll.
-        tokyo = entry("NK225,Nikkei 225 CFD,index,JPY,XOFF,1,0,1,Asia/Tokyo,24/7,,")
+        tokyo = entry("NK225,Nikkei 225 CFD,index,JPY,XOFF,1,0,1,Asia/Tokyo,24/7,,,")
         publish(kafka_settings, topics.instruments, [tokyo])
         wait_for(lambda: "NK225" in master_rows(postgres_settings), 30, "the new instrument in PostgreSQL")
         time.sleep(1.0)  # the processor takes the master's news between its batches
@@ -202,8 +202,10 @@ async def test_dashboard_api_lists_the_master_with_market_status_and_filters(
             "hours": "17:00-16:00",
             "days": "Mon-Fri",
             "pre_open": "",
+            "holidays": [],
         }
         assert (by_symbol["BTC-USD"]["market_status"], by_symbol["BTC-USD"]["status_until_ns"]) == ("open", 0)
+        assert by_symbol["AAPL"]["calendar"]["holidays"] == ["2026-11-26", "2026-12-25"]
         assert by_symbol["AAPL"]["market_status"] in ("open", "pre_open", "closed")
         assert by_symbol["AAPL"]["status_until_ns"] > time.time_ns()
 

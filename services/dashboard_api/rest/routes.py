@@ -62,6 +62,7 @@ class CalendarJson(BaseModel):
     hours: str
     days: str
     pre_open: str
+    holidays: list[str]
 
 
 class InstrumentDetails(BaseModel):

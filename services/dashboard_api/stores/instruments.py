@@ -25,7 +25,7 @@ CACHE_S = 1.0
 FAILURE_CACHE_S = 5.0
 _ALL = f"""
 SELECT symbol, name, asset_class, currency, venue, tick_size::text, decimals, lot_size::text, timezone, hours,
-       array_to_string(days, ','), pre_open
+       array_to_string(days, ','), pre_open, array_to_string(holidays, ',')
 FROM instruments ORDER BY symbol LIMIT {MAX_ENTRIES + 1}
 """
 
@@ -86,6 +86,7 @@ def _parsed(row: tuple[object, ...]) -> Instrument:
         hours,
         days,
         pre_open,
+        holidays,
     ) = row
     return instrument_from_fields(
         {
@@ -101,5 +102,6 @@ def _parsed(row: tuple[object, ...]) -> Instrument:
             "hours": hours,
             "days": days_text(int(day) for day in str(days).split(",") if day),
             "pre_open": pre_open,
+            "holidays": holidays,
         }
     )

@@ -17,8 +17,30 @@ from decimal import Decimal
 
 from tapewire.reference.instrument import Instrument, instrument_from_fields
 
-_NEW_YORK = {"timezone": "America/New_York", "hours": "09:30-16:00", "days": "Mon-Fri", "pre_open": "04:00"}
-_GLOBEX = {"timezone": "America/Chicago", "hours": "17:00-16:00", "days": "Mon-Fri", "pre_open": "16:45"}
+# NYSE and Nasdaq holidays, 2026 and 2027, as the exchanges publish them (a holiday on a weekend
+# is observed on the Friday before or the Monday after).
+_US_EQUITY_HOLIDAYS = (
+    "2026-01-01,2026-01-19,2026-02-16,2026-04-03,2026-05-25,2026-06-19,2026-07-03,2026-09-07,2026-11-26,"
+    "2026-12-25,2027-01-01,2027-01-18,2027-02-15,2027-03-26,2027-05-31,2027-06-18,2027-07-05,2027-09-06,"
+    "2027-11-25,2027-12-24"
+)
+# CME Globex equity index futures close for whole days only on these; on other US holidays they
+# trade a shortened session, which calendars here do not model (it counts as a full one).
+_CME_HOLIDAYS = "2026-04-03,2026-12-25,2027-01-01,2027-03-26,2027-12-24"
+_NEW_YORK = {
+    "timezone": "America/New_York",
+    "hours": "09:30-16:00",
+    "days": "Mon-Fri",
+    "pre_open": "04:00",
+    "holidays": _US_EQUITY_HOLIDAYS,
+}
+_GLOBEX = {
+    "timezone": "America/Chicago",
+    "hours": "17:00-16:00",
+    "days": "Mon-Fri",
+    "pre_open": "16:45",
+    "holidays": _CME_HOLIDAYS,
+}
 _CRYPTO = {"timezone": "UTC", "hours": "24/7"}
 # Spot FX trades from Sunday 17:00 to Friday 17:00 New York time: one session per day, each
 # opening at the previous one's close.

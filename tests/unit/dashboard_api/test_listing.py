@@ -148,6 +148,7 @@ def test_json_shape() -> None:
         "hours": "09:30-16:00",
         "days": "Mon-Fri",
         "pre_open": "04:00",
+        "holidays": [],
     }
 
 

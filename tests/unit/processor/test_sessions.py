@@ -159,3 +159,18 @@ def test_a_late_trade_from_an_earlier_session_never_moves_the_close() -> None:
         D("99"),
         2,
     )
+
+
+def test_a_holiday_is_skipped_and_the_next_session_measures_from_the_day_before() -> None:
+    thanksgiving = SessionClock(
+        parse_calendar("America/New_York", "09:30-16:00", "Mon-Fri", "04:00", "2026-11-26")
+    )
+    state = run(
+        thanksgiving,
+        ("70", "2026-11-25 21:00"),  # Wed 16:00: Wednesday's close
+        ("71", "2026-11-26 16:00"),  # Thu 11:00, Thanksgiving: a print in Wednesday's session, not its close
+        ("72", "2026-11-27 14:30"),  # Fri 09:30
+    )
+    friday = session_of(state)
+    assert (friday.day, friday.open, friday.previous_close) == (day("2026-11-27"), D("72"), D("70"))
+    assert change(friday, state.last_price) == D("2")

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tapewire.reference.calendar import (
+    ALL_DAYS,
     NS_PER_DAY,
     UTC_DAYS,
     SessionClock,
@@ -47,6 +48,9 @@ CALENDARS = [
     PRE_OPEN_IN_GAP,
     parse_calendar("Europe/Berlin", "22:00-08:00", [2, 4]),
     parse_calendar("Europe/Berlin", "22:00-08:00", [2, 4], "21:00"),
+    # Holidays, among them a run of them and one right after a DST change.
+    parse_calendar("America/New_York", "09:30-16:00", "Mon-Fri", "04:00", "2026-03-09,2026-11-26,2026-11-27"),
+    parse_calendar("America/Chicago", "17:00-16:00", "Mon-Fri", "16:45", "2026-04-03,2026-12-24,2026-12-25"),
 ]
 # 2025-12-01 .. 2027-01-01: both 2026 DST changes in every zone above.
 TIMES = st.integers(min_value=1_764_547_200 * 10**9, max_value=1_798_761_600 * 10**9)
@@ -627,3 +631,29 @@ def test_parse_errors(arguments: tuple[object, ...], message: str) -> None:
 def test_constructor_errors(arguments: tuple[object, ...], message: str) -> None:
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         TradingCalendar(*arguments)  # type: ignore[arg-type]
+
+
+# Thanksgiving, Thursday 2026-11-26: New York does not trade.
+NY_HOLIDAYS = parse_calendar("America/New_York", "09:30-16:00", "Mon-Fri", "04:00", "2026-11-26;2026-12-25")
+
+
+def test_a_holiday_has_no_session_the_one_before_runs_on() -> None:
+    wednesday = session_at(NY_HOLIDAYS, utc("2026-11-25T15:00"))  # Wed 10:00 EST
+    assert wednesday == window(
+        "2026-11-25", "2026-11-25T09:00", "2026-11-25T14:30", "2026-11-25T21:00", "2026-11-27T09:00"
+    )  # from Wed 04:00 to Fri 04:00: Thursday has no session
+    assert session_at(NY_HOLIDAYS, utc("2026-11-26T16:00")) == wednesday  # Thu 11:00
+    assert session_at(NY_HOLIDAYS, utc("2026-11-27T09:00")).day == day("2026-11-27")  # Fri 04:00
+    # On the holiday the market is closed until Friday's pre-open.
+    assert market_status(NY_HOLIDAYS, utc("2026-11-26T16:00")) == ("closed", utc("2026-11-27T09:00"))
+    # Christmas is a Friday: Thursday's session runs on to Monday's pre-open.
+    assert session_at(NY_HOLIDAYS, utc("2026-12-25T16:00")).next_start_ns == utc("2026-12-28T09:00")
+
+
+def test_holidays_in_their_text_forms() -> None:
+    assert NY_HOLIDAYS.holiday_dates() == ["2026-11-26", "2026-12-25"]
+    assert parse_calendar("UTC", "24/7", holidays=["2026-01-01"]).holiday_dates() == ["2026-01-01"]
+    with pytest.raises(ValueError, match=r"holidays: '26/11/2026' is not a date \(YYYY-MM-DD\)"):
+        parse_calendar("America/New_York", "09:30-16:00", holidays="26/11/2026")
+    with pytest.raises(ValueError, match="holidays: 2001 dates; at most 2000"):
+        TradingCalendar("UTC", None, None, ALL_DAYS, holidays=frozenset(range(2_001)))

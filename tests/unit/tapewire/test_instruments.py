@@ -274,11 +274,18 @@ def test_to_json() -> None:
             "hours": "09:30-16:00",
             "days": "Mon-Fri",
             "pre_open": "04:00",
+            "holidays": [],
         },
     }
     btc = to_json(instrument_from_fields(BTC))
     assert btc["lot_size"] == "0.0001"
-    assert btc["calendar"] == {"timezone": "UTC", "hours": "24/7", "days": "Mon-Sun", "pre_open": ""}
+    assert btc["calendar"] == {
+        "timezone": "UTC",
+        "hours": "24/7",
+        "days": "Mon-Sun",
+        "pre_open": "",
+        "holidays": [],
+    }
     json.dumps(btc)  # JSON as it is
 
 
@@ -292,7 +299,7 @@ def test_days_text() -> None:
 
 # --- reference files ----------------------------------------------------------------------------------
 
-HEADER = ",".join(COLUMNS)
+HEADER = ",".join(column for column in COLUMNS if column != "holidays")  # an optional column left out
 AAPL_LINE = "AAPL,Apple Inc.,equity,USD,XNAS,0.01,2,1,America/New_York,09:30-16:00,Mon-Fri,04:00"
 MSFT_LINE = "MSFT,Microsoft Corp.,equity,USD,XNAS,0.01,,,America/New_York,09:30-16:00,,"
 
@@ -573,3 +580,18 @@ def test_what_list_prints_loads_back_as_the_same_entry() -> None:
     assert isinstance(entry, Instrument)
     (again,) = read(json.dumps(to_fields(entry)), "jsonl")
     assert again == entry
+
+
+def test_holidays_round_trip_through_a_file_the_wire_and_the_api() -> None:
+    line = {**ESZ6, "holidays": "2026-12-25; 2026-11-26"}
+    (entry,) = read(json.dumps(line), "jsonl")
+    assert isinstance(entry, Instrument)
+    assert entry.calendar.holiday_dates() == ["2026-11-26", "2026-12-25"]
+    assert from_proto(rpb.Instrument.FromString(to_proto(entry).SerializeToString())) == entry
+    assert to_fields(entry)["holidays"] == "2026-11-26,2026-12-25"
+    assert to_json(entry)["calendar"] == {
+        **to_json(entry)["calendar"],
+        "holidays": ["2026-11-26", "2026-12-25"],
+    }  # type: ignore[dict-item]
+    (error,) = read(json.dumps({**ESZ6, "holidays": "2026-02-30"}), "jsonl")
+    assert error == LineError(1, "holidays: '2026-02-30' is not a date (YYYY-MM-DD)")
