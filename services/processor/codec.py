@@ -134,6 +134,7 @@ def _trade_part(state: State) -> pb.InstrumentState:
         message.session_turnover = fmt(session.turnover)
         message.trade_count = session.trade_count
         message.session_close = fmt(session.close)
+        message.session_start_ns = session.start_ns
         message.previous_close = fmt(session.previous_close)
         message.change_basis = (
             pb.CHANGE_BASIS_SESSION_OPEN if session.previous_close is None else pb.CHANGE_BASIS_PREVIOUS_CLOSE
@@ -193,6 +194,7 @@ def _session_from_proto(message: pb.InstrumentState) -> TradingSession:
         # until its next trade in regular hours, and without a previous close.
         close=decimals.parse(message.session_close),
         previous_close=decimals.parse(message.previous_close),
+        start_ns=message.session_start_ns,
     )
 
 

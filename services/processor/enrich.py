@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from tapewire.decimals import CONTEXT
-from tapewire.reference.calendar import UTC_DAYS, SessionClock
+from tapewire.reference.calendar import UTC_DAYS, SessionClock, SessionWindow
 from tapewire.ticks import Quote, RawTick, Trade
 
 NS_PER_SECOND = 1_000_000_000
@@ -66,6 +66,10 @@ class TradingSession:
     trade_count: int
     close: Decimal | None = None  # its last trade in regular hours (scheduled open to close), so far
     previous_close: Decimal | None = None
+    # When it started, by the calendar it opened under (0: a state written before this was kept).
+    # A trade rolls the session when it falls in a session that starts later: that holds across a
+    # change of calendar, where trading dates alone can run backwards (UTC days, then New York's).
+    start_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +174,7 @@ def next_session(
     window = sessions.window(trade.exchange_time_ns)
     in_hours = window.open_ns <= trade.exchange_time_ns <= window.close_ns  # regular hours: it may close
     notional = CONTEXT.multiply(trade.price, trade.size)
-    if session is None or window.day > session.day:
+    if session is None or _later(window, session):
         previous_close = None if session is None else _closing(session)
         return TradingSession(
             day=window.day,
@@ -182,6 +186,7 @@ def next_session(
             trade_count=1,
             close=trade.price if in_hours else None,
             previous_close=previous_close,
+            start_ns=window.start_ns,
         )
     return TradingSession(
         day=session.day,
@@ -191,9 +196,19 @@ def next_session(
         volume=CONTEXT.add(session.volume, trade.size),
         turnover=CONTEXT.add(session.turnover, notional),
         trade_count=session.trade_count + 1,
-        close=trade.price if in_hours and window.day == session.day else session.close,
+        close=trade.price if in_hours and _same(window, session) else session.close,
         previous_close=session.previous_close,
+        start_ns=session.start_ns,
     )
+
+
+def _later(window: SessionWindow, session: TradingSession) -> bool:
+    """Whether `window` is a session after `session` (by trading date for a session of unknown start)."""
+    return window.start_ns > session.start_ns if session.start_ns else window.day > session.day
+
+
+def _same(window: SessionWindow, session: TradingSession) -> bool:
+    return window.start_ns == session.start_ns if session.start_ns else window.day == session.day
 
 
 def _closing(session: TradingSession) -> Decimal | None:

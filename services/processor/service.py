@@ -51,6 +51,7 @@ def serve(
     ensure_all_topics(settings.kafka, topics)
     outputs = [topics.processed, topics.processor_state, topics.processor_alerts]
     check_partitioning(topics, partition_counts(settings.kafka, [topics.raw, topics.commands, *outputs]))
+    calendars = read_calendars(settings)
     metrics = ProcessorMetrics(registry)
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     client_id = f"processor-{socket.gethostname()}-{os.getpid()}"
@@ -81,10 +82,6 @@ def serve(
         "processor starting",
         extra={"group": settings.group_id, "topic": topics.raw, "commands_topic": topics.commands},
     )
-    # The whole master before the first tick: every session is rolled by its own calendar.
-    feed = MasterFeed(settings.kafka, topics.instruments)
-    log.info("instrument master read", extra={"instruments": feed.catch_up()})
-    calendars = Calendars(feed)
     tracer = tracing.start("processor", settings.tracing)
     try:
         run(settings, consumer, producers, restore, metrics, stop, apply_tick, tracer, calendars)
@@ -95,6 +92,18 @@ def serve(
         if ops:
             ops.close()
     log.info("processor stopped")
+
+
+def read_calendars(settings: ProcessorSettings) -> Calendars:
+    """The instruments' calendars: the whole master, read before anything else is opened (and
+    before the first tick, so that every session rolls by its own calendar)."""
+    feed = MasterFeed(settings.kafka, settings.topics.instruments)
+    try:
+        log.info("instrument master read", extra={"instruments": feed.catch_up()})
+    except BaseException:
+        feed.close()
+        raise
+    return Calendars(feed)
 
 
 def check_partitioning(topics: TopicSettings, counts: Mapping[str, int]) -> None:

@@ -71,7 +71,8 @@ def _load(
     if name == "-":
         results = list(read_entries(sys.stdin, "jsonl"))
     else:
-        with Path(name).open(encoding="utf-8") as lines:
+        # utf-8-sig: a spreadsheet's CSV export starts with a byte-order mark, which is not a column name.
+        with Path(name).open(encoding="utf-8-sig") as lines:
             results = list(read_entries(lines, format_of(name)))
     entries = [result for result in results if isinstance(result, Instrument)]
     errors = [result for result in results if isinstance(result, LineError)]

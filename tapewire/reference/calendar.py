@@ -63,6 +63,8 @@ class TradingCalendar:
         object.__setattr__(self, "_zone", _load_zone(self.timezone))
         _check_hours(self.open, self.close, self.pre_open)
         _check_days(self.days, self.always_open)
+        if self.holidays and self.always_open:
+            raise ValueError("holidays: not allowed with '24/7' hours (it trades every day)")
         if len(self.holidays) > MAX_HOLIDAYS:
             raise ValueError(f"holidays: {len(self.holidays)} dates; at most {MAX_HOLIDAYS}")
 

@@ -93,7 +93,7 @@ class SourcePosition(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class InstrumentState(_message.Message):
-    __slots__ = ("instrument", "venue", "version", "last_sequence", "last_price", "last_size", "last_trade_time_ns", "bid_price", "bid_size", "ask_price", "ask_size", "mid", "spread", "spread_bps", "session_day", "session_open", "session_high", "session_low", "session_volume", "session_turnover", "trade_count", "vwap", "change", "change_pct", "bar_1s", "bar_1m", "times", "source", "previous_close", "change_basis", "session_close")
+    __slots__ = ("instrument", "venue", "version", "last_sequence", "last_price", "last_size", "last_trade_time_ns", "bid_price", "bid_size", "ask_price", "ask_size", "mid", "spread", "spread_bps", "session_day", "session_open", "session_high", "session_low", "session_volume", "session_turnover", "trade_count", "vwap", "change", "change_pct", "bar_1s", "bar_1m", "times", "source", "previous_close", "change_basis", "session_close", "session_start_ns")
     INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
     VENUE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,7 @@ class InstrumentState(_message.Message):
     PREVIOUS_CLOSE_FIELD_NUMBER: _ClassVar[int]
     CHANGE_BASIS_FIELD_NUMBER: _ClassVar[int]
     SESSION_CLOSE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_START_NS_FIELD_NUMBER: _ClassVar[int]
     instrument: str
     venue: str
     version: int
@@ -156,7 +157,8 @@ class InstrumentState(_message.Message):
     previous_close: str
     change_basis: ChangeBasis
     session_close: str
-    def __init__(self, instrument: _Optional[str] = ..., venue: _Optional[str] = ..., version: _Optional[int] = ..., last_sequence: _Optional[int] = ..., last_price: _Optional[str] = ..., last_size: _Optional[str] = ..., last_trade_time_ns: _Optional[int] = ..., bid_price: _Optional[str] = ..., bid_size: _Optional[str] = ..., ask_price: _Optional[str] = ..., ask_size: _Optional[str] = ..., mid: _Optional[str] = ..., spread: _Optional[str] = ..., spread_bps: _Optional[float] = ..., session_day: _Optional[int] = ..., session_open: _Optional[str] = ..., session_high: _Optional[str] = ..., session_low: _Optional[str] = ..., session_volume: _Optional[str] = ..., session_turnover: _Optional[str] = ..., trade_count: _Optional[int] = ..., vwap: _Optional[str] = ..., change: _Optional[str] = ..., change_pct: _Optional[float] = ..., bar_1s: _Optional[_Union[Bar, _Mapping]] = ..., bar_1m: _Optional[_Union[Bar, _Mapping]] = ..., times: _Optional[_Union[StageTimes, _Mapping]] = ..., source: _Optional[_Union[SourcePosition, _Mapping]] = ..., previous_close: _Optional[str] = ..., change_basis: _Optional[_Union[ChangeBasis, str]] = ..., session_close: _Optional[str] = ...) -> None: ...
+    session_start_ns: int
+    def __init__(self, instrument: _Optional[str] = ..., venue: _Optional[str] = ..., version: _Optional[int] = ..., last_sequence: _Optional[int] = ..., last_price: _Optional[str] = ..., last_size: _Optional[str] = ..., last_trade_time_ns: _Optional[int] = ..., bid_price: _Optional[str] = ..., bid_size: _Optional[str] = ..., ask_price: _Optional[str] = ..., ask_size: _Optional[str] = ..., mid: _Optional[str] = ..., spread: _Optional[str] = ..., spread_bps: _Optional[float] = ..., session_day: _Optional[int] = ..., session_open: _Optional[str] = ..., session_high: _Optional[str] = ..., session_low: _Optional[str] = ..., session_volume: _Optional[str] = ..., session_turnover: _Optional[str] = ..., trade_count: _Optional[int] = ..., vwap: _Optional[str] = ..., change: _Optional[str] = ..., change_pct: _Optional[float] = ..., bar_1s: _Optional[_Union[Bar, _Mapping]] = ..., bar_1m: _Optional[_Union[Bar, _Mapping]] = ..., times: _Optional[_Union[StageTimes, _Mapping]] = ..., source: _Optional[_Union[SourcePosition, _Mapping]] = ..., previous_close: _Optional[str] = ..., change_basis: _Optional[_Union[ChangeBasis, str]] = ..., session_close: _Optional[str] = ..., session_start_ns: _Optional[int] = ...) -> None: ...
 
 class Update(_message.Message):
     __slots__ = ("state", "traceparent")

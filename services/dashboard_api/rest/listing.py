@@ -14,12 +14,13 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tapewire.errors import StoreUnavailable
-from tapewire.reference.calendar import MarketStatus, market_status
+from tapewire.reference.calendar import MarketStatus, TradingCalendar, market_status
 from tapewire.reference.instrument import ASSET_CLASSES, Instrument, to_json
 
-from ..stores.instruments import InstrumentStore
+from ..stores.instruments import MAX_ENTRIES, InstrumentStore
 from ..stores.states import StateStore
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,13 @@ class Details:
     until_ns: int  # when the status next changes; 0 for never (24/7)
 
     def json(self) -> dict[str, object]:
-        return {**to_json(self.entry), "market_status": self.status, "status_until_ns": self.until_ns}
+        return {**_entry_json(self.entry), "market_status": self.status, "status_until_ns": self.until_ns}
+
+
+# An entry's own JSON changes only with the entry: rendered once, not on every request.
+@lru_cache(maxsize=MAX_ENTRIES)
+def _entry_json(entry: Instrument) -> dict[str, object]:
+    return to_json(entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +84,14 @@ def listing(
             continue
         chosen.append(symbol)
     details = []
+    statuses: dict[TradingCalendar, tuple[MarketStatus, int]] = {}  # most entries share a calendar
     for symbol in chosen:
         entry = by_symbol.get(symbol)
         if entry is not None:
-            status, until_ns = market_status(entry.calendar, now_ns)
-            details.append(Details(entry, status, until_ns))
+            status = statuses.get(entry.calendar)
+            if status is None:
+                status = statuses[entry.calendar] = market_status(entry.calendar, now_ns)
+            details.append(Details(entry, *status))
     return Listing(chosen, details)
 
 

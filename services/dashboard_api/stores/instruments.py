@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -19,13 +20,15 @@ log = logging.getLogger(__name__)
 MAX_ENTRIES = 10_000
 # Every dashboard asks at start and then every minute or so: a thousand of them would otherwise
 # read the whole table some twenty times a second. A failure is remembered longer, so that while
-# PostgreSQL is away each request does not wait out the pool's timeout before answering without
-# details.
+# PostgreSQL is away requests do not each wait out the pool's timeout; the last entries read
+# are served meanwhile (a dashboard that lost its details would reformat every price).
 CACHE_S = 1.0
 FAILURE_CACHE_S = 5.0
 _ALL = f"""
 SELECT symbol, name, asset_class, currency, venue, tick_size::text, decimals, lot_size::text, timezone, hours,
-       array_to_string(days, ','), pre_open, array_to_string(holidays, ',')
+       array_to_string(days, ','), pre_open,
+       -- ISO dates whatever the server's DateStyle
+       array_to_string(array(SELECT to_char(day, 'YYYY-MM-DD') FROM unnest(holidays) AS day), ',')
 FROM instruments ORDER BY symbol LIMIT {MAX_ENTRIES + 1}
 """
 
@@ -36,13 +39,29 @@ class InstrumentStore:
         self._clock = clock
         self._cached: tuple[float, list[Instrument]] | None = None
         self._failed: tuple[float, StoreUnavailable] | None = None
+        # One read at a time: requests that miss the cache together wait for that one read.
+        self._reading = asyncio.Lock()
 
     async def entries(self) -> list[Instrument]:
-        """Every entry of the master, by symbol (at most CACHE_S old). StoreUnavailable when
-        PostgreSQL cannot answer (or could not, less than FAILURE_CACHE_S ago)."""
-        now = self._clock()
-        if self._cached is not None and now - self._cached[0] < CACHE_S:
-            return self._cached[1]
+        """Every entry of the master, by symbol, at most CACHE_S old. While PostgreSQL cannot
+        answer, the last entries read (logged as stale); StoreUnavailable only when none ever were."""
+        async with self._reading:
+            now = self._clock()
+            if self._cached is not None and now - self._cached[0] < CACHE_S:
+                return self._cached[1]
+            try:
+                entries = await self._read(now)
+            except StoreUnavailable as exc:
+                if self._cached is None:
+                    raise
+                log.warning(
+                    "instrument master unavailable: serving the last entries read", extra={"error": str(exc)}
+                )
+                return self._cached[1]
+            self._cached = (now, entries)
+            return entries
+
+    async def _read(self, now: float) -> list[Instrument]:
         if self._failed is not None and now - self._failed[0] < FAILURE_CACHE_S:
             raise self._failed[1]
         try:
@@ -57,9 +76,7 @@ class InstrumentStore:
                 "instrument master over its read limit: entries beyond it are not listed",
                 extra={"limit": MAX_ENTRIES},
             )
-        entries = [entry for entry in map(_entry, rows) if entry is not None]
-        self._cached = (now, entries)
-        return entries
+        return [entry for entry in map(_entry, rows) if entry is not None]
 
 
 def _entry(row: tuple[object, ...]) -> Instrument | None:

@@ -174,3 +174,18 @@ def test_a_holiday_is_skipped_and_the_next_session_measures_from_the_day_before(
     friday = session_of(state)
     assert (friday.day, friday.open, friday.previous_close) == (day("2026-11-27"), D("72"), D("70"))
     assert change(friday, state.last_price) == D("2")
+
+
+def test_a_calendar_that_arrives_while_trading_rolls_at_its_own_next_start() -> None:
+    # Trading on UTC days until the instrument's New York calendar arrives, on a US evening:
+    # the UTC session dated 8 Dec must not swallow New York's session of 8 Dec.
+    utc_days = apply(None, trade_at("50", "2026-12-08 01:00", 1), Position(0, 1))  # Mon 20:00 New York
+    assert session_of(utc_days).day == day("2026-12-08")
+    evening = apply(utc_days, trade_at("51", "2026-12-08 02:00", 2), Position(0, 2), NEW_YORK)  # Mon 21:00
+    assert session_of(evening).trade_count == 2  # Monday evening in New York: still the running session
+    tuesday = apply(evening, trade_at("52", "2026-12-08 09:00", 3), Position(0, 3), NEW_YORK)  # Tue 04:00
+    session = session_of(tuesday)
+    assert (session.day, session.open, session.trade_count) == (day("2026-12-08"), D("52"), 1)
+    assert session.start_ns == utc("2026-12-08 09:00")
+    # The UTC session closed at 50: 51 fell in New York's Monday session, after its close.
+    assert session.previous_close == D("50")

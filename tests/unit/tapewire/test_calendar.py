@@ -652,8 +652,10 @@ def test_a_holiday_has_no_session_the_one_before_runs_on() -> None:
 
 def test_holidays_in_their_text_forms() -> None:
     assert NY_HOLIDAYS.holiday_dates() == ["2026-11-26", "2026-12-25"]
-    assert parse_calendar("UTC", "24/7", holidays=["2026-01-01"]).holiday_dates() == ["2026-01-01"]
+    assert parse_calendar("UTC", "09:00-17:00", holidays=["2026-01-01"]).holiday_dates() == ["2026-01-01"]
+    with pytest.raises(ValueError, match="holidays: not allowed with '24/7' hours"):
+        parse_calendar("UTC", "24/7", holidays=["2026-01-01"])
     with pytest.raises(ValueError, match=r"holidays: '26/11/2026' is not a date \(YYYY-MM-DD\)"):
         parse_calendar("America/New_York", "09:30-16:00", holidays="26/11/2026")
     with pytest.raises(ValueError, match="holidays: 2001 dates; at most 2000"):
-        TradingCalendar("UTC", None, None, ALL_DAYS, holidays=frozenset(range(2_001)))
+        TradingCalendar("UTC", time(9), time(17), ALL_DAYS, holidays=frozenset(range(2_001)))
