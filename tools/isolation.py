@@ -153,15 +153,27 @@ def service_env(
 _SERVER_PORTS = range(20_000, 32_000)
 
 
+# Ports handed out by this process: a port is free until the server it was chosen for binds it,
+# so two calls before either binds could otherwise pick the same one (a test's ten or so ports
+# from 12,000 did, now and then: the second server failed with "Address already in use").
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now, outside the ephemeral range when possible."""
+    """A TCP port nothing listens on right now and not handed out before by this process,
+    outside the ephemeral range when possible."""
     for port in random.sample(_SERVER_PORTS, 50):
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _HANDED_OUT.add(port)
+    return port
