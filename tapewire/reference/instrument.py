@@ -17,7 +17,7 @@ from tapewire import decimals
 from tapewire.ticks import INSTRUMENT_PATTERN
 from tapewire.v1 import reference_pb2 as rpb
 
-from .calendar import TradingCalendar, parse_calendar
+from .calendar import WEEKDAYS, TradingCalendar, parse_calendar
 
 ASSET_CLASSES = ("equity", "etf", "future", "crypto", "fx", "index")
 MAX_NAME_LENGTH = 120
@@ -179,15 +179,12 @@ def from_proto(message: rpb.Instrument) -> Instrument:
     )
 
 
-_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
 def days_text(days: Iterable[int]) -> str:
     """ISO weekdays (1 = Monday) as a reference file spells them: "Mon,Tue"."""
     days = list(days)
     if any(not 1 <= day <= 7 for day in days):
         raise InvalidInstrument(f"days {list(days)} must be ISO weekdays 1 (Monday) to 7 (Sunday)")
-    return ",".join(_DAY_NAMES[day - 1] for day in days)
+    return ",".join(WEEKDAYS[day - 1] for day in days)
 
 
 def to_fields(instrument: Instrument) -> dict[str, str | int]:
