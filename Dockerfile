@@ -15,7 +15,8 @@ COPY pyproject.toml README.md ./
 COPY proto/ proto/
 COPY tapewire/ tapewire/
 COPY services/ services/
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+ && cd /wheels && sha256sum -- *.whl > /wheels.sha256
 
 # --- runtime: the installed packages, a non-root user, no compilers, no source tree ----------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -26,6 +27,9 @@ RUN groupadd --system --gid 10001 tapewire \
  && useradd --system --uid 10001 --gid tapewire --create-home --home-dir /home/tapewire \
       --shell /usr/sbin/nologin tapewire
 # The wheels are bind-mounted from the build stage, not copied, so they add nothing to the image.
+# Their checksums are copied first: a builder whose layer cache ignores what a RUN mounts
+# (buildah, podman's, does) then still reinstalls when the code changes.
+COPY --from=build /wheels.sha256 /usr/local/share/tapewire/wheels.sha256
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels tapewire
 USER tapewire

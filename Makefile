@@ -78,6 +78,18 @@ lint: $(INSTALLED) ## ruff (lint + format check) and mypy --strict
 compose-check: $(INSTALLED) ## validate compose.yaml without a Docker engine (docker-compose config)
 	$(BIN)/python -m pytest -q tests/test_compose.py
 
+.PHONY: containers
+containers: ## install podman (Debian packages, root, once) and build every image compose.yaml needs without a registry (compose.local.yaml)
+	$(PYTHON) -m tools.containers build
+
+.PHONY: compose-up
+compose-up: $(INSTALLED) containers ## the whole suite in containers on the local images (set POSTGRES_PASSWORD, and AUTH_HS256_SECRET or AUTH_ALLOW_ANONYMOUS=true)
+	$(BIN)/python -m tools.containers compose up --detach --wait
+
+.PHONY: compose-down
+compose-down: $(INSTALLED) ## stop and remove the containers of `make compose-up` (volumes kept; add `-v` by hand to drop them)
+	POSTGRES_PASSWORD=$${POSTGRES_PASSWORD:-unused} $(BIN)/python -m tools.containers compose down
+
 .PHONY: infra
 infra: ## start local Kafka, Redis and PostgreSQL unless *_URL / KAFKA_BOOTSTRAP_SERVERS point elsewhere
 	$(PYTHON) -m tools.devstack up
@@ -95,8 +107,11 @@ check: $(INSTALLED) proto-check lint ## the quick loop: generated code, ruff, my
 	$(BIN)/python -m pytest -q tests/unit
 
 .PHONY: test
-test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium prometheus jaeger infra ## set up, then run every test against real servers, the browser's included
+test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium prometheus jaeger infra containers ## set up, then run every test against real servers, the browser's and the containers' included
 	eval "$$($(PYTHON) -m tools.devstack env)" && $(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	# The integration tests once more, on Kafka, Redis and PostgreSQL that testcontainers starts.
+	env -u KAFKA_BOOTSTRAP_SERVERS -u REDIS_URL -u DATABASE_URL TAPEWIRE_TEST_SERVERS=containers \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
 BENCH_INSTALLED := $(VENV)/.bench-installed
 $(BENCH_INSTALLED): $(INSTALLED) pyproject.toml

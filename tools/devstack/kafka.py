@@ -100,7 +100,7 @@ def _kafka_libs_ready() -> bool:
         return False
 
 
-def _kafka_install() -> None:
+def kafka_install() -> None:
     """Resolve the broker's jars into .local/kafka/libs (skipped when complete)."""
     if _kafka_libs_ready():
         return
@@ -288,7 +288,7 @@ def kafka_up() -> None:
                 "or point KAFKA_BOOTSTRAP_SERVERS at that broker"
             )
     _kafka_check_tools()
-    _kafka_install()
+    kafka_install()
     _kafka_write_config(p)
     _kafka_format(p)
     log(f"starting kafka on {HOST}:{p}")
