@@ -21,8 +21,11 @@ def compose_binary() -> Path:
     binary fails: the binary it wraps is called whenever it can be found, to see its exit status.
     """
     spec = importlib.util.find_spec("compose")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        binary = Path(folder) / "docker-compose"
+    folders = [Path(folder) for folder in (spec.submodule_search_locations or [])] if spec else []
+    # Run by the system's python3 (as make does), the package is in the repository's .venv.
+    folders += sorted(ROOT.glob(".venv/lib/python3*/site-packages/compose"))
+    for folder in folders:
+        binary = folder / "docker-compose"
         if binary.is_file() and os.access(binary, os.X_OK):
             return binary
     wrapper = Path(sys.executable).parent / "docker-compose"
