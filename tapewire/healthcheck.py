@@ -9,24 +9,37 @@ Only loopback HTTP is checked: the service's own /healthz or /readyz.
 
 from __future__ import annotations
 
+import http.client
 import sys
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 TIMEOUT_S = 2.0
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # a redirect is an answer, not health: it stays a 3xx
+
+
+# Straight to the service: containers inherit the host's http_proxy, which would answer instead.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
 
 
 def check(url: str, timeout_s: float = TIMEOUT_S) -> str | None:
     """None when ``url`` answers 2xx, else why not."""
-    if not url.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:")):
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname not in LOOPBACK or parts.port is None:
         return f"not a loopback http URL: {url!r}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with _OPENER.open(url, timeout=timeout_s) as response:
             status = int(response.status)
     except urllib.error.HTTPError as e:
         return f"{url} answered {e.code}"
-    except (OSError, ValueError) as e:
-        return f"{url}: {e}"
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        return f"{url}: {e!r}"
     return None if 200 <= status < 300 else f"{url} answered {status}"
 
 

@@ -249,17 +249,30 @@ def test_exec_form_health_checks_have_one_word_per_argument(services: dict[str, 
             assert not [arg for arg in test if any(ch.isspace() for ch in arg)], f"{name}: {test}"
 
 
-@pytest.mark.parametrize("name", sorted(SERVERS | TAPEWIRE_SERVICES | {"dashboard", "init"}))
-def test_the_offline_override_replaces_every_image_with_a_local_build(tmp_path: Path, name: str) -> None:
-    """compose.local.yaml: servers from the images tools/containers builds, never pulled; the
-    tapewire images built on the local Python and Node images."""
-    result = _config(tmp_path, "-f", str(ROOT / "compose.local.yaml"), POSTGRES_PASSWORD="x")
+@pytest.fixture(scope="module")
+def local_services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """compose.yaml with compose.local.yaml, as `make compose-up` runs it."""
+    result = _config(
+        tmp_path_factory.mktemp("local"), "-f", str(ROOT / "compose.local.yaml"), POSTGRES_PASSWORD="x"
+    )
     assert result.returncode == 0, result.stderr
-    service = json.loads(result.stdout)["services"][name]
-    wanted = {image.tag for image in images.SERVERS}
-    if name in SERVERS:
-        assert service["image"] in wanted and service["pull_policy"] == "never"
+    found: dict[str, Any] = json.loads(result.stdout)["services"]
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS | TAPEWIRE_SERVICES | {"dashboard", "init"}))
+def test_the_offline_override_replaces_every_image_with_a_local_build(
+    local_services: dict[str, Any], name: str
+) -> None:
+    """compose.local.yaml: each server from its own image that tools/containers builds, never
+    pulled; the tapewire images built on the local Python and Node images."""
+    service = local_services[name]
+    own = {"kafka": images.KAFKA, "redis": images.REDIS, "postgres": images.POSTGRES}
+    if name in own:
+        assert service["image"] == own[name].tag and service["pull_policy"] == "never"
     elif name == "dashboard":
         assert service["build"]["args"]["NODE_IMAGE"] == images.NODE.tag
+        assert service["image"] == "tapewire-dashboard:latest"
     else:
         assert service["build"]["args"]["PYTHON_IMAGE"] == images.PYTHON.tag
+        assert service["image"] == "tapewire:latest"

@@ -6,7 +6,8 @@
 - ``compose ARGS``: ``docker-compose -f compose.yaml -f compose.local.yaml ARGS`` against the
   engine, health checks run meanwhile (see health.py), e.g. ``compose up -d --wait``;
 - ``health``: run the health checks until interrupted (beside a compose you drive yourself);
-- ``env``: print the export line that points docker-compose and testcontainers at the engine.
+- ``env``: print the export line that points docker-compose and testcontainers at the engine;
+- ``stop``: stop the API service (``setup`` or any other command starts it again).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 
 from tools.containers import health, images
 from tools.containers.compose import compose_command, compose_env
-from tools.containers.engine import DOCKER_HOST, ensure_api, ensure_engine
+from tools.containers.engine import DOCKER_HOST, ensure_api, ensure_engine, stop_api
 from tools.devstack.errors import DevstackError
 from tools.devstack.paths import ROOT
 
@@ -28,9 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("setup", help="install and configure podman, start its Docker API (idempotent)")
     p_build = sub.add_parser("build", help="build the images (layers cached)")
     p_build.add_argument("--servers", action="store_true", help="only Kafka, Redis and PostgreSQL")
+    p_build.add_argument(
+        "--refresh", action="store_true", help="a new base and no cached layer: Debian's updates"
+    )
     sub.add_parser("compose", help="docker-compose ARGS on the local images, health checks running")
     sub.add_parser("health", help="run the containers' health checks until interrupted")
     sub.add_parser("env", help="print `export DOCKER_HOST=...`")
+    sub.add_parser("stop", help="stop podman's Docker API service (containers keep running)")
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["compose"]:
         # Everything after `compose` is docker-compose's, its options included: argparse would
@@ -43,10 +48,12 @@ def main(argv: list[str] | None = None) -> int:
             ensure_api()
         elif opts.command == "build":
             ensure_api()
-            images.build(images.SERVERS if opts.servers else images.ALL)
+            images.build(images.SERVER_IMAGES if opts.servers else images.ALL, refresh=opts.refresh)
         elif opts.command == "health":
             ensure_api()
             health.run_forever()
+        elif opts.command == "stop":
+            stop_api()
         elif opts.command == "env":
             print(f"export DOCKER_HOST={DOCKER_HOST}")
     except DevstackError as e:

@@ -12,10 +12,12 @@ them instead.
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from tools.devstack.errors import DevstackError
 from tools.devstack.paths import LOCAL
-from tools.devstack.process import apt_install, is_root, log_file, log_tail, rotate_log
+from tools.devstack.process import apt_install, is_root, log_file, log_tail, pid_alive, rotate_log
 
 # podman and what it runs with; mmdebstrap builds the base image (tools.containers.images).
 PACKAGES = ("podman", "runc", "netavark", "aardvark-dns", "uidmap", "slirp4netns", "mmdebstrap")
@@ -44,6 +46,7 @@ CONF = (
 )
 SERVICE_LOG = "podman"
 STATE = LOCAL / "containers"
+API_PID = STATE / "api.pid"
 
 
 def log(msg: str) -> None:
@@ -86,30 +89,52 @@ def api_answers(timeout: float = 2.0) -> bool:
 
 
 def ensure_api() -> str:
-    """Start ``podman system service`` on SOCKET unless it answers; return DOCKER_HOST's value."""
+    """Start ``podman system service`` on SOCKET unless it answers; return DOCKER_HOST's value.
+
+    Under a lock: two callers at once (make and a test session) would otherwise both start one,
+    and the first, its socket unlinked by the second, would run for ever unreachable."""
     if api_answers():
         return DOCKER_HOST
     ensure_engine()
-    SOCKET.parent.mkdir(parents=True, exist_ok=True)
-    SOCKET.unlink(missing_ok=True)
-    path = log_file(SERVICE_LOG)
-    rotate_log(path)
-    with path.open("ab") as out:
-        # Its own session, so that it outlives the caller (make, pytest) like devstack's servers.
-        subprocess.Popen(
-            ["podman", "system", "service", "--time=0", DOCKER_HOST],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    for _ in range(100):
-        if api_answers(0.5):
-            log(f"podman's Docker API is on {SOCKET}")
+    STATE.mkdir(parents=True, exist_ok=True)
+    with (STATE / "api.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if api_answers():
             return DOCKER_HOST
-        time.sleep(0.1)
+        stop_api()  # one that no longer answers
+        SOCKET.parent.mkdir(parents=True, exist_ok=True)
+        SOCKET.unlink(missing_ok=True)
+        path = log_file(SERVICE_LOG)
+        rotate_log(path)
+        with path.open("ab") as out:
+            # Its own session, so that it outlives the caller (make, pytest) like devstack's servers.
+            service = subprocess.Popen(
+                ["podman", "system", "service", "--time=0", DOCKER_HOST],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        API_PID.write_text(f"{service.pid}\n")
+        for _ in range(100):
+            if api_answers(0.5):
+                log(f"podman's Docker API is on {SOCKET} (pid {service.pid})")
+                return DOCKER_HOST
+            time.sleep(0.1)
     raise DevstackError(f"podman system service did not answer on {SOCKET}\n{log_tail(path)}")
+
+
+def stop_api() -> None:
+    """Stop the API service ensure_api started, if it runs (containers keep running)."""
+    try:
+        pid = int(API_PID.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if pid_alive(pid, "podman"):
+        os.kill(pid, signal.SIGTERM)
+        log(f"stopped podman's Docker API (pid {pid})")
+    API_PID.unlink(missing_ok=True)
 
 
 def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[str]:

@@ -61,17 +61,20 @@ DASHBOARD = Image(
     build_args=(("NODE_IMAGE", NODE.tag),),
 )
 # The servers alone (what testcontainers starts), then everything compose.local.yaml runs.
-SERVERS = (KAFKA, REDIS, POSTGRES)
-ALL = (PYTHON, NODE, *SERVERS, TAPEWIRE, DASHBOARD)
+SERVER_IMAGES = (KAFKA, REDIS, POSTGRES)
+ALL = (PYTHON, NODE, *SERVER_IMAGES, TAPEWIRE, DASHBOARD)
 
 
-def build(images: tuple[Image, ...] = ALL) -> None:
-    """Build ``images`` (and the base), reusing podman's layer cache."""
+def build(images: tuple[Image, ...] = ALL, refresh: bool = False) -> None:
+    """Build ``images`` (and the base), reusing podman's layer cache unless ``refresh``: then
+    the base is made afresh from Debian's mirror and every layer rebuilt, which is how the
+    images get Debian's security updates."""
     ensure_engine()
-    ensure_base()
+    ensure_base(refresh)
     for image in images:
         contexts = {name: _prepare_context(name) for name in image.extra_contexts}
         cmd = ["build", "--quiet", "--tag", image.tag, "--file", str(image.dockerfile)]
+        cmd += ["--no-cache"] if refresh else []
         cmd += ["--build-arg", f"BASE_IMAGE={BASE}"]
         for key, value in image.build_args:
             cmd += ["--build-arg", f"{key}={value}"]
@@ -82,9 +85,9 @@ def build(images: tuple[Image, ...] = ALL) -> None:
         log(f"built {image.tag} ({time.monotonic() - started:.0f}s)")
 
 
-def ensure_base() -> None:
+def ensure_base(refresh: bool = False) -> None:
     """Import Debian 12 (minbase, from Debian's packages) as BASE unless it is there."""
-    if podman("image", "exists", BASE, check=False).returncode == 0:
+    if not refresh and podman("image", "exists", BASE, check=False).returncode == 0:
         return
     STATE.mkdir(parents=True, exist_ok=True)
     tarball = STATE / f"debian-{SUITE}.tar"
