@@ -162,13 +162,15 @@ def run_batches(
 
 def rewind(consumer: Consumer, batch: list[Message]) -> None:
     """Seek every partition in the batch back to its first record, so the next poll re-reads it."""
-    rewind_to(
-        consumer,
-        [
-            TopicPartition(topic, partition, first)
-            for (topic, partition), (first, _) in batch_bounds(batch).items()
-        ],
-    )
+    rewind_to(consumer, first_offsets(batch))
+
+
+def first_offsets(batch: Iterable[Message]) -> list[TopicPartition]:
+    """The offset of each partition's first record in the batch: where a retry starts."""
+    return [
+        TopicPartition(topic, partition, first)
+        for (topic, partition), (first, _) in batch_bounds(batch).items()
+    ]
 
 
 def rewind_to(consumer: Consumer, positions: Iterable[TopicPartition]) -> None:

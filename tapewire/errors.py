@@ -5,7 +5,8 @@ TapewireError
 ├── InvalidTick             a tick that breaks the contract (the reason is the message)
 ├── KafkaFailure            a Kafka call failed; keeps librdkafka's error code
 │   └── DeliveryFailed      the broker did not acknowledge a produced record
-└── StoreUnavailable        PostgreSQL or Redis could not be reached or written
+├── StoreUnavailable        PostgreSQL or Redis could not be reached or written
+└── Wedged                  a client library call will not return: the process ends at once
 """
 
 from __future__ import annotations
@@ -38,3 +39,9 @@ class DeliveryFailed(KafkaFailure):
 
 class StoreUnavailable(TapewireError):
     """PostgreSQL or Redis could not be reached or written."""
+
+
+class Wedged(TapewireError):
+    """A client library call has not returned long after its own timeout. The service's
+    start-up (tapewire/startup.py) ends the process at once, as a kill -9 would, skipping every
+    clean-up: leaving a consumer group or closing a client would wait on the same stuck library."""

@@ -127,13 +127,18 @@ def ensure_topics(
 
 
 def ensure_all_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30.0) -> None:
-    """Create every topic tapewire uses (TopicSettings.all_topics), the changelog compacted."""
+    """Create every topic tapewire uses (TopicSettings.all_topics), the changelogs compacted,
+    each with its min.insync.replicas."""
+    durability = {"min.insync.replicas": str(topics.effective_min_insync_replicas)}
     ensure_topics(
         kafka,
         topics.all_topics(),
         topics.replication_factor,
         timeout_s,
-        configs=dict.fromkeys(topics.compacted, CHANGELOG_TOPIC_CONFIG),
+        configs={
+            name: {**durability, **(CHANGELOG_TOPIC_CONFIG if name in topics.compacted else {})}
+            for name in topics.all_topics()
+        },
     )
 
 
@@ -222,12 +227,22 @@ def read_latest_per_key(
 
     For restoring state from a compacted changelog. Reads with `assign()` (no group, no commits);
     a null value (tombstone) removes its key.
+
+    The end is each partition's high watermark when the restore begins, not its last stable
+    offset: a transaction whose records are below it is waited for until it ends (a commit
+    adds them, an abort leaves them out). Its input offsets may already be committed, since a
+    commit marker reaches each partition on its own after the producer has been answered (on a
+    cluster, only after an election when the partition's leader has died); stopping at the
+    stable offset would restore a state older than those offsets. The wait is bounded by the
+    writer's transaction.timeout.ms, after which the broker aborts what a crashed writer left.
     """
-    consumer = Consumer(reader_config(kafka, "tapewire-restore"))
-    latest: dict[int, dict[bytes, bytes]] = {}
+    latest: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
     try:
-        pending = _non_empty_partitions(consumer, topic, partitions)
-        latest = {p: {} for p in partitions}
+        pending = _non_empty_partitions(kafka, topic, latest)
+    except KafkaException as exc:
+        raise KafkaFailure(f"restore of {topic} failed: {exc}", retriable=True) from exc
+    consumer = Consumer(reader_config(kafka, "tapewire-restore"))
+    try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
         deadline = time.monotonic() + timeout_s
         while pending:
@@ -245,13 +260,18 @@ def read_latest_per_key(
     return latest
 
 
-def _non_empty_partitions(consumer: Consumer, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    """partition -> high watermark, for the partitions that hold anything."""
+def _non_empty_partitions(kafka: KafkaSettings, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """partition -> high watermark, for the partitions that hold anything. Asked by a
+    read_uncommitted client: a read_committed one is told the last stable offset instead."""
+    consumer = Consumer({**reader_config(kafka, "tapewire-restore"), "isolation.level": "read_uncommitted"})
     ends: dict[int, int] = {}
-    for partition in partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-        if high > low:
-            ends[partition] = high
+    try:
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > low:
+                ends[partition] = high
+    finally:
+        consumer.close()
     return ends
 
 
@@ -262,7 +282,10 @@ def _fold_latest(message: Message, pending: dict[int, int], latest: dict[int, di
         return
     if error is not None:
         if error.code() == KafkaError._PARTITION_EOF:
-            del pending[partition]  # the end of what is committed: later records belong to open transactions
+            # The last stable offset: past the end, or short of it while a transaction is open.
+            offset = message.offset()
+            if offset is not None and offset >= pending[partition]:
+                del pending[partition]
             return
         raise KafkaFailure(f"restore read failed: {error.str()}", error.code(), retriable=error.retriable())
     key, value, offset = message.key(), message.value(), message.offset()

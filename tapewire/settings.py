@@ -131,6 +131,16 @@ class TopicSettings(BaseSettings):
     instruments: str = "tt_instruments"
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
+    # How many replicas must have a record before the broker acknowledges it (acks=all): 0
+    # picks 2 when there are 3 or more replicas (one broker may be down and nothing
+    # acknowledged is on a single disk), else 1.
+    min_insync_replicas: int = Field(default=0, ge=0)
+
+    @property
+    def effective_min_insync_replicas(self) -> int:
+        if self.min_insync_replicas:
+            return min(self.min_insync_replicas, self.replication_factor)
+        return 2 if self.replication_factor >= 3 else 1
 
     @property
     def raw_dlq(self) -> str:

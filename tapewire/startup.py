@@ -5,6 +5,8 @@ too, so they run the wiring that ships."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -14,11 +16,14 @@ from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTO
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from .errors import Wedged
 from .logs import configure_logging
 from .settings import LogSettings
 from .shutdown import install_stop_event
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+log = logging.getLogger(__name__)
 
 
 class ServiceSettings(Protocol):
@@ -52,7 +57,12 @@ def main(name: str, settings: type[S], serve: Serve[S]) -> int:
         print(f"{name}: invalid settings\n{detail}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(name, loaded.log.log_level)
-    code = serve(loaded, install_stop_event(), process_registry())
+    try:
+        code = serve(loaded, install_stop_event(), process_registry())
+    except Wedged as exc:
+        log.critical("wedged, exiting at once", extra={"error": str(exc)})
+        logging.shutdown()  # flush the log; nothing else runs
+        os._exit(EXIT_FAILURE)
     return EXIT_OK if code is None else code
 
 

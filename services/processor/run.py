@@ -55,9 +55,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from tapewire import dead_letters, tracing
-from tapewire.consume_loop import TRANSIENT_ERRORS, rewind_to, run_batches
+from tapewire.consume_loop import TRANSIENT_ERRORS, first_offsets, rewind_to, run_batches
 from tapewire.dead_letters import Refused, decode_raw_tick, processing_failed
-from tapewire.errors import KafkaFailure, TapewireError
+from tapewire.errors import KafkaFailure, TapewireError, Wedged
 from tapewire.kafka import record_position, record_time_ns
 from tapewire.reference.calendar import SessionClock
 from tapewire.ticks import RawTick, Trade
@@ -99,7 +99,21 @@ ApplyTick = Callable[[State | None, RawTick, Position, SessionClock], State]
 
 
 class ProducerFenced(TapewireError):
-    """The transactional producer hit a fatal error (e.g. a newer instance fenced it): exit."""
+    """The transactional producer cannot go on (a newer instance fenced it, it failed fatally,
+    or a commit's outcome stayed unknown): exit, and the restart's init_transactions settles
+    whatever it left open."""
+
+
+class TransactionStuck(Wedged):
+    """A transaction call has not returned long after its timeout: the process ends at once, as
+    after a kill -9, which the fault suite proves safe (the broker aborts the open transaction at
+    its timeout, and the partitions move on at the session timeout)."""
+
+
+# A transaction call gets the rest of its transaction timeout, and at least this much.
+MIN_CALL_TIMEOUT_S = 1.0
+# How long past its own timeout a transaction call may take before it counts as stuck.
+STUCK_GRACE_S = 10.0
 
 
 class Processor:
@@ -366,7 +380,7 @@ class Processor:
         pending = self._pending
         if pending is None:
             return
-        topics, timeout_s = self._topics, self._settings.flush_timeout_s
+        topics = self._topics
         # The changelog holds the latest state of each instrument: the very bytes published.
         for encoded in pending.latest.values():
             state = encoded.state
@@ -375,12 +389,23 @@ class Processor:
             )
         self._produce_alerts(pending, self._clock())
         offsets = pending.next_offsets()
+        producer, patience_s = self._producer, self._settings.transaction_timeout_ms / 1000
+        if offsets:
+            metadata = self._consumer.consumer_group_metadata()
+            try:
+                repeating(lambda t: producer.send_offsets_to_transaction(offsets, metadata, t), patience_s)
+            except KafkaException as exc:
+                raise _failure(exc) from exc  # nothing committed yet: abort and retry (unless fatal)
         try:
-            if offsets:
-                metadata = self._consumer.consumer_group_metadata()
-                self._producer.send_offsets_to_transaction(offsets, metadata, timeout_s)
-            self._producer.commit_transaction(timeout_s)
+            repeating(producer.commit_transaction, patience_s)
         except KafkaException as exc:
+            error = exc.args[0]
+            if error.retriable() and not (error.fatal() or error.txn_requires_abort()):
+                # Still failing after a transaction timeout of repeats: whether it committed is
+                # unknown, so neither an abort (it would conflict with the commit librdkafka
+                # still drives) nor a retry of the batch is safe. Nothing is left to end.
+                self._pending = None
+                raise ProducerFenced(f"transaction outcome unknown: {error.str()}") from exc
             raise _failure(exc) from exc
         self._pending = None
         self._take_turns()
@@ -413,7 +438,9 @@ class Processor:
         """Abort everything since the last commit, rewind the consumer to its first records and
         raise, for the loop to retry after a backoff. The in-memory states are as they were at
         the last commit, so the retry computes exactly the same outputs."""
-        positions = self._pending.rewind_to(batch) if self._pending is not None else []
+        # With no transaction open (the failure came before the first record of one, e.g. in
+        # the restore after an assignment) the batch alone says where to go back to.
+        positions = self._pending.rewind_to(batch) if self._pending is not None else first_offsets(batch)
         try:
             self._abandon()
         finally:
@@ -437,11 +464,11 @@ class Processor:
         self._pending = None
         self._metrics.transactions.labels("aborted").inc()
         try:
-            self._producer.abort_transaction(self._settings.flush_timeout_s)
+            repeating(self._producer.abort_transaction, self._settings.transaction_timeout_ms / 1000)
         except KafkaException as abort_exc:
-            if abort_exc.args[0].fatal():
-                raise ProducerFenced(f"could not abort transaction: {abort_exc}") from abort_exc
-            raise KafkaFailure(f"abort failed, will retry: {abort_exc}", retriable=True) from abort_exc
+            # Fatal, or still failing after a transaction timeout: no new transaction can begin
+            # on this producer. A restart's init_transactions settles whatever it left open.
+            raise ProducerFenced(f"could not abort transaction: {abort_exc}") from abort_exc
 
     def _produce_alerts(self, pending: Pending, processed_ns: int) -> None:
         """Alert events (partitioned by user id), changed books (an empty one as a tombstone) and
@@ -564,6 +591,58 @@ def _already_applied(state: State | None, position: Position) -> bool:
     )
 
 
+def repeating(
+    call: Callable[[float], None], patience_s: float, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Run a transaction call (send offsets, commit, abort; `call(timeout_s)`) that librdkafka
+    lets its caller repeat: on a retriable error (a request timed out, the coordinator moved, a
+    leader is being elected) the same call is made again, and it carries on where the last one
+    left off. Doing anything else then is wrong: an abort would race the commit that librdkafka
+    is still driving in the background, and if that commit lands, the retried batch counts twice.
+
+    Errors that are fatal, that require an abort, or that persist for `patience_s` (the
+    transaction timeout: by then the broker has settled the transaction) are raised. A call
+    that has not returned STUCK_GRACE_S after its own timeout raises TransactionStuck."""
+    deadline = time.monotonic() + patience_s
+    delay_s = 0.05
+    while True:
+        try:
+            bounded(call, max(deadline - time.monotonic(), MIN_CALL_TIMEOUT_S))
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal() or error.txn_requires_abort() or not error.retriable():
+                raise
+            if time.monotonic() + delay_s > deadline:
+                raise
+            log.warning("transaction call failed, repeating it", extra={"error": error.str()})
+            sleep(delay_s)
+            delay_s = min(delay_s * 2, 1.0)
+
+
+def bounded(call: Callable[[float], None], timeout_s: float) -> None:
+    """`call(timeout_s)` on a thread of its own, waited for STUCK_GRACE_S longer than its own
+    timeout. librdkafka's send_offsets_to_transaction can block far past its timeout while the
+    group coordinator moves (confluentinc/librdkafka#5456, #5511); no call can be interrupted,
+    so a stuck one raises TransactionStuck and leaves its thread behind."""
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            call(timeout_s)
+            outcome.append(None)
+        except BaseException as exc:  # handed over to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attempt, name="transaction-call", daemon=True)
+    thread.start()
+    thread.join(timeout_s + STUCK_GRACE_S)
+    if not outcome:
+        raise TransactionStuck(f"a transaction call has not returned in {timeout_s + STUCK_GRACE_S:.0f}s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
 def _failure(exc: KafkaException) -> TapewireError:
     """A Kafka error in a transaction: fatal ones end the process, the rest are retried."""
     error = exc.args[0]
@@ -613,8 +692,13 @@ def run(
         on_revoke=processor.on_revoke,
         on_lost=processor.on_lost,
     )
+    leave = True
     try:
         run_batches(consumer, processor.handle, stop, settings.loop, metrics.loop, processor.commit_if_due)
         processor.commit()  # what is open at a clean stop is committed, not left to time out
+    except Wedged:
+        leave = False  # leaving would ask the stuck producer to end its transaction again
+        raise
     finally:
-        consumer.close()  # leaves the group at once, so the partitions move without waiting a session timeout
+        if leave:  # leave the group at once, so the partitions move without waiting a session timeout
+            consumer.close()

@@ -33,7 +33,7 @@ from tapewire.settings import TopicSettings
 from .calendars import Calendars
 from .enrich import apply
 from .metrics import ProcessorMetrics
-from .run import CO_PARTITIONING_ASSIGNOR, ApplyTick, run
+from .run import CO_PARTITIONING_ASSIGNOR, ApplyTick, Restore, run
 from .settings import ProcessorSettings
 
 log = logging.getLogger("services.processor")
@@ -44,9 +44,11 @@ def serve(
     stop: threading.Event,
     registry: CollectorRegistry,
     apply_tick: ApplyTick = apply,
+    restore: Restore | None = None,
 ) -> None:
     """Run the processor until `stop` is set: the whole service, minus signals and logging.
-    `apply_tick` is the business rule (tests pass one that fails on purpose)."""
+    `apply_tick` is the business rule and `restore` reads the changelogs (tests pass ones that
+    fail on purpose)."""
     topics = settings.topics
     ensure_all_topics(settings.kafka, topics)
     outputs = [topics.processed, topics.processor_state, topics.processor_alerts]
@@ -75,7 +77,7 @@ def serve(
         for turn in range(settings.transactional_producers)
     ]
 
-    def restore(changelog: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+    def restore_from_kafka(changelog: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
         return read_latest_per_key(settings.kafka, changelog, partitions)
 
     log.info(
@@ -84,7 +86,17 @@ def serve(
     )
     tracer = tracing.start("processor", settings.tracing)
     try:
-        run(settings, consumer, producers, restore, metrics, stop, apply_tick, tracer, calendars)
+        run(
+            settings,
+            consumer,
+            producers,
+            restore or restore_from_kafka,
+            metrics,
+            stop,
+            apply_tick,
+            tracer,
+            calendars,
+        )
     finally:
         stop.set()
         calendars.close()

@@ -15,7 +15,7 @@ from services.cache_updater.settings import CacheUpdaterSettings
 from services.history_writer.service import serve as serve_history_writer
 from services.history_writer.settings import HistoryWriterSettings
 from services.processor.enrich import apply
-from services.processor.run import ApplyTick
+from services.processor.run import ApplyTick, Restore
 from services.processor.service import serve as serve_processor
 from services.processor.settings import ProcessorSettings
 
@@ -38,10 +38,12 @@ def running(
 
 
 def running_processor(
-    settings: ProcessorSettings, apply_tick: ApplyTick = apply
+    settings: ProcessorSettings, apply_tick: ApplyTick = apply, restore: Restore | None = None
 ) -> Iterator[CollectorRegistry]:
     """The whole service: the transactional loop, the restore from the changelog."""
-    return running("processor", lambda stop, registry: serve_processor(settings, stop, registry, apply_tick))
+    return running(
+        "processor", lambda stop, registry: serve_processor(settings, stop, registry, apply_tick, restore)
+    )
 
 
 def running_history_writer(settings: HistoryWriterSettings) -> Iterator[CollectorRegistry]:

@@ -14,6 +14,7 @@ from services.history_writer.settings import HistoryWriterSettings
 from services.processor.enrich import NS_PER_SECOND
 from services.processor.settings import ProcessorSettings
 from tapewire.db import connect_kwargs
+from tapewire.errors import KafkaFailure
 from tapewire.kafka import read_latest_per_key
 from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
 from tapewire.ticks import Quote, RawTick, Trade
@@ -200,3 +201,27 @@ def test_commits_offsets_after_processing(
 
         wait_for(lambda: committed_total() == len(ticks), 30, "offsets to be committed")
         probe.close()
+
+
+def test_a_failed_restore_loses_no_tick(
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique: str
+) -> None:
+    """The restore after an assignment fails once (as it does while a leader is being elected):
+    the batch that was polled before it is read again, not skipped."""
+    ticks = sample_ticks()
+    produce_ticks(kafka_settings, topics.raw, ticks)
+    failures = [KafkaFailure("NOT_LEADER_FOR_PARTITION (on purpose)", retriable=True)]
+
+    def flaky(changelog: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        if failures:
+            raise failures.pop()
+        return read_latest_per_key(kafka_settings, changelog, partitions)
+
+    with running_processor(make_settings(kafka_settings, topics, f"f{unique}"), restore=flaky):
+        outputs = consume_all(kafka_settings, topics.processed, expected=len(ticks))
+    assert not failures, "the restore never failed"
+    versions: dict[str, list[int]] = defaultdict(list)
+    for message in outputs:
+        state = pb.InstrumentState.FromString(message.value() or b"")
+        versions[state.instrument].append(state.version)
+    assert versions == {"AAPL": [1, 2, 3], "MSFT": list(range(1, 21)), "NVDA": list(range(1, 21))}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tapewire.settings import KafkaSettings
+from tapewire.settings import KafkaSettings, TopicSettings
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +81,14 @@ def test_inconsistent_settings_are_refused(values: dict[str, str], message: str,
     resolved = {key: str(pem) if value == "PEM" else value for key, value in values.items()}
     with pytest.raises(ValidationError, match=message):
         KafkaSettings(**resolved)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("replication", "asked", "effective"),
+    [(1, 0, 1), (2, 0, 1), (3, 0, 2), (5, 0, 2), (3, 3, 3), (3, 1, 1), (1, 2, 1)],
+)
+def test_min_insync_replicas_defaults_to_two_of_three_and_never_exceeds_the_replicas(
+    replication: int, asked: int, effective: int
+) -> None:
+    topics = TopicSettings(replication_factor=replication, min_insync_replicas=asked)
+    assert topics.effective_min_insync_replicas == effective

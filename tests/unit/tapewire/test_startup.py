@@ -9,7 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.processor.settings import ProcessorSettings
-from tapewire.startup import EXIT_CONFIG, main
+from tapewire.errors import Wedged
+from tapewire.startup import EXIT_CONFIG, EXIT_FAILURE, main
 
 
 def test_a_bad_variable_is_named_and_nothing_is_served(
@@ -48,3 +49,24 @@ def test_good_settings_reach_serve_and_its_exit_code_is_the_process(monkeypatch:
     assert main("processor", ProcessorSettings, serve) == 3
     assert seen["group"] == "g-test" and seen["stopped"] is False
     assert seen["cpu"] is not None  # the process collector is registered
+
+
+def test_a_wedged_service_ends_the_process_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No clean-up after a call that will not return: os._exit, not a return through `finally`."""
+    monkeypatch.setenv("PROCESSOR_GROUP_ID", "g-test")
+    exits: list[int] = []
+
+    class Exited(BaseException):
+        pass
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise Exited
+
+    def wedged(*_: object) -> None:
+        raise Wedged("a call has not returned")
+
+    monkeypatch.setattr("tapewire.startup.os._exit", fake_exit)
+    with pytest.raises(Exited):
+        main("processor", ProcessorSettings, wedged)
+    assert exits == [EXIT_FAILURE]
