@@ -29,7 +29,7 @@ def kafka_for_tests(stack_env: dict[str, str]) -> KafkaSettings:
 
 
 @contextmanager
-def own_topics(kafka: KafkaSettings, unique: str) -> Iterator[TopicSettings]:
+def own_topics(kafka: KafkaSettings, unique: str, replication_factor: int = 1) -> Iterator[TopicSettings]:
     """Fresh raw, processed, changelog, command, alert, master and DLQ topics named after `unique`,
     deleted afterwards.
 
@@ -44,6 +44,7 @@ def own_topics(kafka: KafkaSettings, unique: str) -> Iterator[TopicSettings]:
         alert_events=f"t{unique}_alert_events",
         instruments=f"t{unique}_instruments",
         partitions=TEST_PARTITIONS,
+        replication_factor=replication_factor,
     )
     ensure_all_topics(kafka, names)
     try:
@@ -125,6 +126,8 @@ def service_env(
         "TAPEWIRE_TOPIC_ALERT_EVENTS": topics.alert_events,
         "TAPEWIRE_TOPIC_INSTRUMENTS": topics.instruments,
         "TAPEWIRE_TOPIC_PARTITIONS": str(topics.partitions),
+        "TAPEWIRE_TOPIC_REPLICATION_FACTOR": str(topics.replication_factor),
+        "TAPEWIRE_TOPIC_MIN_INSYNC_REPLICAS": str(topics.min_insync_replicas),
         "REDIS_URL": redis.url.get_secret_value(),
         "REDIS_KEY_PREFIX": redis.key_prefix,
         "REDIS_UPDATES_CHANNEL": redis.updates_channel,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -22,11 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from confluent_kafka.admin import AdminClient
+
 from tests.support import wait_for
 from tools.devstack import (
     KAFKA_LIBS,
     LOG4J2_PROPERTIES,
     kafka_format_command,
+    kafka_java,
     kafka_new_cluster_id,
     kafka_properties,
     kafka_ready,
@@ -210,6 +214,160 @@ def private_kafka(directory: Path, sasl_ssl: SaslSsl | None = None) -> Iterator[
         yield broker.start()
     finally:
         broker.kill()
+
+
+class PrivateKafkaCluster:
+    """`size` KRaft nodes in `directory`, each a broker and a controller (a static quorum of
+    `size` voters), configured for what a production cluster promises: internal topics with 3
+    replicas, and 2 of them in sync before a record is acknowledged. Any node can be killed,
+    restarted, or restarted with its disk wiped."""
+
+    def __init__(self, directory: Path, size: int = 3) -> None:
+        ports = free_ports(2 * size)
+        self.nodes = tuple(range(1, size + 1))
+        self.ports = dict(zip(self.nodes, ports[:size], strict=True))
+        self.controller_ports = dict(zip(self.nodes, ports[size:], strict=True))
+        self.directory = directory
+        self.cluster_id = kafka_new_cluster_id()
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
+        self._logs: dict[int, IO[bytes]] = {}
+        self._starts = dict.fromkeys(self.nodes, 0)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{HOST}:{self.ports[n]}" for n in self.nodes)
+
+    def log_path(self, node: int) -> Path:
+        return self.directory / f"node-{node}" / f"kafka-{self._starts[node]}.log"
+
+    def running(self, node: int) -> bool:
+        process = self._processes.get(node)
+        return process is not None and process.poll() is None
+
+    def start(self) -> PrivateKafkaCluster:
+        """Start every node, then wait for all: none finishes starting before a quorum forms."""
+        for node in self.nodes:
+            self.start_node(node, wait=False)
+        for node in self.nodes:
+            self._wait_ready(node)
+        return self
+
+    def start_node(self, node: int, wait: bool = True) -> None:
+        assert not self.running(node), f"node {node} is already running"
+        folder = self.directory / f"node-{node}"
+        if not (folder / "data" / "meta.properties").exists():
+            self._format(node)
+        self._starts[node] += 1
+        self._logs[node] = self.log_path(node).open("ab")
+        self._processes[node] = subprocess.Popen(
+            kafka_server_command(folder / "server.properties", folder / "log4j2.properties"),
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=self._logs[node],
+            stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self._wait_ready(node)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL: the node dies without flushing or telling anyone."""
+        process = self._processes.pop(node, None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(STOP_TIMEOUT_S)
+        log = self._logs.pop(node, None)
+        if log is not None:
+            log.close()
+
+    def wipe(self, node: int) -> None:
+        """Delete a stopped node's disk (metadata and partitions): it is formatted again, into
+        the same cluster, when it starts."""
+        assert not self.running(node), "wipe a stopped node"
+        shutil.rmtree(self.directory / f"node-{node}" / "data")
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            self.kill(node)
+
+    def leader(self, topic: str, partition: int) -> int:
+        metadata = AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(topic, timeout=10)
+        return int(metadata.topics[topic].partitions[partition].leader)
+
+    def in_sync(self, node: int, topics: list[str]) -> bool:
+        """Whether `node` is back in the in-sync replicas of every partition of `topics` it holds."""
+        metadata = AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=10)
+        partitions = [p for t in topics for p in metadata.topics[t].partitions.values()]
+        return bool(partitions) and all(node in p.isrs for p in partitions if node in p.replicas)
+
+    def active_controller(self) -> int:
+        """The quorum's leader, as `kafka-metadata-quorum describe --status` reports it."""
+        folder = self.directory / f"node-{self.nodes[0]}"
+        command = kafka_java(
+            "org.apache.kafka.tools.MetadataQuorumCommand",
+            "--bootstrap-server", self.bootstrap_servers, "describe", "--status",
+            log4j_config=folder / "log4j2.properties",
+        )  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        found = re.search(r"LeaderId:\s+(\d+)", out.stdout)
+        assert found, f"no LeaderId in:\n{out.stdout}{out.stderr}"
+        return int(found.group(1))
+
+    def log_tail(self, node: int, lines: int = 30) -> str:
+        path = self.log_path(node)
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _format(self, node: int) -> None:
+        folder = self.directory / f"node-{node}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        single = kafka_properties(self.ports[node], self.controller_ports[node], folder / "data")
+        # A static quorum of every node, in place of the standalone one's bootstrap server.
+        base = "".join(
+            line + "\n"
+            for line in single.splitlines()
+            if not line.startswith("controller.quorum.bootstrap.servers=")
+        )
+        voters = ",".join(f"{n}@{HOST}:{self.controller_ports[n]}" for n in self.nodes)
+        replicas = str(min(3, len(self.nodes)))
+        properties = override(base, {
+            "node.id": str(node),
+            "controller.quorum.voters": voters,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": "2",
+            "default.replication.factor": replicas,
+            "min.insync.replicas": "2",
+        })  # fmt: skip
+        (folder / "server.properties").write_text(properties)
+        formatted = subprocess.run(
+            kafka_format_command(
+                folder / "server.properties", self.cluster_id, folder / "log4j2.properties", standalone=False
+            ),
+            cwd=folder,
+            capture_output=True,
+            text=True,
+        )
+        assert formatted.returncode == 0, (
+            f"kafka-storage format failed:\n{formatted.stdout}{formatted.stderr}"
+        )
+
+    def _wait_ready(self, node: int) -> None:
+        def ready() -> bool:
+            assert self.running(node), f"Kafka node {node} exited during start-up\n{self.log_tail(node)}"
+            return kafka_ready(self.ports[node], self.log_path(node))
+
+        wait_for(ready, START_TIMEOUT_S, f"Kafka node {node} on port {self.ports[node]}", 0.25)
+
+
+@contextmanager
+def private_kafka_cluster(directory: Path, size: int = 3) -> Iterator[PrivateKafkaCluster]:
+    """A started `PrivateKafkaCluster`, killed on exit (its data is left for inspection)."""
+    cluster = PrivateKafkaCluster(directory, size)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop_all()
 
 
 class TlsPostgres:

@@ -195,9 +195,14 @@ def kafka_new_cluster_id() -> str:
 
 
 def kafka_format_command(
-    config: Path, cluster_id: str, log4j_config: Path = KAFKA_LOG4J, scram: tuple[str, ...] = ()
+    config: Path,
+    cluster_id: str,
+    log4j_config: Path = KAFKA_LOG4J,
+    scram: tuple[str, ...] = (),
+    standalone: bool = True,
 ) -> list[str]:
-    """StorageTool formatting the log dir of ``config`` as a standalone controller quorum of one.
+    """StorageTool formatting the log dir of ``config`` as a standalone controller quorum of one
+    (or, not ``standalone``, as one node of the static quorum its controller.quorum.voters name).
 
     ``scram``: SCRAM credentials to store with it, each as StorageTool's ``--add-scram`` takes
     them (``SCRAM-SHA-256=[name=alice,password=...]``): how a KRaft cluster gets its first users.
@@ -205,7 +210,7 @@ def kafka_format_command(
     return kafka_java(
         "kafka.tools.StorageTool",
         "format",
-        "--standalone",
+        *(["--standalone"] if standalone else []),
         "-t",
         cluster_id,
         "-c",

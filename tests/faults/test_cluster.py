@@ -1,0 +1,152 @@
+"""The pipeline on a three-broker Kafka cluster: topics with 3 replicas, 2 in sync before any
+record is acknowledged; under load, the leader of a partition and then the quorum's active
+controller are killed with SIGKILL and restarted, and a broker comes back with an empty disk and
+re-replicates. The fault suite's checker then audits every store.
+
+The cluster is the test's own (`private_servers.PrivateKafkaCluster`: devstack's jars, three
+nodes each a broker and a controller); Redis and PostgreSQL are the usual ones. The module's
+`kafka_settings` and `topics` fixtures replace the suite's, so every other fixture (the
+services' environment, the stores) follows the cluster.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from tapewire.kafka import reader_config
+from tapewire.settings import KafkaSettings, TopicSettings
+from tests.faults.checker import Stores, Summary, verify
+from tests.faults.harness import Pipeline, pace, wait_flowing
+from tests.faults.private_servers import PrivateKafkaCluster, kafka_runtime_missing, private_kafka_cluster
+from tests.faults.test_faults import LOAD_END_TIMEOUT_S, NAMES, PROCESSORS, Pipelines, conclude, start_load
+from tests.support import wait_for
+from tools.isolation import own_topics
+
+pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(600)]
+
+DOWN_S = 6.0  # how long a killed node stays down: a session timeout's worth
+IN_SYNC_TIMEOUT_S = 120.0
+# What a processor logs when it exits for its supervisor to restart it.
+ON_PURPOSE = ("services.processor.run.ProducerFenced", '"msg": "wedged, exiting at once"')
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKafkaCluster]:
+    missing = kafka_runtime_missing()
+    if missing:
+        pytest.fail(f"a private Kafka cluster cannot run: {missing}")
+    with private_kafka_cluster(tmp_path_factory.mktemp("cluster")) as started:
+        yield started
+
+
+@pytest.fixture
+def kafka_settings(cluster: PrivateKafkaCluster) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=cluster.bootstrap_servers, session_timeout_ms=6000)
+
+
+@pytest.fixture
+def topics(kafka_settings: KafkaSettings, unique: str) -> Iterator[TopicSettings]:
+    with own_topics(kafka_settings, unique, replication_factor=3) as names:
+        assert names.effective_min_insync_replicas == 2
+        yield names
+
+
+def test_leader_and_controller_kill9_and_a_broker_back_empty(
+    cluster: PrivateKafkaCluster,
+    pipelines: Pipelines,
+    fault_env: dict[str, str],
+    stores: Stores,
+    kafka_settings: KafkaSettings,
+) -> None:
+    # The default transaction timeout, not the fault suite's short one: a transaction open when
+    # its partition's leader dies must outlive the election (broker.session.timeout.ms, 9 s),
+    # or the coordinator aborts it and fences the producer.
+    pipeline = pipelines({**fault_env, "PROCESSOR_TRANSACTION_TIMEOUT_MS": "15000"})
+    for instance in (*PROCESSORS, "history_writer", "cache_updater"):
+        pipeline.start(instance)
+    load = start_load(kafka_settings, stores.topics, rate=300, duration_s=60)
+    wait_flowing(stores, NAMES, pipeline)
+    ours = list(stores.topics.all_topics())
+    notes = []
+
+    def bounce(node: int, what: str, wipe: bool = False) -> None:
+        cluster.kill(node)
+        down_at = time.monotonic()
+        pace(down_at + DOWN_S)
+        if wipe:
+            cluster.wipe(node)
+        cluster.start_node(node)
+        wait_for(lambda: cluster.in_sync(node, ours), IN_SYNC_TIMEOUT_S, f"node {node} back in sync", 0.5)
+        notes.append(f"{what} (node {node}): in sync again {time.monotonic() - down_at:.1f} s after the kill")
+
+    with supervised(pipeline, PROCESSORS) as restarts:
+        # Every partition carries the same load: the leader of the raw topic's first one.
+        bounce(cluster.leader(stores.topics.raw, 0), "partition leader kill -9")
+        bounce(cluster.active_controller(), "active controller kill -9")
+        bounce(cluster.leader(stores.topics.processed, 1), "broker restarted with an empty disk", wipe=True)
+        since = max(time.monotonic(), load.finish(LOAD_END_TIMEOUT_S))
+        title = "3-broker cluster: leader, controller kill -9, a broker back empty"
+        summary = verify(stores, load, Summary(title, 3), since)
+    summary.notes.extend(notes)
+    summary.notes.append(
+        f"processors restarted after a fenced producer or a wedged call: {sum(restarts.values())}"
+    )
+    if not summary.ok:
+        summary.notes.extend(where_it_stands(kafka_settings, stores.topics, fault_env["PROCESSOR_GROUP_ID"]))
+    conclude(pipeline, summary)
+
+
+def where_it_stands(kafka: KafkaSettings, topics: TopicSettings, group: str) -> list[str]:
+    """Per partition: the raw topic's end and the processors' committed offset, and the processed
+    topic's end and last stable offset (an open or hanging transaction holds the latter back)."""
+    lines = []
+    for isolation in ("read_uncommitted", "read_committed"):
+        probe = Consumer({**reader_config(kafka, group), "isolation.level": isolation})
+        try:
+            for topic in (topics.raw, topics.processed):
+                ends = [
+                    probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in range(topics.partitions)
+                ]
+                lines.append(f"{topic} {isolation} ends {ends}")
+            if isolation == "read_committed":
+                committed = probe.committed(
+                    [TopicPartition(topics.raw, p) for p in range(topics.partitions)], timeout=10
+                )
+                lines.append(f"{topics.raw} committed by {group}: {[tp.offset for tp in committed]}")
+        finally:
+            probe.close()
+    return lines
+
+
+@contextmanager
+def supervised(pipeline: Pipeline, instances: tuple[str, ...]) -> Iterator[Counter[str]]:
+    """While the block runs, restart any of `instances` that exited on purpose, as `make run`'s
+    supervisor and compose's restart policy do (docs/guarantees.md): its producer fenced (a
+    transaction left open across a coordinator's failover outlived its timeout, and the broker
+    aborted it) or a transaction call wedged past its timeout (librdkafka#5456). Any other exit
+    stays an exit, and fails the test. Yields the restarts per instance."""
+    restarts: Counter[str] = Counter()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            for instance in set(pipeline.exited()) & set(instances):
+                if sum(pipeline.log_count(instance, why) for why in ON_PURPOSE) > restarts[instance]:
+                    restarts[instance] += 1
+                    pipeline.restart(instance)
+
+    watcher = threading.Thread(target=watch, name="supervisor", daemon=True)
+    watcher.start()
+    try:
+        yield restarts
+    finally:
+        done.set()
+        watcher.join(10)
