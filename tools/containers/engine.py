@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tools.devstack.errors import DevstackError
 from tools.devstack.paths import LOCAL
-from tools.devstack.process import apt_install, is_root, log_file, log_tail, pid_alive, rotate_log
+from tools.devstack.process import apt_install, is_root, log_file, log_tail, pid_alive, spawn_detached
 
 # podman and what it runs with; mmdebstrap builds the base image (tools.containers.images).
 PACKAGES = ("podman", "runc", "netavark", "aardvark-dns", "uidmap", "slirp4netns", "mmdebstrap")
@@ -104,22 +104,17 @@ def ensure_api() -> str:
         stop_api()  # one that no longer answers
         SOCKET.parent.mkdir(parents=True, exist_ok=True)
         SOCKET.unlink(missing_ok=True)
+        # Detached like devstack's servers, so that it outlives the caller (make, pytest); in `/`,
+        # the directory the containers' conmon inherits: started in a checkout that is later
+        # deleted, the service answers but starts nothing ("write child: broken pipe").
+        pid = spawn_detached(
+            SERVICE_LOG, ["podman", "system", "service", "--time=0", DOCKER_HOST], 0, cwd=Path("/")
+        )
+        API_PID.write_text(f"{pid}\n")
         path = log_file(SERVICE_LOG)
-        rotate_log(path)
-        with path.open("ab") as out:
-            # Its own session, so that it outlives the caller (make, pytest) like devstack's servers.
-            service = subprocess.Popen(
-                ["podman", "system", "service", "--time=0", DOCKER_HOST],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        API_PID.write_text(f"{service.pid}\n")
         for _ in range(100):
             if api_answers(0.5):
-                log(f"podman's Docker API is on {SOCKET} (pid {service.pid})")
+                log(f"podman's Docker API is on {SOCKET} (pid {pid})")
                 return DOCKER_HOST
             time.sleep(0.1)
     raise DevstackError(f"podman system service did not answer on {SOCKET}\n{log_tail(path)}")
@@ -153,6 +148,10 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except OSError:
+            sock.close()  # not ours to close later: `self.sock` is set only once connected
+            raise
         self.sock = sock
