@@ -50,9 +50,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from tapewire import dead_letters, tracing
 from tapewire.consume_loop import TRANSIENT_ERRORS, first_offsets, rewind_to, run_batches
@@ -153,6 +154,11 @@ class Processor:
         self._command_offsets: dict[int, int] = {}
         self._unrestored: set[int] = set()
         self._pending: Pending | None = None  # the open transaction, if any
+        self._calls = TransactionCalls()
+
+    def close(self) -> None:
+        """Let go of the transaction calls' thread (one still stuck in librdkafka stays behind)."""
+        self._calls.close()
 
     # -- rebalance callbacks (run inside poll, between batches) ------------------------------
 
@@ -393,20 +399,18 @@ class Processor:
         if offsets:
             metadata = self._consumer.consumer_group_metadata()
             try:
-                repeating(lambda t: producer.send_offsets_to_transaction(offsets, metadata, t), patience_s)
+                self._calls.repeating(
+                    lambda t: producer.send_offsets_to_transaction(offsets, metadata, t), patience_s
+                )
             except KafkaException as exc:
                 raise _failure(exc) from exc  # nothing committed yet: abort and retry (unless fatal)
         try:
-            repeating(producer.commit_transaction, patience_s)
+            self._calls.repeating(producer.commit_transaction, patience_s)
         except KafkaException as exc:
-            error = exc.args[0]
-            if error.retriable() and not (error.fatal() or error.txn_requires_abort()):
-                # Still failing after a transaction timeout of repeats: whether it committed is
-                # unknown, so neither an abort (it would conflict with the commit librdkafka
-                # still drives) nor a retry of the batch is safe. Nothing is left to end.
-                self._pending = None
-                raise ProducerFenced(f"transaction outcome unknown: {error.str()}") from exc
-            raise _failure(exc) from exc
+            failure = _failure(exc, committing=True)
+            if isinstance(failure, ProducerFenced):
+                self._pending = None  # nothing is left to end: the restart's init_transactions settles it
+            raise failure from exc
         self._pending = None
         self._take_turns()
         self._merge(pending)
@@ -464,7 +468,9 @@ class Processor:
         self._pending = None
         self._metrics.transactions.labels("aborted").inc()
         try:
-            repeating(self._producer.abort_transaction, self._settings.transaction_timeout_ms / 1000)
+            self._calls.repeating(
+                self._producer.abort_transaction, self._settings.transaction_timeout_ms / 1000
+            )
         except KafkaException as abort_exc:
             # Fatal, or still failing after a transaction timeout: no new transaction can begin
             # on this producer. A restart's init_transactions settles whatever it left open.
@@ -591,63 +597,67 @@ def _already_applied(state: State | None, position: Position) -> bool:
     )
 
 
-def repeating(
-    call: Callable[[float], None], patience_s: float, sleep: Callable[[float], None] = time.sleep
-) -> None:
-    """Run a transaction call (send offsets, commit, abort; `call(timeout_s)`) that librdkafka
-    lets its caller repeat: on a retriable error (a request timed out, the coordinator moved, a
-    leader is being elected) the same call is made again, and it carries on where the last one
-    left off. Doing anything else then is wrong: an abort would race the commit that librdkafka
-    is still driving in the background, and if that commit lands, the retried batch counts twice.
+class TransactionCalls:
+    """Runs the transaction calls (send offsets, commit, abort: `call(timeout_s)`) on one
+    long-lived thread of their own, so that a call can be given up on when it does not return.
+    librdkafka's send_offsets_to_transaction can block far past its timeout while the group
+    coordinator moves (confluentinc/librdkafka#5456, #5511), and no call can be interrupted."""
 
-    Errors that are fatal, that require an abort, or that persist for `patience_s` (the
-    transaction timeout: by then the broker has settled the transaction) are raised. A call
-    that has not returned STUCK_GRACE_S after its own timeout raises TransactionStuck."""
-    deadline = time.monotonic() + patience_s
-    delay_s = 0.05
-    while True:
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transaction-call")
+        self._sleep = sleep
+
+    def repeating(self, call: Callable[[float], None], patience_s: float) -> None:
+        """Run a call that librdkafka lets its caller repeat: on a retriable error (a request
+        timed out, the coordinator moved, a leader is being elected) the same call is made
+        again, and it carries on where the last one left off. Doing anything else then is
+        wrong: an abort would race the commit that librdkafka is still driving in the
+        background, and if that commit lands, the retried batch counts twice.
+
+        Errors that are fatal, that require an abort, or that persist for `patience_s` (the
+        transaction timeout: by then the broker has settled the transaction) are raised."""
+        deadline = time.monotonic() + patience_s
+        delay_s = 0.05
+        while True:
+            try:
+                self.bounded(call, max(deadline - time.monotonic(), MIN_CALL_TIMEOUT_S))
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not _repeatable(error) or time.monotonic() + delay_s > deadline:
+                    raise
+                log.warning("transaction call failed, repeating it", extra={"error": error.str()})
+                self._sleep(delay_s)
+                delay_s = min(delay_s * 2, 1.0)
+
+    def bounded(self, call: Callable[[float], None], timeout_s: float) -> None:
+        """`call(timeout_s)`, waited for STUCK_GRACE_S longer than its own timeout; a call still
+        running then raises TransactionStuck (and keeps the thread: the process is to end)."""
+        grace_s = timeout_s + STUCK_GRACE_S
         try:
-            bounded(call, max(deadline - time.monotonic(), MIN_CALL_TIMEOUT_S))
-            return
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal() or error.txn_requires_abort() or not error.retriable():
-                raise
-            if time.monotonic() + delay_s > deadline:
-                raise
-            log.warning("transaction call failed, repeating it", extra={"error": error.str()})
-            sleep(delay_s)
-            delay_s = min(delay_s * 2, 1.0)
+            self._worker.submit(call, timeout_s).result(grace_s)
+        except TimeoutError:
+            raise TransactionStuck(f"a transaction call has not returned in {grace_s:.0f}s") from None
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False)
 
 
-def bounded(call: Callable[[float], None], timeout_s: float) -> None:
-    """`call(timeout_s)` on a thread of its own, waited for STUCK_GRACE_S longer than its own
-    timeout. librdkafka's send_offsets_to_transaction can block far past its timeout while the
-    group coordinator moves (confluentinc/librdkafka#5456, #5511); no call can be interrupted,
-    so a stuck one raises TransactionStuck and leaves its thread behind."""
-    outcome: list[BaseException | None] = []
-
-    def attempt() -> None:
-        try:
-            call(timeout_s)
-            outcome.append(None)
-        except BaseException as exc:  # handed over to the caller's thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=attempt, name="transaction-call", daemon=True)
-    thread.start()
-    thread.join(timeout_s + STUCK_GRACE_S)
-    if not outcome:
-        raise TransactionStuck(f"a transaction call has not returned in {timeout_s + STUCK_GRACE_S:.0f}s")
-    if outcome[0] is not None:
-        raise outcome[0]
+def _repeatable(error: KafkaError) -> bool:
+    """The same transaction call may be made again (see `TransactionCalls.repeating`)."""
+    return error.retriable() and not (error.fatal() or error.txn_requires_abort())
 
 
-def _failure(exc: KafkaException) -> TapewireError:
-    """A Kafka error in a transaction: fatal ones end the process, the rest are retried."""
+def _failure(exc: KafkaException, committing: bool = False) -> TapewireError:
+    """A Kafka error in a transaction: fatal ones end the process, the rest are retried. A
+    commit still failing with a repeatable error after a transaction timeout of repeats ends
+    it too: whether it committed is unknown, so neither an abort (it would conflict with the
+    commit librdkafka still drives) nor a retry of the batch is safe."""
     error = exc.args[0]
     if error.fatal():
         return ProducerFenced(f"transactional producer failed fatally: {error.str()}")
+    if committing and _repeatable(error):
+        return ProducerFenced(f"transaction outcome unknown: {error.str()}")
     return KafkaFailure(f"transaction failed: {error.str()}", error.code(), retriable=True)
 
 
@@ -702,3 +712,4 @@ def run(
     finally:
         if leave:  # leave the group at once, so the partitions move without waiting a session timeout
             consumer.close()
+        processor.close()
