@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import platform
 import shlex
@@ -170,22 +171,27 @@ def _fanout_section(result: dict[str, Any]) -> dict[str, Any]:
     lines = [
         "The same updates (about 1 KB of JSON each) published through each server's own path, "
         f"{result['parameters'].get('per_client', 10)} instruments per connection; delivered updates/s "
-        "per core of the server process's CPU time (clients, publisher and Redis reported apart).",
+        "per core of the server process's CPU time (clients, publisher and Redis reported apart), "
+        "and that CPU per update delivered, in user space and in the kernel (the write system "
+        "call, and on loopback the receiving socket's TCP work: a floor every server here pays).",
         "",
-        "| connections | server | delivered/s | of offered | server cores | per core | p50 ms | p99 ms "
-        "| kept up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| connections | server | delivered/s | of offered | server cores | per core "
+        "| µs per update: user / kernel | p50 ms | p99 ms | kept up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for count, row in result["summary"].items():
         for name, entry in row.items():
             if not entry.get("trials"):
-                lines.append(f"| {int(count):,} | {name} | failed | | | | | | |")
+                lines.append(f"| {int(count):,} | {name} | failed | | | | | | | |")
                 continue
             latency = entry["latency_ms"]
             lines.append(
                 f"| {int(count):,} | {name} | {entry['delivered_per_s']:,.0f} "
                 f"| {entry['delivery_ratio']:.2f} | {entry['server_cores']:.2f} "
-                f"| {entry['delivered_per_server_core']:,.0f} | {latency['p50']:.1f} | {latency['p99']:.1f} "
+                f"| {entry['delivered_per_server_core']:,.0f} "
+                f"| {entry.get('server_user_us_per_delivery', math.nan):.1f} / "
+                f"{entry.get('server_kernel_us_per_delivery', math.nan):.1f} "
+                f"| {latency['p50']:.1f} | {latency['p99']:.1f} "
                 f"| {entry['kept_up_in']}/{entry['trials']} |"
             )
     lines.append("")

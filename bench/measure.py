@@ -42,13 +42,15 @@ def median(values: Sequence[float]) -> float:
 
 @dataclass
 class ProcessUsage:
-    """CPU seconds (user + system, children included) and peak RSS of one process over a window."""
+    """CPU seconds (user + system, children included; and of them the system's, spent in the
+    kernel on the process's behalf) and peak RSS of one process over a window."""
 
     name: str
     pid: int
     cpu_s: float = 0.0
+    kernel_s: float = 0.0
     peak_rss_mb: float = 0.0
-    _start_cpu: float | None = field(default=None, repr=False)
+    _start_cpu: tuple[float, float] | None = field(default=None, repr=False)
 
 
 class ProcessSampler:
@@ -66,7 +68,7 @@ class ProcessSampler:
 
     def start(self) -> ProcessSampler:
         for name, process in self._processes.items():
-            self._usage[name]._start_cpu = cpu_seconds(process)
+            self._usage[name]._start_cpu = cpu_and_kernel_seconds(process)
         self._started = time.monotonic()
         self._thread.start()
         return self
@@ -90,26 +92,36 @@ class ProcessSampler:
         for name, process in self._processes.items():
             usage = self._usage[name]
             try:
-                cpu = cpu_seconds(process)
+                cpu, kernel = cpu_and_kernel_seconds(process)
                 rss = process.memory_info().rss / 2**20
             except psutil.NoSuchProcess:
                 continue
-            usage.cpu_s = cpu - (usage._start_cpu or 0.0)
+            start_cpu, start_kernel = usage._start_cpu or (0.0, 0.0)
+            usage.cpu_s = cpu - start_cpu
+            usage.kernel_s = kernel - start_kernel
             usage.peak_rss_mb = max(usage.peak_rss_mb, rss)
 
 
 def cpu_seconds(process: psutil.Process) -> float:
     """CPU time used so far: user + system, children included."""
+    return cpu_and_kernel_seconds(process)[0]
+
+
+def cpu_and_kernel_seconds(process: psutil.Process) -> tuple[float, float]:
+    """CPU time used so far (user + system, children included), and the system part of it."""
     times = process.cpu_times()
-    return float(times.user + times.system + times.children_user + times.children_system)
+    kernel = float(times.system + times.children_system)
+    return float(times.user + times.children_user) + kernel, kernel
 
 
 def usage_to_json(usage: dict[str, ProcessUsage], wall_s: float) -> dict[str, dict[str, float]]:
-    """Per process: CPU seconds, average cores busy over the window, peak RSS in MiB."""
+    """Per process: CPU seconds, average cores busy over the window (all of it, and in the
+    kernel), peak RSS in MiB."""
     return {
         name: {
             "cpu_s": round(u.cpu_s, 3),
             "cores": round(u.cpu_s / wall_s, 3) if wall_s > 0 else math.nan,
+            "kernel_cores": round(u.kernel_s / wall_s, 3) if wall_s > 0 else math.nan,
             "peak_rss_mb": round(u.peak_rss_mb, 1),
         }
         for name, u in usage.items()

@@ -85,6 +85,10 @@ def trial_result(
         "kept_up": bool(expected) and delivered >= KEPT_UP * expected,
         "server_cores": server_cores,
         "delivered_per_server_core": round(delivered / server_cores, 1) if server_cores > 0 else math.nan,
+        # Where a delivery's CPU goes: the kernel's share (the write system call, and on loopback
+        # the receiving side's TCP work too) is the same for every server that writes each
+        # update to each socket, so the user-space share is what tells the servers apart.
+        **cpu_per_delivery_us(usage["server"], delivered),
         "latency_ms": {k: round(v, 3) for k, v in summarize_ms(latencies).items()},
         "update_message_bytes": round(sum(r.in_window_bytes for r in reports) / received, 1)
         if received
@@ -109,6 +113,17 @@ def trial_result(
     }
 
 
+def cpu_per_delivery_us(server: dict[str, float], delivered_per_s: float) -> dict[str, float]:
+    """The server's CPU µs per delivered update, in user space and in the kernel."""
+    if delivered_per_s <= 0:
+        return {"server_user_us_per_delivery": math.nan, "server_kernel_us_per_delivery": math.nan}
+    kernel = server.get("kernel_cores", math.nan)
+    return {
+        "server_user_us_per_delivery": round((server["cores"] - kernel) * 1e6 / delivered_per_s, 2),
+        "server_kernel_us_per_delivery": round(kernel * 1e6 / delivered_per_s, 2),
+    }
+
+
 MEDIAN_FIELDS = (
     "delivered_per_s",
     "expected_deliveries_per_s",
@@ -116,6 +131,8 @@ MEDIAN_FIELDS = (
     "published_per_s",
     "server_cores",
     "delivered_per_server_core",
+    "server_user_us_per_delivery",
+    "server_kernel_us_per_delivery",
     "server_peak_rss_mb",
     "client_cores",
     "client_max_process_cores",
