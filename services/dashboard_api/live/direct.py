@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
 
-from .encoders import Frame
+from .encoders import Delta, Encoder, Frame, updates_frame
 
 EXTENSION = "tapewire.direct_socket"
 
@@ -42,6 +42,15 @@ def frame_header(opcode: int, length: int) -> bytes:
     if length < 1 << 16:
         return _SHORT.pack(_FIN | opcode, 126, length)
     return _LONG.pack(_FIN | opcode, 127, length)
+
+
+def update_frame(delta: Delta, encoder: Encoder) -> bytes:
+    """The WebSocket frame of `delta` alone in `encoder`'s encoding, framed once per update and
+    shared by every uncompressed connection it goes to."""
+    wire = delta.wire.get(encoder.name)
+    if wire is None:
+        wire = delta.wire[encoder.name] = framed([encoder.update(delta)])
+    return wire
 
 
 def framed(frames: Sequence[Frame]) -> bytes:
@@ -97,6 +106,19 @@ class DirectSocket:
         its descriptor and its buffer until the client goes: this is how a slow client's cost
         ends."""
         self._protocol.transport.abort()
+
+    def write_updates(self, batches: Sequence[list[Delta]], encoder: Encoder) -> None:
+        """Queue one frame per batch of updates, in one write. Raises WebSocketDisconnect when
+        closed."""
+        protocol = self._protocol
+        if protocol.conn.extensions or not self.open:
+            self.write([updates_frame(encoder, batch) for batch in batches])
+            return
+        parts = [
+            update_frame(batch[0], encoder) if len(batch) == 1 else framed([encoder.updates(batch)])
+            for batch in batches
+        ]
+        protocol.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def write(self, frames: Sequence[Frame]) -> None:
         """Queue `frames` on the transport, in one write. Raises WebSocketDisconnect when closed."""

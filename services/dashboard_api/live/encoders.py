@@ -30,7 +30,7 @@ _UPDATES_IN_MESSAGE = b"\x62"  # ServerMessage.updates = 12
 class Delta:
     """One update of one instrument, stamped with the time the relay sent it on its way."""
 
-    __slots__ = ("_json", "_proto", "_update", "instrument", "state", "version")
+    __slots__ = ("_json", "_proto", "_update", "instrument", "state", "version", "wire")
 
     def __init__(self, state: market_pb2.InstrumentState, sent_ns: int) -> None:
         state.times.sent_ns = sent_ns
@@ -40,6 +40,9 @@ class Delta:
         self._json: str | None = None
         self._proto: bytes | None = None
         self._update: bytes | None = None
+        # Whole WebSocket frames of this update alone, per encoding (live/direct.py fills it):
+        # uncompressed, they are the same bytes for every client.
+        self.wire: dict[str, bytes] = {}
 
     def json(self) -> str:
         if self._json is None:
@@ -110,6 +113,11 @@ class JsonEncoder:
 
 
 ENCODERS: dict[str, Encoder] = {"json": JsonEncoder(), "protobuf": ProtobufEncoder()}
+
+
+def updates_frame(encoder: Encoder, deltas: list[Delta]) -> Frame:
+    """One frame of `deltas`: an update alone, or an `Updates` message of several."""
+    return encoder.update(deltas[0]) if len(deltas) == 1 else encoder.updates(deltas)
 
 
 def message_to_json(message: stream_pb2.ServerMessage) -> dict[str, Any]:

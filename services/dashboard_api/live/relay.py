@@ -182,6 +182,8 @@ class Relay:
         self._paused = False
         self._subscribed_before = False
         self._task: asyncio.Task[None] | None = None
+        # Sessions' flushes due once what Redis sent in one read has been offered (flush_soon).
+        self._flushes: list[Callable[[], None]] = []
 
     @property
     def ready(self) -> bool:
@@ -229,6 +231,21 @@ class Relay:
         gone = [self._keys.updates(name) for name in self.instruments.remove_all(subscriber)]
         gone += [self._keys.alert_events(user) for user in self.users.remove_all(subscriber)]
         self._unsubscribe(gone)
+
+    def flush_soon(self, flush: Callable[[], None]) -> None:
+        """Run `flush` (a session's write of what it was offered) in the loop's next turn,
+        after the rest of the bulk read: one loop callback for every session, not one each."""
+        if not self._flushes:
+            asyncio.get_running_loop().call_soon(self._flush_all)
+        self._flushes.append(flush)
+
+    def _flush_all(self) -> None:
+        flushes, self._flushes = self._flushes, []
+        for flush in flushes:
+            try:
+                flush()
+            except Exception:  # one session's bug must not hold back every other session's
+                log.exception("session flush failed")
 
     def pause(self) -> None:
         """Stop relaying updates (operators: e.g. while Redis is being repaired)."""

@@ -31,7 +31,7 @@ from tapewire.v1 import alerts_pb2, stream_pb2
 from ..metrics import DashboardApiMetrics
 from ..stores.states import StateStore
 from . import protocol
-from .encoders import Delta, Encoder, Frame
+from .encoders import Delta, Encoder, Frame, updates_frame
 from .outbox import RESYNC, ConflatedNotice, Ladder, Outbox, ResyncRequest, Verdict
 from .relay import Relay, confirmed
 
@@ -83,6 +83,8 @@ class DirectWriter(Protocol):
     async def wait_writable(self) -> None: ...
 
     def write(self, frames: Sequence[Frame]) -> None: ...
+
+    def write_updates(self, batches: Sequence[list[Delta]], encoder: Encoder) -> None: ...
 
 
 class AlertHandler(Protocol):
@@ -195,12 +197,12 @@ class Session:
             self.request_close(CLOSE_SLOW_CONSUMER, "too slow: send queue overflowed, conflated and resynced")
             return False
         if self._parked and not self._flush_scheduled:
-            # Once per session per burst: the relay offers a whole bulk read before the loop
-            # runs this, so the updates of one read leave in one write. A sender that is not
+            # Once per session per burst: the relay offers a whole bulk read before it runs
+            # this, so the updates of one read leave in one write. A sender that is not
             # parked (busy, or waiting for its socket to drain) takes the queue up itself:
             # for a stalled client, a callback per update would be most of what it costs.
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._relay.flush_soon(self._flush)
         return True
 
     def deliver_alert(self, event: alerts_pb2.AlertEvent) -> bool:
@@ -349,7 +351,7 @@ class Session:
             batches = self._due_batches(now)
             if batches:
                 try:
-                    direct.write([self._encode_updates(batch) for batch in batches])
+                    direct.write_updates(batches, self._encoder)
                 except Exception:  # the socket is gone: the sender meets it too and ends the session
                     self._wake.set()
                     return
@@ -409,12 +411,9 @@ class Session:
         return True
 
     async def _write_updates(self, deltas: list[Delta]) -> None:
-        await self._transport.send(self._encode_updates(deltas))
+        await self._transport.send(updates_frame(self._encoder, deltas))
         self._last_sent_at = self._monotonic()
         self._count_updates(deltas[-1], len(deltas))
-
-    def _encode_updates(self, deltas: list[Delta]) -> Frame:
-        return self._encoder.update(deltas[0]) if len(deltas) == 1 else self._encoder.updates(deltas)
 
     def _count_updates(self, last: Delta, updates: int) -> None:
         """Count `updates` sent, the last of them `last`. Per update per client, a histogram

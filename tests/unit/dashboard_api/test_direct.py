@@ -13,6 +13,8 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 
 from services.dashboard_api.live.direct import DirectSocket, frame_header, framed
+from services.dashboard_api.live.encoders import Delta, Encoder, JsonEncoder, ProtobufEncoder
+from tapewire.v1 import market_pb2 as pb
 
 pytestmark = pytest.mark.anyio
 
@@ -120,3 +122,44 @@ async def test_wait_writable_returns_on_resume_and_raises_once_disconnected() ->
     p.disconnected = True  # connection_lost sets writable too, to let waiters go
     with pytest.raises(WebSocketDisconnect):
         await socket.wait_writable()
+
+
+def delta(instrument: str, version: int) -> Delta:
+    return Delta(pb.InstrumentState(instrument=instrument, version=version), 1)
+
+
+@pytest.mark.parametrize("encoder", [JsonEncoder(), ProtobufEncoder()])
+def test_an_update_alone_is_framed_once_and_shared_by_every_connection(encoder: Encoder) -> None:
+    update = delta("A", 1)
+    first, second = protocol(), protocol()
+    DirectSocket(first).write_updates([[update]], encoder)
+    DirectSocket(second).write_updates([[update]], encoder)
+    assert first.transport.written == [library_frame(encoder.update(update))]
+    assert second.transport.written[0] is first.transport.written[0]
+
+
+def test_batches_of_updates_go_in_one_write_one_frame_each() -> None:
+    encoder = JsonEncoder()
+    a1, b1, a2 = delta("A", 1), delta("B", 1), delta("A", 2)
+    p = protocol()
+    DirectSocket(p).write_updates([[a1, b1], [a2]], encoder)
+    assert p.transport.written == [
+        library_frame(encoder.updates([a1, b1])) + library_frame(encoder.update(a2))
+    ]
+
+
+def test_with_compression_updates_are_compressed_per_connection() -> None:
+    encoder = JsonEncoder()
+    p = protocol([PerMessageDeflate(False, False, 12, 12)])
+    update = delta("A", 1)
+    DirectSocket(p).write_updates([[update]], encoder)
+    assert p.transport.written == [f"text:{encoder.update(update)};".encode()]
+    assert update.wire == {}
+
+
+def test_updates_to_a_closed_connection_raise() -> None:
+    p = protocol()
+    p.close_sent = True
+    with pytest.raises(WebSocketDisconnect):
+        DirectSocket(p).write_updates([[delta("A", 1)]], JsonEncoder())
+    assert p.transport.written == []

@@ -456,3 +456,22 @@ async def test_watches_while_disconnected_are_subscribed_on_the_next_connection(
         assert not events[0].is_set()
         fresh.confirm()
         assert events[0].is_set()
+
+
+async def test_flushes_asked_for_during_a_read_run_together_in_the_next_turn() -> None:
+    relay, _ = make_relay()
+    ran: list[str] = []
+
+    def failing() -> None:
+        ran.append("failing")
+        raise RuntimeError("a session's bug")
+
+    relay.flush_soon(lambda: ran.append("first"))
+    relay.flush_soon(failing)
+    relay.flush_soon(lambda: ran.append("last"))
+    assert ran == []  # not before the rest of the read has been offered
+    await asyncio.sleep(0)
+    assert ran == ["first", "failing", "last"]
+    relay.flush_soon(lambda: ran.append("again"))
+    await asyncio.sleep(0)
+    assert ran[-1] == "again"

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from services.dashboard_api.live import protocol
-from services.dashboard_api.live.encoders import Delta, JsonEncoder
+from services.dashboard_api.live.encoders import Delta, Encoder, JsonEncoder, updates_frame
 from services.dashboard_api.live.outbox import Ladder
 from services.dashboard_api.live.pubsub import PubSubConnector
 from services.dashboard_api.live.relay import Relay
@@ -76,6 +76,9 @@ class FakeDirect:
 
     async def wait_writable(self) -> None:
         await self.transport.writable.wait()
+
+    def write_updates(self, batches: Sequence[list[Delta]], encoder: Encoder) -> None:
+        self.write([updates_frame(encoder, batch) for batch in batches])
 
     def write(self, frames: Sequence[str | bytes]) -> None:
         assert self.writable, "the fast path wrote to a socket that pushes back"
