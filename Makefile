@@ -52,6 +52,10 @@ chromium: ## install Chromium (Debian package) for the browser tests, unless one
 jaeger: ## build Jaeger (the OTLP receiver of the tracing test and `make run JAEGER=1`) from the Go module proxy, unless it is there
 	$(PYTHON) -m tools.devstack jaeger
 
+.PHONY: haproxy
+haproxy: ## install HAProxy (Debian package) for the load balancer's tests, unless it is there
+	$(PYTHON) -m tools.devstack haproxy
+
 .PHONY: prometheus
 prometheus: ## install Prometheus and promtool (Debian package) for the rules' tests, unless they are there
 	$(PYTHON) -m tools.devstack prometheus
@@ -107,7 +111,7 @@ check: $(INSTALLED) proto-check lint ## the quick loop: generated code, ruff, my
 	$(BIN)/python -m pytest -q tests/unit
 
 .PHONY: test
-test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium prometheus jaeger infra containers ## set up, then run every test against real servers, the browser's and the containers' included
+test: $(INSTALLED) proto-check lint dashboard-check dashboard chromium prometheus jaeger haproxy infra containers ## set up, then run every test against real servers, the browser's and the containers' included
 	eval "$$($(PYTHON) -m tools.devstack env)" && $(BIN)/python -m pytest --cov --cov-report=term -m "not cluster" $(PYTEST_ARGS)
 	# The integration tests once more, on Kafka, Redis and PostgreSQL that testcontainers starts.
 	env -u KAFKA_BOOTSTRAP_SERVERS -u REDIS_URL -u DATABASE_URL TAPEWIRE_TEST_SERVERS=containers \

@@ -1,4 +1,4 @@
-"""The command line: ``python3 -m tools.devstack up|env|status|down|chromium|prometheus|jaeger``.
+"""The command line: ``python3 -m tools.devstack up|env|status|down|chromium|prometheus|jaeger|haproxy``.
 
 Progress messages go to stderr; only the export lines go to stdout.
 """
@@ -12,6 +12,7 @@ import time
 
 from tools.devstack.chromium import ensure_chromium
 from tools.devstack.errors import DevstackError
+from tools.devstack.haproxy import ensure_haproxy
 from tools.devstack.jaeger import ensure_jaeger
 from tools.devstack.paths import PORT_ENV, URL_ENV, env_vars, external_value, local_value, port
 from tools.devstack.process import log, started_port
@@ -39,6 +40,15 @@ def _print_status() -> None:
         print(f"{service}: {state}{detail}")
 
 
+# What the tests need besides the three servers: installed (or built) once, then their path.
+INSTALLERS = {
+    "chromium": ensure_chromium,
+    "prometheus": ensure_prometheus,
+    "jaeger": ensure_jaeger,
+    "haproxy": ensure_haproxy,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="devstack",
@@ -54,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("chromium", help="install Chromium for the browser tests if missing; print its path")
     sub.add_parser("prometheus", help="install Prometheus and promtool if missing; print prometheus's path")
     sub.add_parser("jaeger", help="build Jaeger from the Go module proxy if missing; print its path")
+    sub.add_parser("haproxy", help="install HAProxy (the load balancer's tests) if missing; print its path")
     args = parser.parse_args(argv)
 
     try:
@@ -68,12 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             down(wipe=args.wipe)
         elif args.command == "status":
             _print_status()
-        elif args.command == "chromium":
-            print(ensure_chromium())
-        elif args.command == "prometheus":
-            print(ensure_prometheus())
-        elif args.command == "jaeger":
-            print(ensure_jaeger())
+        else:
+            print(INSTALLERS[args.command]())
     except (DevstackError, OSError) as e:
         print(f"devstack: error: {e}", file=sys.stderr)
         return 1
