@@ -262,6 +262,14 @@ def main() -> None:
         "--out", type=Path, default=None, help="results folder (default results/bench/<time>)"
     )
     parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {','.join(PARTS)}")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        choices=range(1, 7),
+        metavar="N",
+        help="processor and cache_updater instances (default 1; at most the 6 partitions)",
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
@@ -276,10 +284,10 @@ def main() -> None:
         "command": "make bench-quick" if args.quick else "make bench",
         "argv": shlex.join(sys.argv),
         "machine": machine(),
-        "settings": {"repetitions": plan.e2e.repetitions, **asdict(plan)},
+        "settings": {"repetitions": plan.e2e.repetitions, "instances": args.instances, **asdict(plan)},
     }
     wall = time.monotonic()
-    with running_stack(stack_env, out / "logs") as stack:
+    with running_stack(stack_env, out / "logs", instances=args.instances) as stack:
         _run_part(results, "warmup", lambda: warm_up(stack, plan.e2e))
         if "warmup" in results.get("errors", {}):
             # A suite that cannot carry the warm-up would only produce figures that mean nothing.

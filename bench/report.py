@@ -102,9 +102,16 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"Run {results['started']} on {machine['cpus']} CPUs, {machine['memory_gib']} GiB, "
         f"{machine['platform']}; Apache Kafka, Redis and PostgreSQL local, everything on the same "
         f"machine. Command: `{results['command']}`. Figures are medians over "
-        f"{results['settings']['repetitions']} repetitions; comparisons are ratios measured in the same run.",
+        f"{results['settings']['repetitions']} repetitions; comparisons are ratios measured in the same run."
+        + _instances(results["settings"].get("instances", 1)),
         "",
     ]
+
+
+def _instances(count: int) -> str:
+    if count <= 1:
+        return ""
+    return f" {count} instances each of processor and cache_updater (their CPU is summed per stage)."
 
 
 def _e2e_section(e2e: dict[str, Any], table: dict[int, dict[str, float]]) -> list[str]:
@@ -192,11 +199,11 @@ def us_per_tick(run: dict[str, Any]) -> dict[str, float]:
     """CPU µs per tick of each pipeline process in a run: its cores busy × 10^6 over the ticks/s
     the load generator achieved (NaN without that rate), and their sum as `total`."""
     achieved = run.get("achieved_rate") or 0.0
-    processes = run["processes"]
+    cores = grouped_cores(run)
     row = {
-        stage: processes[stage]["cores"] * 1e6 / achieved if achieved > 0 else math.nan
+        stage: cores[stage] * 1e6 / achieved if achieved > 0 else math.nan
         for stage in STAGE_ORDER
-        if stage in processes
+        if stage in cores
     }
     row["total"] = sum(row.values())
     return row
@@ -237,13 +244,22 @@ def _cpu_section(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
     return [*lines, ""]
 
 
-def client_cores(run: dict[str, Any]) -> dict[str, float]:
-    """Cores busy per process in a run, the client processes summed as `clients`."""
+def grouped_cores(run: dict[str, Any]) -> dict[str, float]:
+    """Cores busy per process in a run, the client processes summed as `clients` and the
+    instances of a stage (`processor`, `processor-2`, ...) as the stage."""
     cores: dict[str, float] = {}
     for name, usage in run["processes"].items():
-        key = "clients" if name.startswith("clients-") else name
+        key = process_group(name)
         cores[key] = cores.get(key, 0.0) + usage["cores"]
     return cores
+
+
+def process_group(name: str) -> str:
+    """`clients` for a client process, the stage for an instance of one, else the name."""
+    base = name.rsplit("-", 1)[0]
+    if base == "clients":
+        return "clients"
+    return base if base in STAGE_ORDER else name
 
 
 def _capacity_section(capacity: dict[str, Any] | None) -> list[str]:
@@ -297,7 +313,7 @@ def _capacity_row(step: dict[str, Any]) -> str:
 
 
 def _capacity_cores(steps: list[dict[str, Any]]) -> list[str]:
-    cores = [client_cores(step) for step in steps]
+    cores = [grouped_cores(step) for step in steps]
     names = [name for name in (*STAGE_ORDER, "loadgen", "clients") if any(name in row for row in cores)]
     lines = ["", "Cores busy per process:", "", "| offered ticks/s | " + " | ".join(names) + " |"]
     lines.append("|---|" + "---|" * len(names))

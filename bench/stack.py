@@ -26,6 +26,8 @@ from tools.suite import Suite, prepare
 from .ready import wait_http_ok
 
 STAGES = ("processor", "history_writer", "cache_updater", "dashboard_api")
+# The stages `--instances` runs several of (consumer groups over the partitions).
+SCALED_STAGES = ("processor", "cache_updater")
 
 
 class LagProbe:
@@ -163,7 +165,10 @@ def running_stack(
     log_dir: Path,
     extra_env: dict[str, str] | None = None,
     services: tuple[str, ...] = STAGES,
+    instances: int = 1,
 ) -> Iterator[RunningStack]:
+    """The suite on topics, keys and groups of its own; `instances` of each consumer stage that
+    scales by partitions (processor, cache_updater), named `processor`, `processor-2`, ..."""
     unique = f"bench{uuid.uuid4().hex[:8]}"
     api_port = free_port()
     with own_service_env(
@@ -178,6 +183,10 @@ def running_stack(
         prepare(env)
         suite = Suite(env=env, log_dir=log_dir, services=services).start()
         try:
+            for stage in SCALED_STAGES:
+                for n in range(2, instances + 1):
+                    own_metrics = {f"{stage.upper()}_METRICS_PORT": str(free_port())}
+                    suite.start_service(stage, own_metrics, instance=f"{stage}-{n}")
             api = suite.processes["dashboard_api"]
             wait_http_ok(
                 f"http://127.0.0.1:{api_port}/readyz", 60, lambda: api.poll() is None, "dashboard_api"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from bench import report
 from bench.measure import median, percentile, summarize_ms
 
@@ -166,3 +168,19 @@ def test_markdown_has_the_capacity_and_cpu_tables() -> None:
     assert "| 25,000 | 0.80 | 0.30 | 0.20 |" in text  # processor, kafka, clients summed
     assert "## CPU µs per tick per stage" in text
     assert "| capacity 25,000 | 32.1 | 12.0 | 44.2 |" in text
+
+
+def test_a_stage_run_as_several_instances_counts_all_of_them() -> None:
+    run = {
+        "achieved_rate": 10_000,
+        "processes": {
+            "processor": {"cores": 0.2},
+            "processor-2": {"cores": 0.3},
+            "cache_updater": {"cores": 0.1},
+            "clients-0": {"cores": 0.9},
+        },
+    }
+    row = report.us_per_tick(run)
+    assert row["processor"] == pytest.approx(50.0)
+    assert row["cache_updater"] == pytest.approx(10.0)
+    assert row["total"] == pytest.approx(60.0)
