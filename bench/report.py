@@ -286,8 +286,8 @@ def _capacity_section(capacity: dict[str, Any] | None) -> list[str]:
         "",
         "| offered ticks/s | achieved | backlog s: processor / cache_updater / history_writer "
         "| age at receipt p50 / p99 ms | age when replaced p50 / p99 ms | receipt gap p50 / p99 / max ms "
-        "| delivered updates/s | sustained |",
-        "|---|---|---|---|---|---|---|---|",
+        "| delivered updates/s | per dashboard_api core | sustained |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         lines.append(_capacity_row(step))
@@ -308,8 +308,16 @@ def _capacity_row(step: dict[str, Any]) -> str:
         f"| {step['offered_rate']:,} | {_fmt(step['achieved_rate'])} | {backlogs} "
         f"| {_fmt(age['p50'])} / {_fmt(age['p99'])} | {_fmt(replaced['p50'])} / {_fmt(replaced['p99'])} "
         f"| {_fmt(gap['p50'])} / {_fmt(gap['p99'])} / {_fmt(gap['max'])} | {_fmt(step['delivered_per_s'])} "
-        f"| {verdict} |"
+        f"| {_fmt(delivered_per_api_core(step), 0)} | {verdict} |"
     )
+
+
+def delivered_per_api_core(step: dict[str, Any]) -> float:
+    """Updates delivered per second per core of dashboard_api: the fan-out's cost to clients
+    that subscribe as a desk screen does (throttled, conflated), next to the fan-out part's
+    clients that take every update."""
+    cores = grouped_cores(step).get("dashboard_api", 0.0)
+    return step["delivered_per_s"] / cores if cores > 0 else math.nan
 
 
 def _capacity_cores(steps: list[dict[str, Any]]) -> list[str]:

@@ -184,3 +184,9 @@ def test_a_stage_run_as_several_instances_counts_all_of_them() -> None:
     assert row["processor"] == pytest.approx(50.0)
     assert row["cache_updater"] == pytest.approx(10.0)
     assert row["total"] == pytest.approx(60.0)
+
+
+def test_throttled_deliveries_are_reported_per_dashboard_api_core() -> None:
+    step = {"delivered_per_s": 8_000.0, "processes": {"dashboard_api": {"cores": 0.25}}}
+    assert report.delivered_per_api_core(step) == pytest.approx(32_000.0)
+    assert math.isnan(report.delivered_per_api_core({"delivered_per_s": 1.0, "processes": {}}))
