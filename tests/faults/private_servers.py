@@ -29,12 +29,14 @@ from tests.support import wait_for
 from tools.devstack import (
     KAFKA_LIBS,
     LOG4J2_PROPERTIES,
+    cluster_node_properties,
     kafka_format_command,
     kafka_java,
     kafka_new_cluster_id,
     kafka_properties,
     kafka_ready,
     kafka_server_command,
+    override,
 )
 
 HOST = "127.0.0.1"
@@ -93,20 +95,6 @@ class SaslSsl:
             "ssl.truststore.location": str(self.ca),
             "ssl.client.auth": "none",
         }
-
-
-def override(properties: str, changes: Mapping[str, str]) -> str:
-    """`properties` (key=value lines) with `changes` applied: replaced in place, else appended."""
-    lines, seen = [], set()
-    for line in properties.splitlines():
-        key = line.split("=", 1)[0]
-        if key in changes and not line.startswith("#"):
-            lines.append(f"{key}={changes[key]}")
-            seen.add(key)
-        else:
-            lines.append(line)
-    lines += [f"{key}={value}" for key, value in changes.items() if key not in seen]
-    return "\n".join(lines) + "\n"
 
 
 class PrivateKafka:
@@ -321,25 +309,8 @@ class PrivateKafkaCluster:
         folder = self.directory / f"node-{node}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
-        single = kafka_properties(self.ports[node], self.controller_ports[node], folder / "data")
-        # A static quorum of every node, in place of the standalone one's bootstrap server.
-        base = "".join(
-            line + "\n"
-            for line in single.splitlines()
-            if not line.startswith("controller.quorum.bootstrap.servers=")
-        )
-        voters = ",".join(f"{n}@{HOST}:{self.controller_ports[n]}" for n in self.nodes)
-        replicas = str(min(3, len(self.nodes)))
-        properties = override(base, {
-            "node.id": str(node),
-            "controller.quorum.voters": voters,
-            "offsets.topic.replication.factor": replicas,
-            "transaction.state.log.replication.factor": replicas,
-            "transaction.state.log.min.isr": "2",
-            "default.replication.factor": replicas,
-            "min.insync.replicas": "2",
-        })  # fmt: skip
-        (folder / "server.properties").write_text(properties)
+        ports = {n: (self.ports[n], self.controller_ports[n]) for n in self.nodes}
+        (folder / "server.properties").write_text(cluster_node_properties(node, ports, folder / "data"))
         formatted = subprocess.run(
             kafka_format_command(
                 folder / "server.properties", self.cluster_id, folder / "log4j2.properties", standalone=False

@@ -13,21 +13,35 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from tapewire.kafka import reader_config
 from tapewire.settings import KafkaSettings, TopicSettings
 from tests.faults.checker import Stores, Summary, verify
 from tests.faults.harness import Pipeline, pace, wait_flowing
-from tests.faults.private_servers import PrivateKafkaCluster, kafka_runtime_missing, private_kafka_cluster
+from tests.faults.private_servers import (
+    PrivateKafkaCluster,
+    free_ports,
+    kafka_runtime_missing,
+    private_kafka_cluster,
+)
 from tests.faults.test_faults import LOAD_END_TIMEOUT_S, NAMES, PROCESSORS, Pipelines, conclude, start_load
 from tests.support import wait_for
+from tools.devstack.kafka_cluster import (
+    cluster_directory,
+    cluster_down,
+    cluster_running,
+    cluster_up,
+    node_pid,
+)
 from tools.isolation import own_topics
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
@@ -208,3 +222,31 @@ def supervised(pipeline: Pipeline, instances: tuple[str, ...]) -> Iterator[Count
     finally:
         done.set()
         watcher.join(10)
+
+
+def test_devstack_runs_a_cluster_and_stops_it() -> None:
+    """What `DEVSTACK_KAFKA_BROKERS=3 make run` starts (tools/devstack/kafka_cluster.py), on ports
+    of this test's own: three nodes form one cluster, a topic of 3 replicas with 2 in sync takes
+    a record acknowledged by all, and `down` stops every node and wipes their data."""
+    free = free_ports(6)
+    ports = {node: (free[2 * node - 2], free[2 * node - 1]) for node in (1, 2, 3)}
+    bootstrap = ",".join(f"127.0.0.1:{client}" for client, _ in ports.values())
+    topic = f"devstack-cluster-{uuid.uuid4().hex[:8]}"
+    try:
+        cluster_up(ports)
+        assert cluster_running(ports)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        assert sorted(admin.list_topics(timeout=10).brokers) == [1, 2, 3]
+        created = admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])
+        created[topic].result(30)
+        delivered: list[str | None] = []
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+        producer.produce(topic, b"tick", on_delivery=lambda err, _msg: delivered.append(err and err.str()))
+        assert producer.flush(30) == 0
+        assert delivered == [None]
+        partition = admin.list_topics(topic, timeout=10).topics[topic].partitions[0]
+        assert sorted(partition.replicas) == [1, 2, 3] and sorted(partition.isrs) == [1, 2, 3]
+    finally:
+        cluster_down(True, ports)
+    assert not any(node_pid(client) for client, _ in ports.values())
+    assert not cluster_directory(ports).exists()

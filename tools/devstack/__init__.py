@@ -24,7 +24,8 @@ Command line (from the repository root)::
 A server is *external* when its variable (``KAFKA_BOOTSTRAP_SERVERS``,
 ``REDIS_URL``, ``DATABASE_URL``) is set to something other than the local
 server's own address: devstack then leaves it alone. Ports can be moved with
-``DEVSTACK_KAFKA_PORT``, ``DEVSTACK_REDIS_PORT`` and ``DEVSTACK_PG_PORT``.
+``DEVSTACK_KAFKA_PORT``, ``DEVSTACK_REDIS_PORT`` and ``DEVSTACK_PG_PORT``;
+``DEVSTACK_KAFKA_BROKERS=3`` runs Kafka as a cluster of three KRaft nodes (``kafka_cluster``).
 
 From Python (e.g. a pytest fixture)::
 
@@ -33,7 +34,7 @@ From Python (e.g. a pytest fixture)::
 
 ``down`` keeps the data unless ``--wipe`` (the downloaded Kafka jars are kept
 even then). Modules: ``paths`` (locations, ports, the variables), ``process``
-(detached servers, pid files, logs), ``kafka``, ``redis``, ``postgres``,
+(detached servers, pid files, logs), ``kafka``, ``kafka_cluster``, ``redis``, ``postgres``,
 ``stack`` (the lock, up/status/down), ``chromium``, ``prometheus``, ``jaeger`` (built by
 ``go_install``), ``cli``.
 """
@@ -44,12 +45,14 @@ from tools.devstack.errors import DevstackError
 from tools.devstack.jaeger import ensure_jaeger
 from tools.devstack.kafka import (
     LOG4J2_PROPERTIES,
+    cluster_node_properties,
     kafka_format_command,
     kafka_java,
     kafka_new_cluster_id,
     kafka_properties,
     kafka_ready,
     kafka_server_command,
+    override,
 )
 from tools.devstack.paths import KAFKA_LIBS, LOCAL, ROOT, SERVICES, env_vars
 from tools.devstack.prometheus import ensure_prometheus
@@ -62,6 +65,7 @@ __all__ = [
     "ROOT",
     "SERVICES",
     "DevstackError",
+    "cluster_node_properties",
     "down",
     "ensure_chromium",
     "ensure_jaeger",
@@ -75,5 +79,6 @@ __all__ = [
     "kafka_ready",
     "kafka_server_command",
     "main",
+    "override",
     "status",
 ]

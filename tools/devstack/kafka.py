@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from tools.devstack.errors import DevstackError
@@ -78,7 +79,7 @@ def _java_major() -> int:
     return int(m.group(2) or 0) if major == 1 else major
 
 
-def _kafka_check_tools() -> None:
+def kafka_check_tools() -> None:
     if not shutil.which("java"):
         raise DevstackError(
             "java is not installed: Kafka needs a Java 17+ runtime "
@@ -161,6 +162,46 @@ def kafka_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "num.partitions=6\n"
         "auto.create.topics.enable=false\n"
     )
+
+
+def override(properties: str, changes: Mapping[str, str]) -> str:
+    """`properties` (key=value lines) with `changes` applied: replaced in place, else appended."""
+    lines, seen = [], set()
+    for line in properties.splitlines():
+        key = line.split("=", 1)[0]
+        if key in changes and not line.startswith("#"):
+            lines.append(f"{key}={changes[key]}")
+            seen.add(key)
+        else:
+            lines.append(line)
+    lines += [f"{key}={value}" for key, value in changes.items() if key not in seen]
+    return "\n".join(lines) + "\n"
+
+
+def cluster_node_properties(node: int, ports: Mapping[int, tuple[int, int]], data_dir: Path) -> str:
+    """``server.properties`` of node ``node`` of a cluster whose every node (``ports``: node id ->
+    client and controller port) is a broker and a voter of a static controller quorum; internal
+    topics get 3 replicas (fewer with fewer nodes) and 2 of them in sync, as in production."""
+    client, controller = ports[node]
+    single = kafka_properties(client, controller, data_dir)
+    # A static quorum of every node, in place of the standalone one's bootstrap server.
+    base = "".join(
+        line + "\n"
+        for line in single.splitlines()
+        if not line.startswith("controller.quorum.bootstrap.servers=")
+    )
+    voters = ",".join(f"{n}@{HOST}:{controller_port}" for n, (_, controller_port) in ports.items())
+    replicas = str(min(3, len(ports)))
+    in_sync = str(min(2, len(ports)))
+    return override(base, {
+        "node.id": str(node),
+        "controller.quorum.voters": voters,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
+        "default.replication.factor": replicas,
+        "min.insync.replicas": in_sync,
+    })  # fmt: skip
 
 
 def _kafka_write_config(p: int) -> None:
@@ -292,7 +333,7 @@ def kafka_up() -> None:
                 f"(Kafka uses {p} and {p + 1}); stop it, set DEVSTACK_KAFKA_PORT, "
                 "or point KAFKA_BOOTSTRAP_SERVERS at that broker"
             )
-    _kafka_check_tools()
+    kafka_check_tools()
     kafka_install()
     _kafka_write_config(p)
     _kafka_format(p)

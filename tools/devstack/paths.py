@@ -3,6 +3,8 @@
 Data, logs and pid files live under ``.local/`` at the repository root. Ports can be moved with
 ``DEVSTACK_KAFKA_PORT``, ``DEVSTACK_REDIS_PORT`` and ``DEVSTACK_PG_PORT``; a server is external
 when its variable names something other than the local server's own address.
+``DEVSTACK_KAFKA_BROKERS`` (default 1) makes Kafka a cluster of that many KRaft nodes, node n
+on the two ports 2(n - 1) above node 1's.
 """
 
 from __future__ import annotations
@@ -48,6 +50,32 @@ URL_ENV = {
     "postgres": "DATABASE_URL",
 }
 SERVICES = ("kafka", "redis", "postgres")
+KAFKA_BROKERS_ENV = "DEVSTACK_KAFKA_BROKERS"
+MAX_KAFKA_BROKERS = 9
+
+
+def kafka_brokers() -> int:
+    """How many Kafka nodes devstack runs (``DEVSTACK_KAFKA_BROKERS``, default 1)."""
+    raw = os.environ.get(KAFKA_BROKERS_ENV, "").strip()
+    if not raw:
+        return 1
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DevstackError(f"{KAFKA_BROKERS_ENV}={raw!r} is not a number") from None
+    if not 1 <= value <= MAX_KAFKA_BROKERS:
+        raise DevstackError(f"{KAFKA_BROKERS_ENV}={raw!r}: between 1 and {MAX_KAFKA_BROKERS}")
+    return value
+
+
+def kafka_node_ports(brokers: int | None = None) -> dict[int, tuple[int, int]]:
+    """Node id -> (client port, controller port): node 1 on ``DEVSTACK_KAFKA_PORT`` and the next
+    port, each further node two ports higher."""
+    count = kafka_brokers() if brokers is None else brokers
+    base = port("kafka")
+    if base + 2 * count - 1 > 65535:
+        raise DevstackError(f"{count} Kafka nodes from port {base} run past 65535: lower DEVSTACK_KAFKA_PORT")
+    return {node: (base + 2 * (node - 1), base + 2 * (node - 1) + 1) for node in range(1, count + 1)}
 
 
 def port(service: str) -> int:
@@ -68,7 +96,7 @@ def local_value(service: str) -> str:
     """The variable value that points at our own local server."""
     p = port(service)
     if service == "kafka":
-        return f"{HOST}:{p}"
+        return ",".join(f"{HOST}:{client}" for client, _ in kafka_node_ports().values())
     if service == "redis":
         return f"redis://{HOST}:{p}/0"
     return f"postgresql://{PG_USER}@{HOST}:{p}/{PG_DB}"
@@ -87,5 +115,9 @@ def external_value(service: str) -> str | None:
 
 
 def env_vars() -> dict[str, str]:
-    """The three variables ``up`` would give, without starting anything."""
-    return {URL_ENV[s]: external_value(s) or local_value(s) for s in SERVICES}
+    """The three variables ``up`` would give, without starting anything; with a local Kafka
+    cluster also the replication factor its topics get (3, or as many nodes as there are)."""
+    values = {URL_ENV[s]: external_value(s) or local_value(s) for s in SERVICES}
+    if external_value("kafka") is None and kafka_brokers() > 1:
+        values["TAPEWIRE_TOPIC_REPLICATION_FACTOR"] = str(min(3, kafka_brokers()))
+    return values

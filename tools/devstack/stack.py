@@ -13,15 +13,43 @@ from collections.abc import Iterator
 from tools.devstack import process
 from tools.devstack.errors import DevstackError
 from tools.devstack.kafka import kafka_down, kafka_pid, kafka_running, kafka_up
-from tools.devstack.paths import LOCK_FILE, LOG_DIR, RUN_DIR, SERVICES, env_vars, external_value
+from tools.devstack.kafka_cluster import cluster_down, cluster_pid, cluster_running, cluster_up
+from tools.devstack.paths import (
+    LOCK_FILE,
+    LOG_DIR,
+    RUN_DIR,
+    SERVICES,
+    env_vars,
+    external_value,
+    kafka_brokers,
+)
 from tools.devstack.postgres import pg_down, pg_pid, pg_running, pg_up
 from tools.devstack.process import log
 from tools.devstack.redis import redis_down, redis_pid, redis_running, redis_up
 
-_UP = {"kafka": kafka_up, "redis": redis_up, "postgres": pg_up}
-_DOWN = {"kafka": kafka_down, "redis": redis_down, "postgres": pg_down}
-_RUNNING = {"kafka": kafka_running, "redis": redis_running, "postgres": pg_running}
-PID = {"kafka": kafka_pid, "redis": redis_pid, "postgres": pg_pid}
+
+def _kafka_up() -> None:
+    (cluster_up if kafka_brokers() > 1 else kafka_up)()
+
+
+def _kafka_down(wipe: bool) -> None:
+    """The single broker and every cluster node, whichever runs."""
+    kafka_down(wipe)
+    cluster_down(wipe)
+
+
+def _kafka_running() -> bool:
+    return cluster_running() if kafka_brokers() > 1 else kafka_running()
+
+
+def _kafka_pid() -> int | None:
+    return cluster_pid() if kafka_brokers() > 1 else kafka_pid()
+
+
+_UP = {"kafka": _kafka_up, "redis": redis_up, "postgres": pg_up}
+_DOWN = {"kafka": _kafka_down, "redis": redis_down, "postgres": pg_down}
+_RUNNING = {"kafka": _kafka_running, "redis": redis_running, "postgres": pg_running}
+PID = {"kafka": _kafka_pid, "redis": redis_pid, "postgres": pg_pid}
 
 
 @contextlib.contextmanager
