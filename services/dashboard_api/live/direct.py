@@ -44,7 +44,7 @@ def frame_header(opcode: int, length: int) -> bytes:
     return _LONG.pack(_FIN | opcode, 127, length)
 
 
-def update_frame(delta: Delta, encoder: Encoder) -> bytes:
+def framed_update(delta: Delta, encoder: Encoder) -> bytes:
     """The WebSocket frame of `delta` alone in `encoder`'s encoding, framed once per update and
     shared by every uncompressed connection it goes to."""
     wire = delta.wire.get(encoder.name)
@@ -111,11 +111,13 @@ class DirectSocket:
         """Queue one frame per batch of updates, in one write. Raises WebSocketDisconnect when
         closed."""
         protocol = self._protocol
-        if protocol.conn.extensions or not self.open:
+        if not self.open:
+            raise WebSocketDisconnect(1006)
+        if protocol.conn.extensions:  # compressed: per connection, with its own context
             self.write([updates_frame(encoder, batch) for batch in batches])
             return
         parts = [
-            update_frame(batch[0], encoder) if len(batch) == 1 else framed([encoder.updates(batch)])
+            framed_update(batch[0], encoder) if len(batch) == 1 else framed([encoder.updates(batch)])
             for batch in batches
         ]
         protocol.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
