@@ -25,7 +25,8 @@ A server is *external* when its variable (``KAFKA_BOOTSTRAP_SERVERS``,
 ``REDIS_URL``, ``DATABASE_URL``) is set to something other than the local
 server's own address: devstack then leaves it alone. Ports can be moved with
 ``DEVSTACK_KAFKA_PORT``, ``DEVSTACK_REDIS_PORT`` and ``DEVSTACK_PG_PORT``;
-``DEVSTACK_KAFKA_BROKERS=3`` runs Kafka as a cluster of three KRaft nodes (``kafka_cluster``).
+``DEVSTACK_KAFKA_BROKERS=3`` runs Kafka as a cluster of three KRaft nodes (``kafka_cluster``),
+``DEVSTACK_REDIS_CLUSTER=1`` Redis as a Redis Cluster of 3 masters and 3 replicas (``redis_cluster``).
 
 From Python (e.g. a pytest fixture)::
 

@@ -4,7 +4,10 @@ Data, logs and pid files live under ``.local/`` at the repository root. Ports ca
 ``DEVSTACK_KAFKA_PORT``, ``DEVSTACK_REDIS_PORT`` and ``DEVSTACK_PG_PORT``; a server is external
 when its variable names something other than the local server's own address.
 ``DEVSTACK_KAFKA_BROKERS`` (default 1) makes Kafka a cluster of that many KRaft nodes, node n
-on the two ports 2(n - 1) above node 1's.
+on the two ports 2(n - 1) above node 1's. ``DEVSTACK_REDIS_CLUSTER=1`` (or ``true``) makes Redis
+a Redis Cluster of 3 masters and 3 replicas on ``DEVSTACK_REDIS_PORT`` and the 5 ports above it
+(each node's cluster bus 10000 higher); ``REDIS_URL`` still names node 1, from which a cluster
+client discovers the others, and ``REDIS_CLUSTER=true`` tells tapewire that it is one.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ URL_ENV = {
 SERVICES = ("kafka", "redis", "postgres")
 KAFKA_BROKERS_ENV = "DEVSTACK_KAFKA_BROKERS"
 MAX_KAFKA_BROKERS = 9
+REDIS_CLUSTER_ENV = "DEVSTACK_REDIS_CLUSTER"
+REDIS_CLUSTER_NODES = 6  # 3 masters, each with 1 replica: the smallest cluster that fails over
+REDIS_BUS_OFFSET = 10000  # Redis's default: a node's cluster bus listens 10000 above its client port
 
 
 def kafka_brokers() -> int:
@@ -76,6 +82,31 @@ def kafka_node_ports(brokers: int | None = None) -> dict[int, tuple[int, int]]:
     if base + 2 * count - 1 > 65535:
         raise DevstackError(f"{count} Kafka nodes from port {base} run past 65535: lower DEVSTACK_KAFKA_PORT")
     return {node: (base + 2 * (node - 1), base + 2 * (node - 1) + 1) for node in range(1, count + 1)}
+
+
+def redis_cluster() -> bool:
+    """Whether devstack's Redis is a cluster (``DEVSTACK_REDIS_CLUSTER``: 1 or true; default off)."""
+    raw = os.environ.get(REDIS_CLUSTER_ENV, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise DevstackError(
+        f"{REDIS_CLUSTER_ENV}={raw!r}: 1 or true for a cluster, 0 or false (the default) for none"
+    )
+
+
+def redis_node_ports(first_port: int | None = None) -> list[int]:
+    """The client ports of a Redis cluster's nodes: ``first_port`` (default ``DEVSTACK_REDIS_PORT``)
+    and the next five. Each node's cluster bus is 10000 higher, so that must fit too."""
+    first = port("redis") if first_port is None else first_port
+    last = first + REDIS_CLUSTER_NODES - 1
+    if first < 1 or last + REDIS_BUS_OFFSET > 65535:
+        raise DevstackError(
+            f"a Redis cluster from port {first} needs ports up to {last} and its cluster bus up to "
+            f"{last + REDIS_BUS_OFFSET}, past 65535: lower DEVSTACK_REDIS_PORT"
+        )
+    return list(range(first, last + 1))
 
 
 def port(service: str) -> int:
@@ -116,8 +147,11 @@ def external_value(service: str) -> str | None:
 
 def env_vars() -> dict[str, str]:
     """The three variables ``up`` would give, without starting anything; with a local Kafka
-    cluster also the replication factor its topics get (3, or as many nodes as there are)."""
+    cluster also the replication factor its topics get (3, or as many nodes as there are), and
+    with a local Redis cluster ``REDIS_CLUSTER=true``: a plain client would get MOVED replies."""
     values = {URL_ENV[s]: external_value(s) or local_value(s) for s in SERVICES}
     if external_value("kafka") is None and kafka_brokers() > 1:
         values["TAPEWIRE_TOPIC_REPLICATION_FACTOR"] = str(min(3, kafka_brokers()))
+    if external_value("redis") is None and redis_cluster():
+        values["REDIS_CLUSTER"] = "true"
     return values

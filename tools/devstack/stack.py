@@ -22,10 +22,15 @@ from tools.devstack.paths import (
     env_vars,
     external_value,
     kafka_brokers,
+    redis_cluster,
 )
 from tools.devstack.postgres import pg_down, pg_pid, pg_running, pg_up
 from tools.devstack.process import log
 from tools.devstack.redis import redis_down, redis_pid, redis_running, redis_up
+from tools.devstack.redis_cluster import cluster_down as redis_cluster_down
+from tools.devstack.redis_cluster import cluster_pid as redis_cluster_pid
+from tools.devstack.redis_cluster import cluster_running as redis_cluster_running
+from tools.devstack.redis_cluster import cluster_up as redis_cluster_up
 
 
 def _kafka_up() -> None:
@@ -46,10 +51,39 @@ def _kafka_pid() -> int | None:
     return cluster_pid() if kafka_brokers() > 1 else kafka_pid()
 
 
-_UP = {"kafka": _kafka_up, "redis": redis_up, "postgres": pg_up}
-_DOWN = {"kafka": _kafka_down, "redis": redis_down, "postgres": pg_down}
-_RUNNING = {"kafka": _kafka_running, "redis": redis_running, "postgres": pg_running}
-PID = {"kafka": _kafka_pid, "redis": redis_pid, "postgres": pg_pid}
+def _redis_up() -> None:
+    """The cluster or the single server; the latter refuses to start over the cluster's node 1,
+    which it would otherwise take for a stranger's server on its port."""
+    if redis_cluster():
+        redis_cluster_up()
+        return
+    if redis_cluster_pid() is not None:
+        raise DevstackError(
+            "devstack's Redis cluster is running on the Redis port: run `python3 -m tools.devstack down` "
+            "before starting the single server (DEVSTACK_REDIS_CLUSTER)"
+        )
+    redis_up()
+
+
+def _redis_down(wipe: bool) -> None:
+    """Every cluster node and the single server, whichever runs. The cluster goes first: wiping
+    the single server's data deletes ``.local/redis``, the cluster's directories with it."""
+    redis_cluster_down(wipe=wipe)
+    redis_down(wipe)
+
+
+def _redis_running() -> bool:
+    return redis_cluster_running() if redis_cluster() else redis_running()
+
+
+def _redis_pid() -> int | None:
+    return redis_cluster_pid() if redis_cluster() else redis_pid()
+
+
+_UP = {"kafka": _kafka_up, "redis": _redis_up, "postgres": pg_up}
+_DOWN = {"kafka": _kafka_down, "redis": _redis_down, "postgres": pg_down}
+_RUNNING = {"kafka": _kafka_running, "redis": _redis_running, "postgres": pg_running}
+PID = {"kafka": _kafka_pid, "redis": _redis_pid, "postgres": pg_pid}
 
 
 @contextlib.contextmanager
