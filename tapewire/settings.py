@@ -189,6 +189,20 @@ class RedisSettings(BaseSettings):
     alerts_channel: str = "tt_alerts"
     # Updates kept per instrument for clients that resume (Redis stream, trimmed approximately).
     history_length: int = Field(default=1000, ge=0, le=1_000_000)
+    # A Redis Cluster: `url` names any one node (the client finds the others); every key and
+    # channel of an instrument or a user is hash-tagged onto one slot and updates go over
+    # sharded pub/sub (tapewire/keys.py). The database number must be 0.
+    cluster: bool = False
+
+    @model_validator(mode="after")
+    def _names_have_no_hash_tag(self) -> RedisSettings:
+        # On a cluster the key names' only braces must be tapewire's own hash tags.
+        names = {"key_prefix": self.key_prefix, "updates_channel": self.updates_channel}
+        names["alerts_channel"] = self.alerts_channel
+        braced = [name for name, value in names.items() if "{" in value or "}" in value]
+        if self.cluster and braced:
+            raise ValueError(f"REDIS_CLUSTER: {', '.join(braced).upper()} must not contain {{ or }}")
+        return self
 
 
 class PostgresSettings(BaseSettings):

@@ -52,12 +52,15 @@ KNOWN_STATUSES = frozenset(
     )
 )
 
+
 # KEYS: the user's alerts hash, the user's terminal sorted set.
 # ARGV: alert id, status, event bytes, channel, ttl seconds, terminal entries kept, event time.
 # Returns 1 when written (and published), 0 when the stored status is the same or further on.
 # Lua numbers are doubles: exact for statuses and lengths; event times lose their last digits,
 # which only matters for the order of two alerts ended within the same ~microsecond.
-APPLY_ALERT_EVENT = f"""
+def apply_alert_event(publish: str) -> str:
+    """The script, `publish` being PUBLISH or SPUBLISH (a cluster: tapewire/keys.py)."""
+    return f"""
 local function varint(s, i)
   local value, scale = 0, 1
   while true do
@@ -127,7 +130,7 @@ else
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
-redis.call('PUBLISH', ARGV[4], ARGV[3])
+redis.call('{publish}', ARGV[4], ARGV[3])
 return 1
 """
 

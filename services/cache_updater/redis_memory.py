@@ -1,5 +1,6 @@
 """Redis's memory as cache_updater sees it, read at scrape time: what the "Redis memory" alert
-and dashboard panel watch.
+and dashboard panel watch. On a Redis Cluster, the sums over its masters (a replica holds
+what its master holds).
 
 cache_updater is the one service that writes the cache, so it is the one that reports on it;
 no redis_exporter is needed beside the suite. The reading is taken when Prometheus scrapes
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from redis.cluster import RedisCluster
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ MAX = "cache_updater_redis_memory_max_bytes"
 
 
 class InfoClient(Protocol):
-    def info(self, section: str) -> Mapping[str, Any]: ...
+    def info(self, section: str, **options: Any) -> Mapping[str, Any]: ...
 
 
 def families(info: Mapping[str, Any] | None) -> list[GaugeMetricFamily]:
@@ -39,8 +41,9 @@ def families(info: Mapping[str, Any] | None) -> list[GaugeMetricFamily]:
 
 
 class RedisMemoryCollector(Collector):
-    def __init__(self, client: InfoClient) -> None:
+    def __init__(self, client: InfoClient, cluster: bool = False) -> None:
         self._client = client
+        self._cluster = cluster
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Registration asks for the names; answering without Redis keeps start-up independent of it.
@@ -48,8 +51,18 @@ class RedisMemoryCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            info = self._client.info("memory")
+            info = self._read()
         except redis.RedisError as exc:  # this scrape goes without the two samples
             log.warning("Redis memory not read for this scrape", extra={"error": repr(exc)})
             info = None
         yield from families(info)
+
+    def _read(self) -> Mapping[str, Any]:
+        if not self._cluster:
+            return self._client.info("memory")
+        # redis-py answers {node: INFO} when asked of every master.
+        per_master = self._client.info("memory", target_nodes=RedisCluster.PRIMARIES).values()
+        return {
+            "used_memory": sum(int(info["used_memory"]) for info in per_master),
+            "maxmemory": sum(int(info.get("maxmemory", 0)) for info in per_master),
+        }

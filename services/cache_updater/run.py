@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import redis
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from google.protobuf.message import DecodeError
 from opentelemetry.trace import Span
@@ -50,21 +49,24 @@ from tapewire import tracing
 from tapewire.consume_loop import run_batches
 from tapewire.errors import KafkaFailure, StoreUnavailable
 from tapewire.keys import RedisKeys
+from tapewire.redis_client import UNAVAILABLE, SyncClient
 from tapewire.tracing import Tracer
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
 
 from .alerts import (
-    APPLY_ALERT_EVENT,
     DEFAULT_RETENTION,
     AlertChange,
     AlertRetention,
+    apply_alert_event,
     invalid_reason,
     prepare_alert,
     restored_events,
 )
 from .apply import Change, StateScript, cache_stamp, prepare
+from .markers import markers_for
 from .metrics import CacheUpdaterMetrics
+from .scripts import AnyPipeline, Script, run_pipeline
 from .settings import CacheUpdaterSettings
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ class Consumers:
 class CacheUpdater:
     def __init__(
         self,
-        client: redis.Redis,
+        client: SyncClient,
         keys: RedisKeys,
         metrics: CacheUpdaterMetrics,
         history_length: int = 0,
@@ -101,8 +103,10 @@ class CacheUpdater:
         self._clock = clock
         self._alert_events_topic = alert_events_topic
         self._alert_retention = alert_retention
-        self._states_script = StateScript(client)
-        self._alert_script = client.register_script(APPLY_ALERT_EVENT)
+        self._states_script = StateScript(keys)
+        self._alert_script = Script(apply_alert_event(keys.publish))
+        self._scripts = (self._states_script.script, self._alert_script)
+        self._markers = markers_for(client, keys)
         self._last_marker_check = 0.0
         self._applied: set[int] = set()  # processed partitions this process has written states of
 
@@ -154,12 +158,10 @@ class CacheUpdater:
         if not partitions or now - self._last_marker_check < interval_s:
             return
         self._last_marker_check = now
-        markers = [self._keys.cache_marker(p) for p in partitions]
         try:
-            present = self._client.mget(markers)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            missing = self._markers.missing(partitions)
+        except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
-        missing = [p for p, value in zip(partitions, present, strict=True) if value is None]
         if not missing:
             return
         # Applied by this process, or by the group before it: offsets are committed in the
@@ -208,13 +210,16 @@ class CacheUpdater:
         """Run every script call in one pipeline; return how many states and alert events were written."""
         if not changes and not alert_changes:
             return 0, 0
-        try:
-            pipe = self._client.pipeline(transaction=False)
+
+        def fill(pipe: AnyPipeline) -> int:
             calls = self._states_script.queue(changes, pipe)
             for alert_change in alert_changes:
-                self._alert_script(keys=alert_change.keys, args=alert_change.args, client=pipe)
-            results = pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._alert_script.queue(pipe, alert_change.keys, alert_change.args)
+            return calls
+
+        try:
+            calls, results = run_pipeline(self._client, self._scripts, fill)
+        except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
         fresh = sum(StateScript.applied(results[:calls]))
         self._metrics.states.labels("applied").inc(fresh)
@@ -227,8 +232,8 @@ class CacheUpdater:
 
     def _set_markers(self, partitions: list[int]) -> None:
         try:
-            self._client.mset({self._keys.cache_marker(p): "1" for p in partitions})
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._markers.mark(partitions)
+        except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
     def _decode(
@@ -291,7 +296,7 @@ class CacheUpdater:
 def run(
     settings: CacheUpdaterSettings,
     consumers: Consumers,
-    client: redis.Redis,
+    client: SyncClient,
     restore: Restore,
     metrics: CacheUpdaterMetrics,
     stop: threading.Event,

@@ -6,13 +6,13 @@ import logging
 import socket
 import threading
 
-import redis
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from tapewire import tracing
 from tapewire.kafka import consumer_config, ensure_all_topics, read_latest_per_key
 from tapewire.ops import serve_ops
+from tapewire.redis_client import connect
 
 from .metrics import CacheUpdaterMetrics
 from .redis_memory import RedisMemoryCollector
@@ -27,14 +27,14 @@ def serve(settings: CacheUpdaterSettings, stop: threading.Event, registry: Colle
     topics = settings.topics
     ensure_all_topics(settings.kafka, topics)
     consumers = open_consumers(settings, f"cache-updater-{socket.gethostname()}")
-    client = redis.Redis.from_url(
-        settings.redis.url.get_secret_value(),
+    client = connect(
+        settings.redis,
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,
     )
     metrics = CacheUpdaterMetrics(registry)
-    registry.register(RedisMemoryCollector(client))
+    registry.register(RedisMemoryCollector(client, cluster=settings.redis.cluster))
     ops = serve_ops(settings.metrics_host, settings.metrics_port, lambda: not stop.is_set(), registry)
     log.info(
         "cache_updater starting",

@@ -12,10 +12,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -30,10 +26,11 @@ from .alerts.session_alerts import Alerts
 from .alerts.store import AlertStore
 from .live import ws
 from .live.grpc_api import dashboard_service
-from .live.pubsub import PubSubConnector
+from .live.pubsub import Connector, PubSubConnector
 from .live.registry import Sessions
 from .live.relay import Relay
 from .live.session import CLOSE_GOING_AWAY
+from .live.sharded import ShardedConnector
 from .metrics import DashboardApiMetrics
 from .rest import admin, docs, routes
 from .rest.deps import AppContext, NotAllowed
@@ -41,6 +38,7 @@ from .settings import DashboardApiSettings
 from .stores.bars import BarStore
 from .stores.instruments import InstrumentStore
 from .stores.postgres import open_pool
+from .stores.redis_client import open_redis
 from .stores.states import StateStore
 
 log = logging.getLogger(__name__)
@@ -103,28 +101,15 @@ async def open_services(
         )
     url = settings.redis.url.get_secret_value()
     keys = RedisKeys.from_settings(settings.redis)
-    # A pooled connection from before a Redis restart is dead on first use: retry such a
-    # command once on a fresh connection instead of failing the snapshot (and the client).
-    # redis-py's default pool refuses a command at once when all its connections are busy, so
-    # a crowd of clients failed while Redis was healthy: this one waits for a free connection.
-    redis = Redis.from_pool(
-        BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.redis_max_connections,
-            timeout=settings.redis_pool_timeout_s,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=30,
-            client_name="dashboard_api",
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError],
-        )
-    )
-    # The relay's subscription is a connection of its own, read in bulk (pubsub.py); the relay
-    # reconnects (and resyncs its sessions) itself. It is named after the channel so that
-    # CLIENT LIST tells which relay is which.
-    subscriptions = PubSubConnector(
-        url, client_name=_client_name(f"dashboard_api-relay:{keys.channel}"), connect_timeout_s=2
+    redis = open_redis(settings.redis, settings.redis_max_connections, settings.redis_pool_timeout_s)
+    # The relay's subscription is a connection of its own (one per master on a cluster), read in
+    # bulk (pubsub.py); the relay reconnects (and resyncs its sessions) itself. It is named after
+    # the channel so that CLIENT LIST tells which relay is which.
+    relay_name = _client_name(f"dashboard_api-relay:{keys.channel}")
+    subscriptions: Connector = (
+        ShardedConnector(url, keys.channel, client_name=relay_name, connect_timeout_s=2)
+        if settings.redis.cluster
+        else PubSubConnector(url, client_name=relay_name, connect_timeout_s=2)
     )
     pool = open_pool(settings.postgres, settings.db_pool_max_size, settings.db_timeout_s)
     await pool.open(wait=False)

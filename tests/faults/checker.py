@@ -28,11 +28,13 @@ from typing import Any
 import psycopg
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from pydantic import SecretStr
 
 from services.dashboard_api.rest import views
 from tapewire.db import connect_kwargs
 from tapewire.keys import STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
-from tapewire.settings import KafkaSettings, PostgresSettings, TopicSettings
+from tapewire.redis_client import SyncClient, connect
+from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tapewire.v1 import market_pb2 as pb
 from tests.faults.loadgen import Acked, LoadGen
 from tests.faults.wsclients import without_stamps
@@ -51,8 +53,9 @@ class Stores:
     keys: RedisKeys
     postgres: PostgresSettings
 
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    def redis(self) -> SyncClient:
+        settings = RedisSettings(url=SecretStr(self.redis_url), cluster=self.keys.cluster)
+        return connect(settings, socket_timeout=5, socket_connect_timeout=2)
 
     def postgres_connection(self) -> psycopg.Connection[Any]:
         return psycopg.connect(**connect_kwargs(self.postgres), autocommit=True, connect_timeout=5)

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from services.cache_updater.apply import StateScript, cache_stamp, prepare
+from services.cache_updater.scripts import run_pipeline
 from services.dashboard_api.server import build_server
 from services.dashboard_api.settings import DashboardApiSettings
 from tapewire.keys import RedisKeys
@@ -37,7 +38,7 @@ class Cache:
     def __init__(self, client: redis.Redis, redis_settings: RedisSettings, history_length: int = 100) -> None:
         self._keys = RedisKeys.from_settings(redis_settings)
         self._client = client
-        self._script = StateScript(client)
+        self._script = StateScript(self._keys)
         self._history_length = history_length
 
     def put(self, instrument: str, version: int, **fields: Any) -> bool:
@@ -46,9 +47,10 @@ class Cache:
         state.times.ingest_ns = state.times.ingest_ns or time.time_ns()
         stamp = cache_stamp(time.time_ns())
         change = prepare(state, state.SerializeToString(), self._keys, stamp, self._history_length)
-        pipe = self._client.pipeline(transaction=False)
-        self._script.queue([change], pipe)
-        return StateScript.applied(pipe.execute()) == [1]
+        calls, results = run_pipeline(
+            self._client, [self._script.script], lambda pipe: self._script.queue([change], pipe)
+        )
+        return StateScript.applied(results[:calls]) == [1]
 
 
 @dataclass

@@ -34,7 +34,7 @@ def test_applies_newer_versions_and_publishes_each(
 ) -> None:
     keys = RedisKeys.from_settings(redis_settings)
     pubsub = redis_client.pubsub()
-    pubsub.psubscribe(keys.updates_pattern)
+    pubsub.psubscribe(f"{keys.channel}:*")
     assert pubsub.get_message(timeout=5)["type"] == "psubscribe"  # type: ignore[index]
 
     # v3 before v2 for AAPL: the stale v2 must neither overwrite nor publish.

@@ -10,9 +10,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.cache_updater.alerts import (
-    APPLY_ALERT_EVENT,
     COMMANDS_POSITION_KEY,
     AlertRetention,
+    apply_alert_event,
     prepare_alert,
     terminal_alerts_key,
 )
@@ -152,7 +152,7 @@ def test_terminal_alerts_are_trimmed_oldest_first_and_expire_once_none_is_active
     redis_settings: RedisSettings, redis_client: redis.Redis
 ) -> None:
     keys = RedisKeys.from_settings(redis_settings)
-    script = redis_client.register_script(APPLY_ALERT_EVENT)
+    script = redis_client.register_script(apply_alert_event(keys.publish))
     retention = AlertRetention(ttl_s=600, kept=2)
 
     def apply(message: apb.AlertEvent) -> int:
@@ -196,7 +196,7 @@ def test_a_lost_partition_gets_its_active_alerts_back_and_a_moved_on_alert_stays
     unique: str,
 ) -> None:
     keys = RedisKeys.from_settings(redis_settings)
-    script = redis_client.register_script(APPLY_ALERT_EVENT)
+    script = redis_client.register_script(apply_alert_event(keys.publish))
 
     def apply(message: apb.AlertEvent) -> None:
         change = prepare_alert(message, keys, cached_ns=1, retention=AlertRetention())

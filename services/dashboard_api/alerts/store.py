@@ -17,11 +17,10 @@ import logging
 from typing import TypeAlias
 
 from google.protobuf.message import DecodeError
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from tapewire.errors import StoreUnavailable
 from tapewire.keys import RedisKeys
+from tapewire.redis_client import STORE_ERRORS, AsyncClient
 from tapewire.v1 import alerts_pb2 as apb
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ AlertEvents: TypeAlias = list[apb.AlertEvent]
 
 
 class AlertStore:
-    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncClient, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
 
@@ -38,7 +37,7 @@ class AlertStore:
         """The latest event of each of the user's alerts, oldest alert first."""
         try:
             entries = await self._redis.hgetall(self._keys.alerts(user_id))
-        except RedisError as exc:
+        except STORE_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         events = [
             event
@@ -52,7 +51,7 @@ class AlertStore:
         """How many of the user's alerts the processor holds (status ACTIVE)."""
         try:
             payloads = await self._redis.hvals(self._keys.alerts(user_id))
-        except RedisError as exc:
+        except STORE_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return sum(
             1
@@ -67,7 +66,7 @@ class AlertStore:
         Whether it may be cancelled is alert_requests.cancellable's call."""
         try:
             payload = await self._redis.hget(self._keys.alerts(user_id), alert_id)
-        except RedisError as exc:
+        except STORE_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         if payload is None:
             return None

@@ -27,7 +27,7 @@ import ssl
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, Protocol, cast
 
 import hiredis
 from redis.asyncio.connection import RedisSSLContext, SSLConnection, UnixDomainSocketConnection, parse_url
@@ -37,7 +37,12 @@ from redis.asyncio.connection import RedisSSLContext, SSLConnection, UnixDomainS
 MAX_REPLY_BYTES = 1 << 20
 
 OnMessage = Callable[[str, bytes], None]
+# `kind` is the command confirmed: subscribe, unsubscribe, or (sharded) ssubscribe, sunsubscribe.
 OnConfirmation = Callable[[str, str], None]
+
+
+_MESSAGES = (b"message", b"smessage")
+_CONFIRMATIONS = (b"subscribe", b"unsubscribe", b"ssubscribe", b"sunsubscribe")
 
 
 class PubSubError(Exception):
@@ -91,8 +96,9 @@ class Replies:
             reply = reader.gets()
             while reply is not False:
                 completed = True
-                # The one case that matters for speed: ["message", channel, payload].
-                if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+                # The one case that matters for speed: ["message", channel, payload], or
+                # "smessage" on a Redis Cluster's sharded channels (sharded.py).
+                if type(reply) is list and len(reply) == 3 and reply[0] in _MESSAGES:
                     on_message(reply[1].decode("utf-8", "replace"), reply[2])
                 else:
                     self._other(reply)
@@ -115,7 +121,7 @@ class Replies:
 
     def _push(self, reply: list[Any]) -> None:
         # Pongs, and kinds never asked for, only show that the connection is alive.
-        if len(reply) >= 2 and reply[0] in (b"subscribe", b"unsubscribe") and isinstance(reply[1], bytes):
+        if len(reply) >= 2 and reply[0] in _CONFIRMATIONS and isinstance(reply[1], bytes):
             self._on_confirmation(reply[0].decode(), reply[1].decode("utf-8", "replace"))
 
 
@@ -218,6 +224,23 @@ class _Wire(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+class Subscription(Protocol):
+    """What the relay subscribes through: one connection (PubSubConnection), or one per master
+    of a Redis Cluster (sharded.py)."""
+
+    def subscribe(self, channels: Collection[str]) -> None: ...
+
+    def unsubscribe(self, channels: Collection[str]) -> None: ...
+
+    async def run(self, heartbeat_s: float, stall_s: float) -> NoReturn: ...
+
+    def close(self) -> None: ...
+
+
+class Connector(Protocol):
+    async def connect(self, on_message: OnMessage, on_confirmation: OnConfirmation) -> Subscription: ...
+
+
 class PubSubConnection:
     """One subscribed connection: commands are written at once; `run()` until it fails."""
 
@@ -225,13 +248,14 @@ class PubSubConnection:
         self._transport = transport
         self._wire = wire
 
-    def subscribe(self, channels: Collection[str]) -> None:
+    def subscribe(self, channels: Collection[str], sharded: bool = False) -> None:
+        """SUBSCRIBE, or SSUBSCRIBE (every channel of one slot: Redis refuses others)."""
         if channels:
-            self._write(command("SUBSCRIBE", *channels))
+            self._write(command("SSUBSCRIBE" if sharded else "SUBSCRIBE", *channels))
 
-    def unsubscribe(self, channels: Collection[str]) -> None:
+    def unsubscribe(self, channels: Collection[str], sharded: bool = False) -> None:
         if channels:
-            self._write(command("UNSUBSCRIBE", *channels))
+            self._write(command("SUNSUBSCRIBE" if sharded else "UNSUBSCRIBE", *channels))
 
     def ping(self) -> None:
         self._write(command("PING"))
@@ -250,6 +274,10 @@ class PubSubConnection:
     def close(self) -> None:
         self._transport.abort()
 
+    def fail(self, exc: PubSubError) -> None:
+        """Close, ending `run()` with `exc`."""
+        self._wire.fail(exc)
+
     def _write(self, data: bytes) -> None:
         # Once closing, a command could not be answered: the relay subscribes again on reconnect.
         if not self._transport.is_closing():
@@ -261,12 +289,12 @@ class PubSubConnector:
 
     def __init__(
         self,
-        url: str,
+        url: str | Endpoint,
         client_name: str | None = None,
         connect_timeout_s: float = 2.0,
         max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
-        self._endpoint = Endpoint.from_url(url)
+        self._endpoint = url if isinstance(url, Endpoint) else Endpoint.from_url(url)
         self._client_name = client_name
         self._connect_timeout_s = connect_timeout_s
         self._max_reply_bytes = max_reply_bytes

@@ -12,7 +12,9 @@ every watching session. Offering never awaits a client: a session queues the del
 be dropped.
 
 The connection itself is `pubsub.py`'s: it reads in bulk and calls `handle()` for each message
-and `_on_confirmation()` for each SUBSCRIBE/UNSUBSCRIBE that Redis confirmed, synchronously.
+and `_on_confirmation()` for each SUBSCRIBE/UNSUBSCRIBE that Redis confirmed, synchronously. On a
+Redis Cluster it is `sharded.py`'s: one such connection per master, SSUBSCRIBE to the master of
+each channel's slot, and any master's failure (a failover, a slot moved) is a reconnection.
 
 If Redis drops, updates published meanwhile are lost to this process. So after every
 reconnection each session is asked to resync: it resumes from the versions it has sent, from
@@ -40,7 +42,7 @@ from tapewire.v1 import market_pb2 as pb
 
 from ..metrics import DashboardApiMetrics
 from .encoders import Delta
-from .pubsub import PubSubConnection, PubSubConnector, PubSubError
+from .pubsub import Connector, PubSubError, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,7 @@ class Relay:
 
     def __init__(
         self,
-        connector: PubSubConnector,
+        connector: Connector,
         keys: RedisKeys,
         metrics: DashboardApiMetrics,
         clock: Callable[[], int] = time.time_ns,
@@ -176,7 +178,7 @@ class Relay:
         self._clock = clock
         self._max_backoff_s = max_backoff_s
         self._tracer = tracer
-        self._connection: PubSubConnection | None = None
+        self._connection: Subscription | None = None
         self._channels: dict[str, _Channel] = {}
         self._ready = False
         self._paused = False
@@ -346,7 +348,7 @@ class Relay:
             self._connection = None
             connection.close()
 
-    def _attach(self, connection: PubSubConnection) -> None:
+    def _attach(self, connection: Subscription) -> None:
         """Subscribe a fresh connection to everything wanted; commands go to it from now on."""
         # Same channel objects (sessions may be waiting on their events), fresh bookkeeping.
         self._channels = {name: channel for name, channel in self._channels.items() if channel.wanted}

@@ -8,14 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from tapewire.errors import StoreUnavailable
 from tapewire.keys import HISTORY_UPDATE_FIELD, STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
+from tapewire.redis_client import STORE_ERRORS, AsyncClient
 from tapewire.v1 import market_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+_PING_ERRORS: tuple[type[Exception], ...] = (*STORE_ERRORS, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class History:
 
 
 class StateStore:
-    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncClient, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
 
@@ -46,7 +47,7 @@ class StateStore:
         """Every instrument that has a state, sorted."""
         try:
             members = await self._redis.smembers(self._keys.instruments)
-        except RedisError as exc:
+        except STORE_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return sorted(member.decode() if isinstance(member, bytes) else member for member in members)
 
@@ -57,7 +58,7 @@ class StateStore:
                 for instrument in instruments:
                     pipe.hmget(self._keys.state(instrument), [STATE_VERSION_FIELD, STATE_PAYLOAD_FIELD])
                 replies = await pipe.execute()
-        except RedisError as exc:
+        except STORE_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         found = StatesRead(states=[], missing=[])
         for instrument, (version, payload) in zip(instruments, replies, strict=True):
@@ -85,7 +86,7 @@ class StateStore:
                     pipe.hget(self._keys.state(instrument), STATE_VERSION_FIELD)
                     pipe.xrange(self._keys.history(instrument), f"{version + 1}-0", "+", count=per_instrument)
                 replies = await pipe.execute()
-        except RedisError as exc:
+        except STORE_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         found = History({}, [])
         for index, (instrument, version) in enumerate(since.items()):
@@ -104,7 +105,7 @@ class StateStore:
     async def ping(self, timeout_s: float = 1.0) -> bool:
         try:
             return bool(await asyncio.wait_for(self._redis.ping(), timeout_s))
-        except (RedisError, OSError, TimeoutError):
+        except _PING_ERRORS:
             return False
 
 
