@@ -46,7 +46,8 @@ def redis_running() -> bool:
     return redis_pid() is not None and _redis_ping(started_port("redis") or port("redis"))
 
 
-def _redis_server() -> str:
+def redis_server_binary() -> str:
+    """``redis-server``'s path (the cluster's nodes too), installed with apt when missing and root."""
     exe = shutil.which("redis-server")
     if exe:
         return exe
@@ -74,7 +75,7 @@ def redis_up() -> None:
     else:
         if port_open(p):
             raise port_taken_error("redis")
-        exe = _redis_server()
+        exe = redis_server_binary()
         REDIS_DIR.mkdir(parents=True, exist_ok=True)
         log(f"starting redis on {HOST}:{p}")
         cmd = [

@@ -39,7 +39,7 @@ from tools.devstack.process import (
     stop_pid,
     wait_until,
 )
-from tools.devstack.redis import _redis_server, redis_pid
+from tools.devstack.redis import redis_pid, redis_server_binary
 
 SLOTS = 16384
 NODE_TIMEOUT_MS = 1000
@@ -115,7 +115,7 @@ def cluster_up(first_port: int | None = None, directory: Path | None = None) -> 
     _refuse_single_server(ports)
     if cluster_running(ports[0]) and _unhealthy(ports) is None:
         return ports
-    exe = _redis_server()
+    exe = redis_server_binary()
     if all(node_pid(p) is None for p in ports):
         folder = directory if directory is not None else REDIS_DIR / f"cluster-{ports[0]}"
         _fresh_directory(folder, ports)
