@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from tools.devstack.jaeger import JaegerPorts
@@ -326,9 +326,35 @@ class Supervisor:
         self._report(f"suite: {instance} restarted (pid {process.pid})")
 
 
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+
+class SignalStop:
+    """A stop that SIGINT and SIGTERM set: a plain attribute, no lock. A handler runs between two
+    bytecodes of the main thread, which may be inside a threading.Event's own lock, and
+    Event.set there never returned: two Ctrl-C (or a Ctrl-C and a SIGTERM) in a row hung the
+    suite with every service still running."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+    def is_set(self) -> bool:
+        return self.requested
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(timeout)  # a signal ends the handler, then the rest of the sleep: <= timeout
+        return self.requested
+
+
 def supervise(
     suite: Suite,
-    stop: threading.Event,
+    stop: StopFlag,
     policy: RestartPolicy | None = None,
     interval_s: float = 0.5,
     report: Callable[[str], None] = _to_stderr,
@@ -407,13 +433,9 @@ def main() -> None:
     print(f"  dashboard_api  http://127.0.0.1:{port}/api/snapshot   ws://127.0.0.1:{port}/ws")
     print("\nA process that ends is restarted (reported here). Ctrl-C stops everything.", flush=True)
 
-    stop = threading.Event()
-
-    def request_stop(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = SignalStop()
+    signal.signal(signal.SIGINT, stop.request)
+    signal.signal(signal.SIGTERM, stop.request)
     policy = RestartPolicy()
     supervise(suite, stop, policy)
     codes = suite.stop()
