@@ -18,6 +18,7 @@ import psutil
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
+from redis.cluster import RedisCluster
 
 from tapewire.settings import TopicSettings
 from tools.isolation import free_port, own_service_env
@@ -82,15 +83,24 @@ class RunningStack:
     def pids(self) -> dict[str, int]:
         """The services, and the Kafka broker and Redis when they run on this machine: every
         figure then shows where the machine's cores went."""
-        servers = {
-            "kafka": self.env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0],
-            "redis": urlsplit(self.env["REDIS_URL"]).netloc.rsplit("@", 1)[-1],
-        }
+        servers = {"kafka": self.env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0]}
+        for n, address in enumerate(self._redis_addresses()):
+            servers["redis" if n == 0 else f"redis-{n + 1}"] = address  # the report sums them
         found = {name: listening_pid(address) for name, address in servers.items()}
         return {
             **{name: process.pid for name, process in self.suite.processes.items()},
             **{name: pid for name, pid in found.items() if pid is not None},
         }
+
+    def _redis_addresses(self) -> list[str]:
+        """Redis's address, or on a Redis Cluster (REDIS_CLUSTER=true) every node's."""
+        if self.env.get("REDIS_CLUSTER", "").lower() != "true":
+            return [urlsplit(self.env["REDIS_URL"]).netloc.rsplit("@", 1)[-1]]
+        client = RedisCluster.from_url(self.env["REDIS_URL"])
+        try:
+            return sorted(f"{node.host}:{node.port}" for node in client.get_nodes())
+        finally:
+            client.close()
 
     def backlog(self) -> dict[str, int]:
         """Messages not yet consumed: raw behind the processor, processed behind cache_updater

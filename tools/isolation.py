@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 import psycopg
-import redis
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
@@ -18,6 +17,7 @@ from pydantic import SecretStr
 
 from tapewire.db.migrate import migrate
 from tapewire.kafka import ensure_all_topics
+from tapewire.redis_client import connect
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 
 TEST_PARTITIONS = 3
@@ -69,13 +69,18 @@ def own_redis(stack_env: dict[str, str], unique: str) -> Iterator[RedisSettings]
         key_prefix=f"t{unique}:",
         updates_channel=f"t{unique}_updates",
         alerts_channel=f"t{unique}_alerts",
+        cluster=stack_env.get("REDIS_CLUSTER", "").lower() == "true",
     )
     yield settings
-    client = redis.Redis.from_url(stack_env["REDIS_URL"])
-    keys = list(client.scan_iter(match=f"t{unique}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    client = connect(settings)
+    try:
+        # One DEL per key: on a cluster they are on many slots (a cluster scan visits every master).
+        pipe = client.pipeline(transaction=False)
+        for key in client.scan_iter(match=f"t{unique}:*", count=1000):
+            pipe.delete(key)
+        pipe.execute()
+    finally:
+        client.close()
 
 
 @contextmanager
@@ -129,6 +134,7 @@ def service_env(
         "TAPEWIRE_TOPIC_REPLICATION_FACTOR": str(topics.replication_factor),
         "TAPEWIRE_TOPIC_MIN_INSYNC_REPLICAS": str(topics.min_insync_replicas),
         "REDIS_URL": redis.url.get_secret_value(),
+        "REDIS_CLUSTER": str(redis.cluster).lower(),
         "REDIS_KEY_PREFIX": redis.key_prefix,
         "REDIS_UPDATES_CHANNEL": redis.updates_channel,
         "REDIS_ALERTS_CHANNEL": redis.alerts_channel,
