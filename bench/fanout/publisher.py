@@ -14,6 +14,7 @@ import redis
 import uvloop
 
 from services.cache_updater.apply import StateScript, cache_stamp, prepare
+from services.cache_updater.scripts import run_pipeline
 from services.dashboard_api.rest import views
 from tapewire.keys import RedisKeys
 from tapewire.v1 import market_pb2 as pb
@@ -155,10 +156,10 @@ def publisher_process(conn: Connection, spec: PublisherSpec) -> None:
 
 
 def _publish_tapewire(conn: Connection, spec: PublisherSpec) -> None:
-    """cache_updater's write path: prepare() and the APPLY_STATES script, one pipeline per tick."""
+    """cache_updater's write path: prepare() and the apply_states script, one pipeline per tick."""
     client = redis.Redis.from_url(spec.redis_url)
     keys = RedisKeys(prefix=spec.key_prefix, channel=spec.updates_channel, alerts_channel="")
-    script = StateScript(client)
+    script = StateScript(keys)
 
     def apply(batch: list[tuple[str, int]], cached_ns: int) -> None:
         stamp = cache_stamp(cached_ns)
@@ -166,9 +167,8 @@ def _publish_tapewire(conn: Connection, spec: PublisherSpec) -> None:
         for instrument, version in batch:
             state = make_state(instrument, version, cached_ns)
             changes.append(prepare(state, state.SerializeToString(), keys, stamp, HISTORY_LENGTH))
-        pipe = client.pipeline(transaction=False)
-        script.queue(changes, pipe)
-        if sum(StateScript.applied(pipe.execute())) != len(batch):
+        calls, results = run_pipeline(client, [script.script], lambda pipe: script.queue(changes, pipe))
+        if sum(StateScript.applied(results[:calls])) != len(batch):
             raise RuntimeError("a state was not applied: versions out of step")
 
     # Seed version 1 of every instrument so that the clients' snapshots hold a state.
