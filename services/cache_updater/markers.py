@@ -52,9 +52,12 @@ class ClusterMarkers:
         self._client = client
         self._keys = keys
         self._tags: dict[tuple[int, int], str] = {}  # a slot range's tag, found once
+        self._seen: dict[str, str] = {}  # the masters of the last check: {tag: node id}
 
     def missing(self, partitions: Sequence[int]) -> list[int]:
-        masters = self._masters()
+        # mark() writes what this check saw: had the cluster failed over since, the next check
+        # finds another master's id on the promoted replica, and the partition missing again.
+        masters = self._seen = self._masters()
         pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
         for p in partitions:
             for tag in masters:
@@ -64,7 +67,7 @@ class ClusterMarkers:
 
     def mark(self, partitions: Sequence[int]) -> None:
         pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
-        for tag, node_id in self._masters().items():
+        for tag, node_id in self._seen.items():
             for p in partitions:
                 pipe.set(self._keys.cache_marker(p, tag), node_id)
         pipe.execute()
@@ -75,9 +78,11 @@ class ClusterMarkers:
         masters: dict[str, str] = {}
         nodes: dict[str, dict[str, Any]] = self._client.cluster_nodes()
         for node in nodes.values():
-            if "master" in node["flags"] and "fail" not in node["flags"] and node["slots"]:
-                first, last = (int(bound) for bound in node["slots"][0])
-                masters[self._tag(first, last)] = node["node_id"]
+            flags = node["flags"].split(",")
+            # A master only suspected to fail ("fail?") still counts: its GET fails or answers.
+            if "master" in flags and "fail" not in flags and node["slots"]:
+                bounds = node["slots"][0]  # [first, last], or [slot] for a lone slot
+                masters[self._tag(int(bounds[0]), int(bounds[-1]))] = node["node_id"]
         return masters
 
     def _tag(self, first: int, last: int) -> str:

@@ -49,7 +49,7 @@ from tapewire import tracing
 from tapewire.consume_loop import run_batches
 from tapewire.errors import KafkaFailure, StoreUnavailable
 from tapewire.keys import RedisKeys
-from tapewire.redis_client import UNAVAILABLE, SyncClient
+from tapewire.redis_client import SyncClient
 from tapewire.tracing import Tracer
 from tapewire.v1 import alerts_pb2 as apb
 from tapewire.v1 import market_pb2 as pb
@@ -66,7 +66,7 @@ from .alerts import (
 from .apply import Change, StateScript, cache_stamp, prepare
 from .markers import markers_for
 from .metrics import CacheUpdaterMetrics
-from .scripts import AnyPipeline, Script, run_pipeline
+from .scripts import RETRY_LATER, AnyPipeline, Script, run_pipeline
 from .settings import CacheUpdaterSettings
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ class CacheUpdater:
         self._last_marker_check = now
         try:
             missing = self._markers.missing(partitions)
-        except UNAVAILABLE as exc:
+        except RETRY_LATER as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
         if not missing:
             return
@@ -219,7 +219,7 @@ class CacheUpdater:
 
         try:
             calls, results = run_pipeline(self._client, self._scripts, fill)
-        except UNAVAILABLE as exc:
+        except RETRY_LATER as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
         fresh = sum(StateScript.applied(results[:calls]))
         self._metrics.states.labels("applied").inc(fresh)
@@ -233,7 +233,7 @@ class CacheUpdater:
     def _set_markers(self, partitions: list[int]) -> None:
         try:
             self._markers.mark(partitions)
-        except UNAVAILABLE as exc:
+        except RETRY_LATER as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
     def _decode(

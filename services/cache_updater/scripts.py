@@ -20,7 +20,12 @@ from redis.client import Pipeline
 from redis.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import NoScriptError
 
+from tapewire.redis_client import UNAVAILABLE
+
 AnyPipeline = Pipeline | ClusterPipeline
+# Redis cannot take the batch now: unavailable, or NOSCRIPT again after loading (another
+# failover in between). The batch is retried later, as a whole.
+RETRY_LATER: tuple[type[Exception], ...] = (*UNAVAILABLE, NoScriptError)
 T = TypeVar("T")
 
 

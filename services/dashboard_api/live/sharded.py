@@ -11,8 +11,10 @@ SSUBSCRIBE across slots). To the relay the whole looks like one connection:
   has confirmed it: ready means every shard is listening;
 - confirmations of SSUBSCRIBE and SUNSUBSCRIBE reach the relay as subscribe and unsubscribe;
 - any failure of any master's connection ends `run()`, and so does a SUNSUBSCRIBE nobody asked
-  for (Redis sends one when a slot moves to another master) and a MOVED answer (the slot map was
-  stale). The relay then starts over: a new connect() reads the slot map again, from any node it
+  for (Redis sends one when a slot moves to another master), a MOVED answer (the slot map was
+  stale), and a node whose slot map differs from the relay's (asked of every node every
+  SLOT_CHECK_S: a master cut off by a network partition keeps its subscribers while the others
+  promote its replica). The relay then starts over: a new connect() reads the slot map again, from any node it
   has known, and the relay resyncs its sessions from history, so a failover or a resharding costs
   a resync, never a silent gap.
 """
@@ -24,8 +26,8 @@ import bisect
 import contextlib
 import dataclasses
 from collections import Counter
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from redis.asyncio import ConnectionPool, Redis
@@ -43,6 +45,9 @@ from .pubsub import (
 )
 
 Address = tuple[str, int]
+Views = Callable[[], Awaitable[list[tuple[Address, "SlotMap"]]]]
+# How often every node's slot map is compared with the relay's (ShardedConnection._watch_slots).
+SLOT_CHECK_S = 5.0
 _AS_CLASSIC = {"ssubscribe": "subscribe", "sunsubscribe": "unsubscribe"}
 
 
@@ -56,21 +61,24 @@ class SlotMap:
 
     starts: tuple[int, ...]
     ranges: tuple[tuple[int, int, Address], ...]
+    # The replicas named with the ranges: nodes to ask next time, not part of the map.
+    replicas: frozenset[Address] = field(default=frozenset(), compare=False)
 
     @classmethod
-    def of(cls, ranges: Sequence[tuple[int, int, Address]]) -> SlotMap:
+    def of(cls, ranges: Sequence[tuple[int, int, Address]], replicas: Iterable[Address] = ()) -> SlotMap:
         ordered = tuple(sorted(ranges))
-        return cls(tuple(first for first, _, _ in ordered), ordered)
+        return cls(tuple(first for first, _, _ in ordered), ordered, frozenset(replicas))
 
     @classmethod
     def from_reply(cls, reply: Sequence[Any], queried: Address) -> SlotMap:
         """From a CLUSTER SLOTS reply, as sent by the node at `queried`: [[first, last, [host,
         port, id, ...], replicas...], ...]. An empty host means the queried node's own."""
-        ranges = []
+        ranges, replicas = [], []
         for entry in reply:
-            host = entry[2][0].decode() if isinstance(entry[2][0], bytes) else str(entry[2][0])
-            ranges.append((int(entry[0]), int(entry[1]), (host or queried[0], int(entry[2][1]))))
-        return cls.of(ranges)
+            master, *others = (_address(node, queried) for node in entry[2:])
+            ranges.append((int(entry[0]), int(entry[1]), master))
+            replicas += others
+        return cls.of(ranges, replicas)
 
     @property
     def masters(self) -> set[Address]:
@@ -85,6 +93,11 @@ class SlotMap:
         return None
 
 
+def _address(node: Sequence[Any], queried: Address) -> Address:
+    host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+    return (host or queried[0], int(node[1]))
+
+
 def channel_slot(channel: str) -> int:
     return key_slot(channel.encode())
 
@@ -92,9 +105,10 @@ def channel_slot(channel: str) -> int:
 class ShardedConnection:
     """The connections to every master, subscribed as one (module doc)."""
 
-    def __init__(self, slots: SlotMap, bare: str) -> None:
+    def __init__(self, slots: SlotMap, bare: str, views: Views | None = None) -> None:
         self._slots = slots
         self._bare = bare
+        self._views = views
         self._connections: dict[Address, PubSubConnection] = {}
         self._bare_confirmed = 0
         self._unsubscribing: Counter[str] = Counter()
@@ -124,10 +138,12 @@ class ShardedConnection:
         self._connections[address] = connection
 
     def subscribe(self, channels: Collection[str]) -> None:
+        self._send(True, [name for name in channels if name != self._bare])
         if self._bare in channels:
+            # After the channels: a master answers in order, so its confirmation of the bare
+            # channel comes once it has subscribed everything sent before it.
             for connection in self._connections.values():
                 connection.subscribe([self._bare])
-        self._send(True, [name for name in channels if name != self._bare])
 
     def unsubscribe(self, channels: Collection[str]) -> None:
         self._unsubscribing.update(channels)
@@ -139,6 +155,8 @@ class ShardedConnection:
             asyncio.create_task(connection.run(heartbeat_s, stall_s), name=f"relay-shard-{host}:{port}")
             for (host, port), connection in self._connections.items()
         ]
+        if self._views is not None:
+            tasks.append(asyncio.create_task(self._watch_slots(self._views), name="relay-slot-map"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -150,6 +168,16 @@ class ShardedConnection:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    async def _watch_slots(self, views: Views) -> NoReturn:
+        """Fail once any node's slot map differs from the one subscribed by. A master cut off
+        from the rest by a network partition goes on answering its subscribers while the others
+        promote its replica, which then gets the updates: only the other nodes tell."""
+        while True:
+            await asyncio.sleep(SLOT_CHECK_S)
+            for address, seen in await views():
+                if seen != self._slots:
+                    raise SlotMoved(f"{address[0]}:{address[1]} sees another slot map")
 
     def close(self) -> None:
         for connection in self._connections.values():
@@ -198,8 +226,8 @@ class ShardedConnector:
 
     async def connect(self, on_message: OnMessage, on_confirmation: OnConfirmation) -> ShardedConnection:
         slots = await self._slot_map()
-        self._known = sorted(slots.masters | set(self._known))
-        sharded = ShardedConnection(slots, self._bare)
+        self._known = sorted(slots.masters | slots.replicas | set(self._known))
+        sharded = ShardedConnection(slots, self._bare, self._views)
         confirmed = sharded.confirmations(on_confirmation)
         try:
             for host, port in sorted(slots.masters):
@@ -218,20 +246,33 @@ class ShardedConnector:
     async def _slot_map(self) -> SlotMap:
         """CLUSTER SLOTS from the first known node that answers."""
         failures = []
-        for host, port in self._known:
-            options: dict[str, Any] = {**parse_url(self._url), "host": host, "port": port}
-            client = Redis(
-                connection_pool=ConnectionPool(**options, socket_connect_timeout=self._connect_timeout_s)
-            )
+        for address in self._known:
             try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    reply = await client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
-                slots = SlotMap.from_reply(reply, (host, port))
+                slots = await self._ask(address)
                 if slots.ranges:
                     return slots
-                failures.append(f"{host}:{port}: no slots assigned")
+                failures.append(f"{address[0]}:{address[1]}: no slots assigned")
             except Exception as exc:  # whatever it is, the next node may answer
-                failures.append(f"{host}:{port}: {exc!r}")
-            finally:
-                await client.aclose()
+                failures.append(f"{address[0]}:{address[1]}: {exc!r}")
         raise PubSubError("no cluster node gave its slot map: " + "; ".join(failures))
+
+    async def _views(self) -> list[tuple[Address, SlotMap]]:
+        """Every known node's slot map, of those that answer (one that does not is the
+        business of its own subscription, if it is a master, and of nobody else otherwise)."""
+        views = []
+        for address in self._known:
+            with contextlib.suppress(Exception):
+                views.append((address, await self._ask(address)))
+        return views
+
+    async def _ask(self, address: Address) -> SlotMap:
+        options: dict[str, Any] = {**parse_url(self._url), "host": address[0], "port": address[1]}
+        client = Redis(
+            connection_pool=ConnectionPool(**options, socket_connect_timeout=self._connect_timeout_s)
+        )
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                reply = await client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+            return SlotMap.from_reply(reply, address)
+        finally:
+            await client.aclose(close_connection_pool=True)
