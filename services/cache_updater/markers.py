@@ -24,6 +24,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from tapewire.keys import RedisKeys
+from tapewire.redis_client import SyncClient
 
 
 class Markers(Protocol):
@@ -99,7 +100,7 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def markers_for(client: redis.Redis | RedisCluster, keys: RedisKeys) -> Markers:
+def markers_for(client: SyncClient, keys: RedisKeys) -> Markers:
     if keys.cluster:
         assert isinstance(client, RedisCluster)
         return ClusterMarkers(client, keys)

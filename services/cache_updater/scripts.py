@@ -15,12 +15,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import redis
 from redis.client import Pipeline
-from redis.cluster import ClusterPipeline, RedisCluster
+from redis.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
-from tapewire.redis_client import UNAVAILABLE
+from tapewire.redis_client import UNAVAILABLE, SyncClient
 
 AnyPipeline = Pipeline | ClusterPipeline
 # Redis cannot take the batch now: unavailable, or NOSCRIPT again after loading (another
@@ -41,14 +40,14 @@ class Script:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
 
 
-def load(client: redis.Redis | RedisCluster, scripts: Iterable[Script]) -> None:
+def load(client: SyncClient, scripts: Iterable[Script]) -> None:
     """SCRIPT LOAD each script (on a cluster, redis-py sends it to every master)."""
     for script in scripts:
         client.script_load(script.source)
 
 
 def run_pipeline(
-    client: redis.Redis | RedisCluster, scripts: Sequence[Script], fill: Callable[[AnyPipeline], T]
+    client: SyncClient, scripts: Sequence[Script], fill: Callable[[AnyPipeline], T]
 ) -> tuple[T, list[Any]]:
     """Execute a pipeline that `fill` queues (returning what `fill` returned, and the replies);
     on NOSCRIPT, load `scripts` and execute it all again (see the module doc)."""

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings
 from tests.faults.checker import Stores, Summary
 from tests.faults.harness import wait_flowing, wait_ready
@@ -73,9 +72,9 @@ def test_redis_cluster_master_kill9(
     ).start()
     load = start_load(kafka_settings, stores.topics, rate=300, duration_s=24)
     wait_flowing(stores, NAMES, pipeline)
-    spread = shards_of(stores.keys, NAMES)
+    spread = shards_of(stores, NAMES)
     silence_some(stores, load)  # what the victim held of these comes back only by the rebuild
-    victim = busiest_master(stores.keys, NAMES)
+    victim = busiest_master(stores, NAMES)
     rebuilds_before = pipeline.log_count("cache_updater", "cache rebuilt from the changelog")
     pid = node_pid(victim)
     assert pid is not None, f"no redis-server on port {victim}"
@@ -103,21 +102,22 @@ def test_redis_cluster_master_kill9(
     conclude(pipeline, summary)
 
 
-def shards_of(keys: RedisKeys, names: list[str]) -> dict[int, int]:
+def shards_of(stores: Stores, names: list[str]) -> dict[int, int]:
     """How many of `names` each master (by port) serves now."""
-    client = redis.cluster.RedisCluster(host="127.0.0.1", port=FIRST_PORT)
+    client = stores.redis()
+    assert isinstance(client, redis.cluster.RedisCluster)
     try:
         counts: dict[int, int] = {}
         for name in names:
-            port = int(client.get_node_from_key(keys.state(name)).port)
+            port = int(client.get_node_from_key(stores.keys.state(name)).port)
             counts[port] = counts.get(port, 0) + 1
         return counts
     finally:
         client.close()
 
 
-def busiest_master(keys: RedisKeys, names: list[str]) -> int:
+def busiest_master(stores: Stores, names: list[str]) -> int:
     """The master serving most of `names`, but not the node REDIS_URL names: a service started
     later needs that one to find the others (docs/scaling.md)."""
-    counts = shards_of(keys, names)
+    counts = shards_of(stores, names)
     return max((port for port in counts if port != FIRST_PORT), key=lambda port: counts[port])

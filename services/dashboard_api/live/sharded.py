@@ -216,8 +216,9 @@ class ShardedConnector:
         connect_timeout_s: float = 2.0,
         max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
-        self._url = url
         self._endpoint = Endpoint.from_url(url)
+        # redis-py's connection options for the URL (TLS, login): each probe changes the address only.
+        self._options: dict[str, Any] = dict(parse_url(url))
         self._bare = bare
         self._client_name = client_name
         self._connect_timeout_s = connect_timeout_s
@@ -266,7 +267,7 @@ class ShardedConnector:
         return views
 
     async def _ask(self, address: Address) -> SlotMap:
-        options: dict[str, Any] = {**parse_url(self._url), "host": address[0], "port": address[1]}
+        options: dict[str, Any] = {**self._options, "host": address[0], "port": address[1]}
         client = Redis(
             connection_pool=ConnectionPool(**options, socket_connect_timeout=self._connect_timeout_s)
         )
