@@ -237,14 +237,14 @@ def read_latest_per_key(
     writer's transaction.timeout.ms, after which the broker aborts what a crashed writer left.
     """
     latest: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
+    deadline = time.monotonic() + timeout_s
     try:
-        pending = _non_empty_partitions(kafka, topic, latest)
+        pending = _non_empty_partitions(kafka, topic, latest, deadline)
     except KafkaException as exc:
         raise KafkaFailure(f"restore of {topic} failed: {exc}", retriable=True) from exc
     consumer = Consumer(reader_config(kafka, "tapewire-restore"))
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
                 raise KafkaFailure(
@@ -260,14 +260,43 @@ def read_latest_per_key(
     return latest
 
 
-def _non_empty_partitions(kafka: KafkaSettings, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+# Answers a watermark query can get while a partition's leader is being elected or is not yet
+# known to the broker asked: a topic created a moment ago, or a leader that just died.
+LEADERLESS = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
+
+
+def watermark_offsets(consumer: Consumer, topic: str, partition: int, deadline: float) -> tuple[int, int]:
+    """(low, high) offsets of a partition, asked of its leader; asked again while the partition
+    has no leader, until `deadline` (time.monotonic)."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=max(1.0, min(10.0, deadline - time.monotonic()))
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in LEADERLESS or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _non_empty_partitions(
+    kafka: KafkaSettings, topic: str, partitions: Iterable[int], deadline: float
+) -> dict[int, int]:
     """partition -> high watermark, for the partitions that hold anything. Asked by a
     read_uncommitted client: a read_committed one is told the last stable offset instead."""
     consumer = Consumer({**reader_config(kafka, "tapewire-restore"), "isolation.level": "read_uncommitted"})
     ends: dict[int, int] = {}
     try:
         for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low, high = watermark_offsets(consumer, topic, partition, deadline)
             if high > low:
                 ends[partition] = high
     finally:

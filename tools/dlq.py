@@ -43,7 +43,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tapewire import dead_letters
 from tapewire.dead_letters import Refused, decode_raw_tick
 from tapewire.errors import KafkaFailure, TapewireError
-from tapewire.kafka import producer_config
+from tapewire.kafka import producer_config, watermark_offsets
 from tapewire.settings import KafkaSettings, TopicSettings
 from tapewire.startup import explain
 from tapewire.v1 import market_pb2 as pb
@@ -412,11 +412,10 @@ class DlqReader:
     def watermarks(self, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]:
         """(low, high) offsets of each partition, asked of the broker now."""
         marks = {}
+        deadline = time.monotonic() + self._timeout_s
         for p in partitions:
             try:
-                marks[p] = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=self._timeout_s, cached=False
-                )
+                marks[p] = watermark_offsets(self._consumer, topic, p, deadline)
             except KafkaException as exc:
                 raise KafkaFailure(f"end offsets of {topic}:{p}: {_describe(exc)}", _code(exc)) from exc
         return marks

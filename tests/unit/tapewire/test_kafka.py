@@ -1,12 +1,21 @@
-"""tapewire.kafka's pure helpers: the client configurations and reading a record's position
-and time."""
+"""tapewire.kafka's pure helpers: the client configurations, reading a record's position
+and time, and a restore's patience with a partition that has no leader yet."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
-from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Message
+import pytest
+from confluent_kafka import (
+    TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_NOT_AVAILABLE,
+    KafkaError,
+    KafkaException,
+    Message,
+)
 
+from tapewire import kafka
 from tapewire.kafka import consumer_config, producer_config, record_time_ns, transactional_producer_config
 from tapewire.settings import KafkaSettings
 
@@ -54,3 +63,45 @@ def test_a_records_time_is_its_timestamp_in_nanoseconds_or_none() -> None:
     assert record_time_ns(at(TIMESTAMP_CREATE_TIME, 1_700_000_000_123)) == 1_700_000_000_123_000_000
     assert record_time_ns(at(TIMESTAMP_NOT_AVAILABLE, 0)) is None
     assert record_time_ns(at(TIMESTAMP_CREATE_TIME, -1)) is None
+
+
+class LeaderlessFor:
+    """A Consumer stand-in whose watermark query fails with `code` for its first `failures` calls."""
+
+    def __init__(self, code: int, failures: int) -> None:
+        self.code, self.failures, self.calls = code, failures, 0
+
+    def __call__(self, conf: dict[str, Any]) -> LeaderlessFor:
+        return self
+
+    def get_watermark_offsets(self, partition: Any, timeout: float) -> tuple[int, int]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise KafkaException(KafkaError(self.code))
+        return (0, 5) if partition.partition == 0 else (3, 3)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_restore_asks_again_while_a_partition_has_no_leader(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = LeaderlessFor(KafkaError.NOT_LEADER_FOR_PARTITION, failures=2)
+    monkeypatch.setattr(kafka, "Consumer", fake)
+    monkeypatch.setattr(kafka.time, "sleep", lambda s: None)
+    ends = kafka._non_empty_partitions(KAFKA, "t", [0, 1], time.monotonic() + 60)
+    assert ends == {0: 5} and fake.calls == 4
+
+
+def test_a_restore_gives_up_on_a_leaderless_partition_at_its_deadline_and_at_once_on_other_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kafka.time, "sleep", lambda s: None)
+    for code, deadline in (
+        (KafkaError.LEADER_NOT_AVAILABLE, time.monotonic() - 1),
+        (KafkaError.TOPIC_AUTHORIZATION_FAILED, time.monotonic() + 60),
+    ):
+        fake = LeaderlessFor(code, failures=10)
+        monkeypatch.setattr(kafka, "Consumer", fake)
+        with pytest.raises(KafkaException):
+            kafka._non_empty_partitions(KAFKA, "t", [0], deadline)
+        assert fake.calls == 1
