@@ -3,8 +3,9 @@ this test's ports), chosen by configuration only (REDIS_CLUSTER=true), and a mas
 SIGKILL under load.
 
 Its replica is promoted within a few seconds. Meanwhile cache_updater's batches that touch the
-dead master's slots fail and are retried; the relay loses that master's subscription, reads the
-slot map again and resyncs every session from the history streams. The promoted replica carries
+dead master's slots fail and are retried; the relay loses that master's subscription, keeps the
+others, subscribes the promoted replica once the other nodes name it, and resyncs every session
+from the history streams. The promoted replica carries
 the markers of the master it replaced, so cache_updater re-applies the changelog's latest states
 (services/cache_updater/markers.py): whatever the replica had not received comes back, including
 instruments that no longer trade. The clients' records must show no gap, repeat or update before
@@ -26,7 +27,7 @@ import redis
 
 from tapewire.settings import KafkaSettings
 from tests.faults.checker import Stores, Summary
-from tests.faults.harness import wait_flowing, wait_ready
+from tests.faults.harness import Pipeline, wait_flowing, wait_ready
 from tests.faults.test_faults import (
     NAMES,
     Pipelines,
@@ -76,6 +77,7 @@ def test_redis_cluster_master_kill9(
     silence_some(stores, load)  # what the victim held of these comes back only by the rebuild
     victim = busiest_master(stores, NAMES)
     rebuilds_before = pipeline.log_count("cache_updater", "cache rebuilt from the changelog")
+    restarts_before = relay_restarts(pipeline)
     pid = node_pid(victim)
     assert pid is not None, f"no redis-server on port {victim}"
     os.kill(pid, signal.SIGKILL)
@@ -99,7 +101,23 @@ def test_redis_cluster_master_kill9(
     summary.notes.append(f"the relay resynced its sessions {resyncs} times")
     if resyncs < 1:
         summary.problems.append("the relay never resynced: the failover went unnoticed")
+    # The relay replaced the lost shard alone (services/dashboard_api/live/sharded.py): the
+    # other masters' subscriptions were never dropped.
+    shard_recoveries = pipeline.log_count("dashboard_api", "relay has the shard again")
+    restarts = relay_restarts(pipeline) - restarts_before
+    summary.notes.append(
+        f"the relay replaced the lost shard {shard_recoveries} times, started over {restarts} times"
+    )
+    if shard_recoveries < 1 or restarts:
+        summary.problems.append("the relay dropped every shard's subscription for one master's failover")
     conclude(pipeline, summary)
+
+
+def relay_restarts(pipeline: Pipeline) -> int:
+    """How often dashboard_api's relay dropped its whole subscription and started over."""
+    return pipeline.log_count("dashboard_api", "relay lost redis") + pipeline.log_count(
+        "dashboard_api", "relay failed"
+    )
 
 
 def shards_of(stores: Stores, names: list[str]) -> dict[int, int]:

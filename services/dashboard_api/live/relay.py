@@ -14,7 +14,8 @@ be dropped.
 The connection itself is `pubsub.py`'s: it reads in bulk and calls `handle()` for each message
 and `_on_confirmation()` for each SUBSCRIBE/UNSUBSCRIBE that Redis confirmed, synchronously. On a
 Redis Cluster it is `sharded.py`'s: one such connection per master, SSUBSCRIBE to the master of
-each channel's slot, and any master's failure (a failover, a slot moved) is a reconnection.
+each channel's slot; a lost master is replaced alone and confirms the bare channel again, which
+resyncs the sessions as a reconnection does, and a slot moved between masters is a reconnection.
 
 If Redis drops, updates published meanwhile are lost to this process. So after every
 reconnection each session is asked to resync: it resumes from the versions it has sent, from

@@ -11,7 +11,7 @@ from typing import Any, cast
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
@@ -33,6 +33,11 @@ def open_redis(settings: RedisSettings, max_connections: int, pool_timeout_s: fl
         "retry_on_error": [RedisConnectionError],
     }
     if settings.cluster:
+        # After a failover the slot map is stale until one command has refreshed it; redis-py
+        # refreshes at most once a second, and commands that meet the stale map meanwhile (a
+        # crowd of sessions resyncing at once) must wait for that refresh rather than fail:
+        # five more attempts, spread over 1.7 s.
+        options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), 5)
         client = cast(
             WaitingRedisCluster, WaitingRedisCluster.from_url(url, max_connections=max_connections, **options)
         )
