@@ -107,7 +107,13 @@ async def open_services(
     # the channel so that CLIENT LIST tells which relay is which.
     relay_name = _client_name(f"dashboard_api-relay:{keys.channel}")
     subscriptions: Connector = (
-        ShardedConnector(url, keys.channel, client_name=relay_name, connect_timeout_s=2)
+        ShardedConnector(
+            url,
+            keys.channel,
+            client_name=relay_name,
+            connect_timeout_s=2,
+            shards_lost=metrics.relay_shards_lost.set,
+        )
         if settings.redis.cluster
         else PubSubConnector(url, client_name=relay_name, connect_timeout_s=2)
     )

@@ -121,6 +121,11 @@ class DashboardApiMetrics:
         self.relay_ready = Gauge(
             "dashboard_api_relay_ready", "1 while the pub/sub subscription is confirmed", registry=registry
         )
+        self.relay_shards_lost = Gauge(
+            "dashboard_api_relay_shards_lost",
+            "Redis Cluster masters the relay lost and waits to replace: their instruments are quiet",
+            registry=registry,
+        )
         self.relay_reconnects = Counter(
             "dashboard_api_relay_reconnects_total",
             "Times the relay lost Redis and started over",

@@ -35,7 +35,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -190,12 +190,15 @@ class ShardedConnection:
         on_message: OnMessage,
         on_confirmation: OnConfirmation,
         cluster: Cluster | None = None,
+        shards_lost: Callable[[int], None] = lambda count: None,
     ) -> None:
         self._slots = slots
         self._bare = bare
         self._on_message = on_message
         self._forward = on_confirmation
         self._cluster = cluster
+        # Told how many shards wait for a master, whenever that changes (a gauge's set).
+        self._shards_lost = shards_lost
         self._shards = {address: _Shard(address) for address in sorted(slots.masters)}
         self._recovering: set[_Shard] = set()
         self._failure: PubSubError | None = None
@@ -248,6 +251,9 @@ class ShardedConnection:
             raise PubSubError("a shard's connection ended")  # pragma: no cover - never returns
         finally:
             self._failed = None
+            if self._recovering:
+                self._recovering.clear()
+                self._shards_lost(0)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -284,6 +290,7 @@ class ShardedConnection:
         shard.connection.close()
         shard.connection, shard.listening = None, False
         self._recovering.add(shard)
+        self._shards_lost(len(self._recovering))
         deadline = time.monotonic() + RECOVER_S
         delay = 0.05
         while True:
@@ -312,6 +319,7 @@ class ShardedConnection:
             self._shards[owner] = shard
         self._slots = slots
         self._recovering.discard(shard)
+        self._shards_lost(len(self._recovering))
         self._resubscribe(shard, connection)
         log.warning(
             "relay has the shard again",
@@ -431,8 +439,10 @@ class ShardedConnector:
         client_name: str | None = None,
         connect_timeout_s: float = 2.0,
         max_reply_bytes: int = MAX_REPLY_BYTES,
+        shards_lost: Callable[[int], None] = lambda count: None,
     ) -> None:
         self._endpoint = Endpoint.from_url(url)
+        self._shards_lost = shards_lost
         # redis-py's connection options for the URL (TLS, login): each probe changes the address only.
         self._options: dict[str, Any] = dict(parse_url(url))
         self._bare = bare
@@ -442,7 +452,9 @@ class ShardedConnector:
         self._known: list[Address] = [(self._endpoint.host, self._endpoint.port)]
 
     async def connect(self, on_message: OnMessage, on_confirmation: OnConfirmation) -> ShardedConnection:
-        sharded = ShardedConnection(await self.slot_map(), self._bare, on_message, on_confirmation, self)
+        sharded = ShardedConnection(
+            await self.slot_map(), self._bare, on_message, on_confirmation, self, self._shards_lost
+        )
         try:
             await sharded.open_all()
         except BaseException:

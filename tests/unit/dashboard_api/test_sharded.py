@@ -54,7 +54,7 @@ class FakeConnection:
 
 
 def sharded(
-    slots: SlotMap = SLOTS, cluster: Any = None
+    slots: SlotMap = SLOTS, cluster: Any = None, shards_lost: list[int] | None = None
 ) -> tuple[ShardedConnection, dict[Any, FakeConnection], list[tuple[str, str]]]:
     heard: list[tuple[str, str]] = []
     connection = ShardedConnection(
@@ -63,6 +63,7 @@ def sharded(
         lambda channel, payload: None,
         lambda kind, name: heard.append((kind, name)),
         cluster,
+        (shards_lost if shards_lost is not None else []).append,
     )
     fakes = {address: FakeConnection() for address in slots.masters}
     for address, fake in fakes.items():
@@ -182,7 +183,8 @@ async def until(condition: Any, timeout_s: float = 5.0) -> None:
 async def test_a_lost_master_s_shard_waits_for_its_promoted_replica_while_the_others_go_on() -> None:
     promoted = SlotMap.of([(0, 5460, D), (5461, 10922, B), (10923, 16383, C)])
     cluster = FakeCluster([SLOTS, promoted], up={B, C, D})
-    connection, fakes, heard = sharded(cluster=cluster)
+    lost: list[int] = []
+    connection, fakes, heard = sharded(cluster=cluster, shards_lost=lost)
     kept, dropped, asked_while_down, left_while_down = on(SLOTS, A, 4)
     elsewhere = on(SLOTS, B)[0]
     connection.subscribe([kept, dropped, elsewhere, "tt_updates"])
@@ -202,6 +204,7 @@ async def test_a_lost_master_s_shard_waits_for_its_promoted_replica_while_the_ot
     await until(lambda: D in cluster.opened)
     assert cluster.asked_excluding[-1] == A  # the lost master's own view is not asked
     assert fakes[A].closed and not fakes[B].closed and not running.done()
+    assert lost == [1, 0]  # the gauge: one shard waited for a master, then none
     sent = cluster.opened[D].sent
     # What A had confirmed, then what it had not (in order), then what was asked meanwhile.
     assert sorted(sent[:2]) == sorted([("SSUBSCRIBE", (kept,)), ("SSUBSCRIBE", (dropped,))])
