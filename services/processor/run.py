@@ -153,6 +153,10 @@ class Processor:
         self._books: dict[str, Book] = {}
         self._command_offsets: dict[int, int] = {}
         self._unrestored: set[int] = set()
+        # (topic, partition) assigned to this member now, and whether any was taken away since
+        # the last batch (see `_owned_records`).
+        self._owned: set[tuple[str, int]] = set()
+        self._revoked = False
         self._pending: Pending | None = None  # the open transaction, if any
         self._calls = TransactionCalls()
 
@@ -165,6 +169,7 @@ class Processor:
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Restored lazily before the next batch, inside the retried part of the loop.
         self._unrestored.update(tp.partition for tp in partitions)
+        self._owned.update((tp.topic, tp.partition) for tp in partitions)
         raw = sorted(tp.partition for tp in partitions if tp.topic == self._topics.raw)
         commands = sorted(tp.partition for tp in partitions if tp.topic == self._topics.commands)
         log.info("partitions assigned", extra={"partitions": raw, "command_partitions": commands})
@@ -193,6 +198,8 @@ class Processor:
         self._forget({tp.partition for tp in partitions})
 
     def _forget(self, gone: set[int]) -> None:
+        self._revoked = True
+        self._owned = {(topic, partition) for topic, partition in self._owned if partition not in gone}
         self._unrestored -= gone
         self._encoder.forget(name for name, s in self._states.items() if s.source.partition in gone)
         self._states = {name: s for name, s in self._states.items() if s.source.partition not in gone}
@@ -208,6 +215,9 @@ class Processor:
         when the cadence says so. On a transient error everything since the last commit is
         aborted and the consumer rewound to it (then the error is raised for the loop to back off)."""
         changed: list[Encoded] = []
+        batch = self._owned_records(batch)
+        if not batch:
+            return
         try:
             self._restore_assigned()
             self._calendars.refresh()
@@ -221,6 +231,24 @@ class Processor:
                 reason = f"{type(exc).__name__}: {exc}"
                 tracing.all_failed((encoded.span for encoded in changed), reason, self._clock())
             self._roll_back(batch, exc)
+
+    def _owned_records(self, batch: list[Message]) -> list[Message]:
+        """The batch without the records of partitions revoked while it was being polled.
+
+        A batch is one poll() and then one consume(): a rebalance served inside consume()
+        revokes partitions after poll() has already returned one of their records (and
+        librdkafka drops only those still queued). Such a record must not be applied: its
+        instrument's state is forgotten, so it would restart at version 1, and the open
+        transaction would commit its offset for a partition another member now owns."""
+        if not self._revoked:
+            return batch
+        self._revoked = False
+        owned = self._owned
+        kept = [message for message in batch if (message.topic(), message.partition()) in owned]
+        if len(kept) < len(batch):
+            self._metrics.ticks.labels("revoked").inc(len(batch) - len(kept))
+            log.info("records of revoked partitions left out", extra={"records": len(batch) - len(kept)})
+        return kept
 
     def _apply_batch(self, batch: list[Message], pending: Pending, changed: list[Encoded]) -> None:
         """Apply `batch` inside `pending`, appending each new state to `changed`."""
