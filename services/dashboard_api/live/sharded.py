@@ -200,16 +200,15 @@ class ShardedConnection:
         # Told how many shards wait for a master, whenever that changes (a gauge's set).
         self._shards_lost = shards_lost
         self._shards = {address: _Shard(address) for address in sorted(slots.masters)}
-        self._recovering: set[_Shard] = set()
         self._failure: PubSubError | None = None
         self._failed: asyncio.Future[NoReturn] | None = None
 
     async def open_all(self) -> None:
         """Connect to every master (through the cluster given)."""
         assert self._cluster is not None
-        for address, shard in self._shards.items():
-            shard.connection = await self._cluster.open(
-                address, self._on_message, self.confirmations(address)
+        for address in list(self._shards):
+            self.add(
+                address, await self._cluster.open(address, self._on_message, self.confirmations(address))
             )
 
     def add(self, address: Address, connection: PubSubConnection) -> None:
@@ -251,8 +250,7 @@ class ShardedConnection:
             raise PubSubError("a shard's connection ended")  # pragma: no cover - never returns
         finally:
             self._failed = None
-            if self._recovering:
-                self._recovering.clear()
+            if self._lost():
                 self._shards_lost(0)
             for task in tasks:
                 task.cancel()
@@ -289,8 +287,7 @@ class ShardedConnection:
         assert shard.connection is not None
         shard.connection.close()
         shard.connection, shard.listening = None, False
-        self._recovering.add(shard)
-        self._shards_lost(len(self._recovering))
+        self._shards_lost(self._lost())
         deadline = time.monotonic() + RECOVER_S
         delay = 0.05
         while True:
@@ -318,13 +315,16 @@ class ShardedConnection:
             shard.address = owner
             self._shards[owner] = shard
         self._slots = slots
-        self._recovering.discard(shard)
-        self._shards_lost(len(self._recovering))
         self._resubscribe(shard, connection)
+        self._shards_lost(self._lost())
         log.warning(
             "relay has the shard again",
             extra={"shard": f"{owner[0]}:{owner[1]}", "was": f"{gone[0]}:{gone[1]}"},
         )
+
+    def _lost(self) -> int:
+        """Shards waiting for a master: those without a connection while run() runs."""
+        return sum(1 for shard in self._shards.values() if shard.connection is None)
 
     def _successor(self, slots: SlotMap, gone: Address) -> Address | None:
         """Who serves `gone`'s slots in `slots` (None: nobody, as yet), if that is the only
@@ -364,10 +364,10 @@ class ShardedConnection:
         gone to a new master is that shard's failover; any other change ends run()."""
         while True:
             await asyncio.sleep(SLOT_CHECK_S)
-            if self._recovering:
+            if self._lost():
                 continue
             for address, seen in await cluster.views():
-                if seen == self._slots or self._recovering:
+                if seen == self._slots or self._lost():
                     continue
                 shard = next((s for s in self._shards.values() if self._replaced(s.address, seen)), None)
                 if shard is None or shard.connection is None:

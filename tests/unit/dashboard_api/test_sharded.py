@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any, cast
 
 import pytest
@@ -173,6 +173,18 @@ class FakeCluster:
         return cast(PubSubConnection, self.opened[address])
 
 
+@contextlib.asynccontextmanager
+async def running(connection: ShardedConnection) -> AsyncIterator[asyncio.Task[Any]]:
+    """`connection.run()` in the background, cancelled when the block ends."""
+    task = asyncio.create_task(connection.run(1.0, 3.0))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def until(condition: Any, timeout_s: float = 5.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():
@@ -195,46 +207,43 @@ async def test_a_lost_master_s_shard_waits_for_its_promoted_replica_while_the_ot
         connection.confirmations(address)("subscribe", "tt_updates")
     connection.unsubscribe([dropped])  # sent to A, never confirmed: A dies first
     heard.clear()
-    running = asyncio.create_task(connection.run(1.0, 3.0))
-    await asyncio.sleep(0)
-    fakes[A].drop()
-    await asyncio.sleep(0)
-    connection.subscribe([asked_while_down, left_while_down])  # held for A's successor
-    connection.unsubscribe([left_while_down])
-    await until(lambda: D in cluster.opened)
-    assert cluster.asked_excluding[-1] == A  # the lost master's own view is not asked
-    assert fakes[A].closed and not fakes[B].closed and not running.done()
-    assert lost == [1, 0]  # the gauge: one shard waited for a master, then none
-    sent = cluster.opened[D].sent
-    # What A had confirmed, then what it had not (in order), then what was asked meanwhile.
-    assert sorted(sent[:2]) == sorted([("SSUBSCRIBE", (kept,)), ("SSUBSCRIBE", (dropped,))])
-    assert sent[2:] == [
-        ("SUNSUBSCRIBE", (dropped,)),
-        ("SSUBSCRIBE", (asked_while_down,)),
-        ("SSUBSCRIBE", (left_while_down,)),
-        ("SUNSUBSCRIBE", (left_while_down,)),
-        ("SUBSCRIBE", ("tt_updates",)),
-    ]
-    # D answers in order: the shard's own SSUBSCRIBEs are not the relay's; the rest are, and
-    # the bare channel last tells the relay to resync.
-    confirm = cluster.confirmations[D]
-    for kind, names in cluster.opened[D].sent:
-        for name in names:
-            confirm(kind.lower(), name)
-    assert heard == [
-        ("unsubscribe", dropped),
-        ("subscribe", asked_while_down),
-        ("subscribe", left_while_down),
-        ("unsubscribe", left_while_down),
-        ("subscribe", "tt_updates"),
-    ]
-    # From now on the slots are D's, and B's shard was never touched.
-    connection.subscribe([on(SLOTS, A)[0]])
-    assert cluster.opened[D].sent[-1][0] == "SSUBSCRIBE"
-    assert fakes[B].sent == [("SSUBSCRIBE", (elsewhere,)), ("SUBSCRIBE", ("tt_updates",))]
-    running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
+    async with running(connection) as task:
+        await asyncio.sleep(0)
+        fakes[A].drop()
+        await asyncio.sleep(0)
+        connection.subscribe([asked_while_down, left_while_down])  # held for A's successor
+        connection.unsubscribe([left_while_down])
+        await until(lambda: D in cluster.opened)
+        assert cluster.asked_excluding[-1] == A  # the lost master's own view is not asked
+        assert fakes[A].closed and not fakes[B].closed and not task.done()
+        assert lost == [1, 0]  # the gauge: one shard waited for a master, then none
+        sent = cluster.opened[D].sent
+        # What A had confirmed, then what it had not (in order), then what was asked meanwhile.
+        assert sorted(sent[:2]) == sorted([("SSUBSCRIBE", (kept,)), ("SSUBSCRIBE", (dropped,))])
+        assert sent[2:] == [
+            ("SUNSUBSCRIBE", (dropped,)),
+            ("SSUBSCRIBE", (asked_while_down,)),
+            ("SSUBSCRIBE", (left_while_down,)),
+            ("SUNSUBSCRIBE", (left_while_down,)),
+            ("SUBSCRIBE", ("tt_updates",)),
+        ]
+        # D answers in order: the shard's own SSUBSCRIBEs are not the relay's; the rest are, and
+        # the bare channel last tells the relay to resync.
+        confirm = cluster.confirmations[D]
+        for kind, names in cluster.opened[D].sent:
+            for name in names:
+                confirm(kind.lower(), name)
+        assert heard == [
+            ("unsubscribe", dropped),
+            ("subscribe", asked_while_down),
+            ("subscribe", left_while_down),
+            ("unsubscribe", left_while_down),
+            ("subscribe", "tt_updates"),
+        ]
+        # From now on the slots are D's, and B's shard was never touched.
+        connection.subscribe([on(SLOTS, A)[0]])
+        assert cluster.opened[D].sent[-1][0] == "SSUBSCRIBE"
+        assert fakes[B].sent == [("SSUBSCRIBE", (elsewhere,)), ("SUBSCRIBE", ("tt_updates",))]
 
 
 @pytest.mark.anyio
@@ -252,11 +261,11 @@ async def test_a_lost_master_not_replaced_by_one_new_master_ends_the_subscriptio
 ) -> None:
     monkeypatch.setattr(sharded_module, "RECOVER_S", 0.3)
     connection, fakes, _ = sharded(cluster=FakeCluster(maps, up={B, C}))
-    running = asyncio.create_task(connection.run(1.0, 3.0))
+    task = asyncio.create_task(connection.run(1.0, 3.0))
     await asyncio.sleep(0)
     fakes[A].drop()
     with pytest.raises(error, match=match):
-        await asyncio.wait_for(running, 5)
+        await asyncio.wait_for(task, 5)
 
 
 @pytest.mark.anyio
@@ -280,13 +289,10 @@ async def test_a_master_the_others_replaced_is_left_for_its_successor(
     promoted = SlotMap.of([(0, 5460, D), (5461, 10922, B), (10923, 16383, C)])
     cluster = FakeCluster([promoted], up={A, B, C, D}, views=[[(A, SLOTS), (B, promoted)]])
     connection, fakes, _ = sharded(cluster=cluster)
-    running = asyncio.create_task(connection.run(1.0, 3.0))
-    await until(lambda: D in cluster.opened)
-    assert isinstance(fakes[A].failed, ShardMoved) and fakes[A].closed
-    assert fakes[B].failed is None and not running.done()
-    running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
+    async with running(connection) as task:
+        await until(lambda: D in cluster.opened)
+        assert isinstance(fakes[A].failed, ShardMoved) and fakes[A].closed
+        assert fakes[B].failed is None and not task.done()
 
 
 def test_replicas_are_remembered_but_not_part_of_the_map() -> None:
