@@ -65,6 +65,9 @@ extensions:
     http:
       endpoint: {HOST}:{ports.health}
   jaeger_query:
+    # Off: Jaeger would trace its own queries to the default OTLP port, 4317, where nothing
+    # listens (or another Jaeger does), and spend up to ten seconds of its shutdown retrying.
+    enable_tracing: false
     storage:
       traces: memstore
     http:
