@@ -2,8 +2,8 @@
 
 Either way the services use redis-py's client API, and their keys are laid out for both
 (tapewire/keys.py); only the client class differs. On a cluster, redis-py finds every node
-from the one the URL names, follows MOVED and ASK, and refreshes its slot map when a master
-fails over.
+from the first that answers of the URL's and the startup nodes (REDIS_STARTUP_NODES), follows
+MOVED and ASK, and refreshes its slot map when a master fails over.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import (
     ClusterError,
     ReadOnlyError,
@@ -51,5 +51,6 @@ def connect(settings: RedisSettings, **options: Any) -> SyncClient:
     """A blocking client; `options` are redis-py's connection options."""
     url = settings.url.get_secret_value()
     if settings.cluster:
-        return RedisCluster.from_url(url, **options)
+        nodes = [ClusterNode(host, port) for host, port in settings.startup_nodes]  # type: ignore[no-untyped-call]
+        return RedisCluster.from_url(url, startup_nodes=nodes, **options)
     return redis.Redis.from_url(url, **options)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SAFE_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -193,6 +193,20 @@ class RedisSettings(BaseSettings):
     # channel of an instrument or a user is hash-tagged onto one slot and updates go over
     # sharded pub/sub (tapewire/keys.py). The database number must be 0.
     cluster: bool = False
+    # More nodes of the cluster to find it from (`host:port`, comma-separated), reached with the
+    # URL's scheme, login and options: a service then starts while the URL's node is down.
+    startup_nodes: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+
+    @field_validator("startup_nodes", mode="before")
+    @classmethod
+    def _split_nodes(cls, value: object) -> object:
+        return host_ports(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _startup_nodes_of_a_cluster(self) -> RedisSettings:
+        if self.startup_nodes and not self.cluster:
+            raise ValueError("REDIS_STARTUP_NODES needs REDIS_CLUSTER=true: one server has no other nodes")
+        return self
 
     @model_validator(mode="after")
     def _names_have_no_hash_tag(self) -> RedisSettings:
@@ -203,6 +217,21 @@ class RedisSettings(BaseSettings):
         if self.cluster and braced:
             raise ValueError(f"REDIS_CLUSTER: {', '.join(braced).upper()} must not contain {{ or }}")
         return self
+
+
+def host_ports(text: str) -> tuple[tuple[str, int], ...]:
+    """REDIS_STARTUP_NODES' nodes: `host:port` (or `[v6 address]:port`), comma-separated."""
+    return tuple(_host_port(item.strip()) for item in text.split(",") if item.strip())
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    """`host:port` or `[v6 address]:port`."""
+    host, _, port = item.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"REDIS_STARTUP_NODES: {item!r} is not host:port")
+    return host, int(port)
 
 
 class PostgresSettings(BaseSettings):

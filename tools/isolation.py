@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from tapewire.db.migrate import migrate
 from tapewire.kafka import ensure_all_topics
 from tapewire.redis_client import connect
-from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
+from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings, host_ports
 
 TEST_PARTITIONS = 3
 
@@ -70,6 +70,7 @@ def own_redis(stack_env: dict[str, str], unique: str) -> Iterator[RedisSettings]
         updates_channel=f"t{unique}_updates",
         alerts_channel=f"t{unique}_alerts",
         cluster=stack_env.get("REDIS_CLUSTER", "").lower() == "true",
+        startup_nodes=host_ports(stack_env.get("REDIS_STARTUP_NODES", "")),
     )
     yield settings
     client = connect(settings)
@@ -135,6 +136,9 @@ def service_env(
         "TAPEWIRE_TOPIC_MIN_INSYNC_REPLICAS": str(topics.min_insync_replicas),
         "REDIS_URL": redis.url.get_secret_value(),
         "REDIS_CLUSTER": str(redis.cluster).lower(),
+        "REDIS_STARTUP_NODES": ",".join(
+            f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in redis.startup_nodes
+        ),
         "REDIS_KEY_PREFIX": redis.key_prefix,
         "REDIS_UPDATES_CHANNEL": redis.updates_channel,
         "REDIS_ALERTS_CHANNEL": redis.alerts_channel,

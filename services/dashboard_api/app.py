@@ -113,6 +113,7 @@ async def open_services(
             client_name=relay_name,
             connect_timeout_s=2,
             shards_lost=metrics.relay_shards_lost.set,
+            startup_nodes=settings.redis.startup_nodes,
         )
         if settings.redis.cluster
         else PubSubConnector(url, client_name=relay_name, connect_timeout_s=2)

@@ -34,7 +34,7 @@ from services.dashboard_api.rest import views
 from tapewire.db import connect_kwargs
 from tapewire.keys import STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
 from tapewire.redis_client import SyncClient, connect
-from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
+from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings, host_ports
 from tapewire.v1 import market_pb2 as pb
 from tests.faults.loadgen import Acked, LoadGen
 from tests.faults.wsclients import without_stamps
@@ -52,9 +52,14 @@ class Stores:
     redis_url: str
     keys: RedisKeys
     postgres: PostgresSettings
+    redis_startup_nodes: str = ""  # a cluster's, as REDIS_STARTUP_NODES reads
 
     def redis(self) -> SyncClient:
-        settings = RedisSettings(url=SecretStr(self.redis_url), cluster=self.keys.cluster)
+        settings = RedisSettings(
+            url=SecretStr(self.redis_url),
+            cluster=self.keys.cluster,
+            startup_nodes=host_ports(self.redis_startup_nodes),
+        )
         return connect(settings, socket_timeout=5, socket_connect_timeout=2)
 
     def postgres_connection(self) -> psycopg.Connection[Any]:

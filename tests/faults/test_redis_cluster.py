@@ -1,16 +1,17 @@
 """The whole pipeline on a Redis Cluster (3 masters, 3 replicas, started by devstack's own code on
 this test's ports), chosen by configuration only (REDIS_CLUSTER=true), and a master killed with
-SIGKILL under load.
+SIGKILL under load: the node REDIS_URL names, the others being the services' startup nodes.
 
-Its replica is promoted within a few seconds. Meanwhile cache_updater's batches that touch the
-dead master's slots fail and are retried; the relay loses that master's subscription, keeps the
-others, subscribes the promoted replica once the other nodes name it, and resyncs every session
-from the history streams. The promoted replica carries
-the markers of the master it replaced, so cache_updater re-applies the changelog's latest states
-(services/cache_updater/markers.py): whatever the replica had not received comes back, including
-instruments that no longer trade. The clients' records must show no gap, repeat or update before
-its snapshot (a resync's snapshot may skip versions, as after any Redis loss), and the checker
-must find nothing lost or counted twice in any store (README "Guarantees").
+Its replica is promoted within a few seconds. Meanwhile cache_updater's batches that touch the dead
+master's slots fail and are retried; the relay loses that master's subscription, keeps the others,
+subscribes the promoted replica once the other nodes name it, and resyncs every session from the
+history streams. cache_updater, killed and started again meanwhile, finds the cluster from its
+startup nodes. The promoted replica carries the markers of the master it replaced, so cache_updater
+re-applies the changelog's latest states (services/cache_updater/markers.py): whatever the replica
+had not received comes back, including instruments that no longer trade. The clients' records must
+show no gap, repeat or update before its snapshot (a resync's snapshot may skip versions, as after
+any Redis loss), and the checker must find nothing lost or counted twice in any store (README
+"Guarantees").
 """
 
 from __future__ import annotations
@@ -61,8 +62,12 @@ def test_redis_cluster_master_kill9(
     stores: Stores,
     kafka_settings: KafkaSettings,
 ) -> None:
-    env = {**fault_env, "REDIS_URL": redis_cluster, "REDIS_CLUSTER": "true"}
-    stores = replace(stores, redis_url=redis_cluster, keys=replace(stores.keys, cluster=True))
+    # REDIS_URL names node 1, the master killed below; the other nodes are startup nodes.
+    seeds = ",".join(f"127.0.0.1:{port}" for port in range(FIRST_PORT + 1, FIRST_PORT + 6))
+    env = {**fault_env, "REDIS_URL": redis_cluster, "REDIS_CLUSTER": "true", "REDIS_STARTUP_NODES": seeds}
+    stores = replace(
+        stores, redis_url=redis_cluster, redis_startup_nodes=seeds, keys=replace(stores.keys, cluster=True)
+    )
     pipeline = pipelines(env)
     for instance in ("processor", "history_writer", "cache_updater", "dashboard_api"):
         pipeline.start(instance)
@@ -75,7 +80,8 @@ def test_redis_cluster_master_kill9(
     wait_flowing(stores, NAMES, pipeline)
     spread = shards_of(stores, NAMES)
     silence_some(stores, load)  # what the victim held of these comes back only by the rebuild
-    victim = busiest_master(stores, NAMES)
+    victim = FIRST_PORT
+    assert spread.get(victim), f"the master REDIS_URL names serves none of the instruments: {spread}"
     rebuilds_before = pipeline.log_count("cache_updater", "cache rebuilt from the changelog")
     restarts_before = relay_restarts(pipeline)
     pid = node_pid(victim)
@@ -89,6 +95,9 @@ def test_redis_cluster_master_kill9(
         summary.problems.append(f"no replica took over from the master on {victim} within 30 s")
     else:
         summary.notes.append(f"a replica promoted {promoted:.1f} s after the kill")
+    # A service that starts now finds the cluster from its startup nodes, not from REDIS_URL's.
+    pipeline.kill9("cache_updater")
+    pipeline.restart("cache_updater")
     rebuilt = eventually(
         lambda: pipeline.log_count("cache_updater", "cache rebuilt from the changelog") > rebuilds_before, 30
     )
@@ -132,10 +141,3 @@ def shards_of(stores: Stores, names: list[str]) -> dict[int, int]:
         return counts
     finally:
         client.close()
-
-
-def busiest_master(stores: Stores, names: list[str]) -> int:
-    """The master serving most of `names`, but not the node REDIS_URL names: a service started
-    later needs that one to find the others (docs/scaling.md)."""
-    counts = shards_of(stores, names)
-    return max((port for port in counts if port != FIRST_PORT), key=lambda port: counts[port])

@@ -1,20 +1,29 @@
 """What `DEVSTACK_REDIS_CLUSTER=1 make run` starts (tools/devstack/redis_cluster.py), on ports of
 this test's own (from 17400, so never devstack's 16379 nor the suite's Redis): six nodes form one
 cluster of 3 masters and 3 replicas that redis-py's cluster client uses; a master killed with
-SIGKILL is replaced by its replica within seconds, with every key written before it; and `down`
-stops every node and wipes their data."""
+SIGKILL is replaced by its replica within seconds, with every key written before it, and
+tapewire's clients whose REDIS_URL names the dead node find the cluster from their startup nodes;
+and `down` stops every node and wipes their data."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import time
 from functools import partial
+from typing import Any
 
 import pytest
 import redis
+from pydantic import SecretStr
 from redis.cluster import RedisCluster
 
+from services.dashboard_api.live.sharded import ShardedConnector
+from services.dashboard_api.stores.redis_client import open_redis
+from tapewire.redis_client import connect
+from tapewire.settings import RedisSettings
 from tests.support import wait_for
 from tools.devstack.paths import HOST, REDIS_BUS_OFFSET, REDIS_CLUSTER_NODES
 from tools.devstack.process import CMDLINE_HINT, pid_alive, port_open
@@ -57,6 +66,19 @@ def replicated(master: int) -> bool:
         return int(replica.info("replication")["slave_repl_offset"]) >= written
 
 
+async def read_async(settings: RedisSettings, keys: list[str]) -> tuple[list[Any], set[tuple[str, int]]]:
+    """`keys` read through dashboard_api's client, and the masters its relay's connector finds."""
+    client = open_redis(settings, max_connections=4, pool_timeout_s=2)
+    try:
+        values = [await client.get(key) for key in keys]
+    finally:
+        await client.aclose()
+    connector = ShardedConnector(
+        settings.url.get_secret_value(), "devstack-cluster", startup_nodes=settings.startup_nodes
+    )
+    return values, (await connector.slot_map()).masters
+
+
 def cluster_state(port: int) -> str:
     with redis.Redis(HOST, port, decode_responses=True) as node:
         return str(node.cluster("info")["cluster_state"])
@@ -97,6 +119,18 @@ def test_devstack_runs_a_redis_cluster_that_fails_over_and_stops_it() -> None:
         assert [cluster_state(p) for p in survivors] == ["ok"] * len(survivors)
         with RedisCluster(host=HOST, port=heir, decode_responses=True) as client:
             assert [client.get(key) for key in keys] == list(keys.values())
+        # Every client tapewire opens, told of the dead node first, finds the cluster from the
+        # startup nodes (REDIS_STARTUP_NODES).
+        dead_first = RedisSettings(
+            url=SecretStr(f"redis://{HOST}:{victim}/0"),
+            cluster=True,
+            startup_nodes=",".join(f"{HOST}:{port}" for port in survivors),
+        )
+        with contextlib.closing(connect(dead_first, decode_responses=True)) as sync_client:
+            assert [sync_client.get(key) for key in keys] == list(keys.values())
+        values, relay_masters = asyncio.run(read_async(dead_first, list(keys)))
+        assert values == [value.encode() for value in keys.values()]
+        assert relay_masters == {(HOST, port) for port in masters(first)}
     finally:
         cluster_down(first, wipe=True)
     assert not any(pid_alive(pid, CMDLINE_HINT["redis"]) for pid in pids)

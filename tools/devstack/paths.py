@@ -148,10 +148,12 @@ def external_value(service: str) -> str | None:
 def env_vars() -> dict[str, str]:
     """The three variables ``up`` would give, without starting anything; with a local Kafka
     cluster also the replication factor its topics get (3, or as many nodes as there are), and
-    with a local Redis cluster ``REDIS_CLUSTER=true``: a plain client would get MOVED replies."""
+    with a local Redis cluster ``REDIS_CLUSTER=true`` (a plain client would get MOVED replies)
+    and its other nodes as ``REDIS_STARTUP_NODES`` (a service starts while node 1 is down)."""
     values = {URL_ENV[s]: external_value(s) or local_value(s) for s in SERVICES}
     if external_value("kafka") is None and kafka_brokers() > 1:
         values["TAPEWIRE_TOPIC_REPLICATION_FACTOR"] = str(min(3, kafka_brokers()))
     if external_value("redis") is None and redis_cluster():
         values["REDIS_CLUSTER"] = "true"
+        values["REDIS_STARTUP_NODES"] = ",".join(f"{HOST}:{p}" for p in redis_node_ports()[1:])
     return values

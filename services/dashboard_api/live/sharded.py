@@ -429,8 +429,8 @@ def _per_slot(channels: Iterable[str]) -> dict[int, list[str]]:
 
 
 class ShardedConnector:
-    """Opens a ShardedConnection to the cluster one of whose nodes `url` names; the nodes it
-    learns of are asked for the slot map next time, so the first node may go away."""
+    """Opens a ShardedConnection to the cluster whose nodes `url` and `startup_nodes` name;
+    the nodes it learns of are asked for the slot map next time, so those may go away."""
 
     def __init__(
         self,
@@ -440,6 +440,7 @@ class ShardedConnector:
         connect_timeout_s: float = 2.0,
         max_reply_bytes: int = MAX_REPLY_BYTES,
         shards_lost: Callable[[int], None] = lambda count: None,
+        startup_nodes: Iterable[Address] = (),
     ) -> None:
         self._endpoint = Endpoint.from_url(url)
         self._shards_lost = shards_lost
@@ -449,7 +450,7 @@ class ShardedConnector:
         self._client_name = client_name
         self._connect_timeout_s = connect_timeout_s
         self._max_reply_bytes = max_reply_bytes
-        self._known: list[Address] = [(self._endpoint.host, self._endpoint.port)]
+        self._known: list[Address] = [(self._endpoint.host, self._endpoint.port), *startup_nodes]
 
     async def connect(self, on_message: OnMessage, on_confirmation: OnConfirmation) -> ShardedConnection:
         sharded = ShardedConnection(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,8 +38,13 @@ def open_redis(settings: RedisSettings, max_connections: int, pool_timeout_s: fl
         # crowd of sessions resyncing at once) must wait for that refresh rather than fail:
         # five more attempts, spread over 1.7 s.
         options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), 5)
+        # redis-py gives these the URL's connection options.
+        nodes = [ClusterNode(host, port) for host, port in settings.startup_nodes]
         client = cast(
-            WaitingRedisCluster, WaitingRedisCluster.from_url(url, max_connections=max_connections, **options)
+            WaitingRedisCluster,
+            WaitingRedisCluster.from_url(
+                url, startup_nodes=nodes, max_connections=max_connections, **options
+            ),
         )
         client.turns = Turns(max_connections, pool_timeout_s)
         return client

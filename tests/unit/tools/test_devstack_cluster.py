@@ -1,4 +1,4 @@
-"""devstack's Kafka cluster: node ports, the variables it exports, each node's configuration."""
+"""devstack's clusters: node ports, the variables they export, each Kafka node's configuration."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tapewire.settings import host_ports
 from tools.devstack.errors import DevstackError
 from tools.devstack.kafka import cluster_node_properties
 from tools.devstack.paths import env_vars, kafka_node_ports, local_value
@@ -13,8 +14,30 @@ from tools.devstack.paths import env_vars, kafka_node_ports, local_value
 
 @pytest.fixture(autouse=True)
 def own_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DEVSTACK_KAFKA_BROKERS", "DEVSTACK_KAFKA_PORT", "KAFKA_BOOTSTRAP_SERVERS"):
+    for name in (
+        "DEVSTACK_KAFKA_BROKERS",
+        "DEVSTACK_KAFKA_PORT",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        *REDIS_VARIABLES,
+    ):
         monkeypatch.delenv(name, raising=False)
+
+
+REDIS_VARIABLES = ("DEVSTACK_REDIS_CLUSTER", "DEVSTACK_REDIS_PORT", "REDIS_URL")
+
+
+def test_a_local_redis_cluster_names_node_1_and_the_others_as_startup_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert not {"REDIS_CLUSTER", "REDIS_STARTUP_NODES"} & set(env_vars())
+    monkeypatch.setenv("DEVSTACK_REDIS_CLUSTER", "1")
+    monkeypatch.setenv("DEVSTACK_REDIS_PORT", "27000")
+    values = env_vars()
+    assert values["REDIS_URL"] == "redis://127.0.0.1:27000/0"
+    assert values["REDIS_CLUSTER"] == "true"
+    assert host_ports(values["REDIS_STARTUP_NODES"]) == tuple(("127.0.0.1", p) for p in range(27001, 27006))
+    monkeypatch.setenv("REDIS_URL", "redis://redis.example:6379/0")
+    assert not {"REDIS_CLUSTER", "REDIS_STARTUP_NODES"} & set(env_vars())
 
 
 def test_one_broker_is_the_default_and_unchanged() -> None:
