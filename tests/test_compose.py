@@ -240,6 +240,34 @@ def test_tracing_is_off_unless_asked_and_jaeger_is_a_profile(
         assert model[name]["environment"]["TRACING_OTLP_ENDPOINT"] == "http://jaeger:4317", name
 
 
+def test_the_load_balancer_is_a_profile_that_finds_every_dashboard_api_replica(
+    tmp_path: Path, services: dict[str, Any]
+) -> None:
+    assert "lb" not in services, "the load balancer starts only with its profile"
+    result = _config(
+        tmp_path, "--profile", "lb", "-f", str(ROOT / "compose.local.yaml"), POSTGRES_PASSWORD="x"
+    )
+    assert result.returncode == 0, result.stderr
+    lb = json.loads(result.stdout)["services"]["lb"]
+    assert lb["image"] == images.HAPROXY.tag and lb["pull_policy"] == "never"
+    mounts = {v["target"]: (v["source"], v.get("read_only", False)) for v in lb["volumes"]}
+    assert mounts["/usr/local/etc/haproxy/haproxy.cfg"] == (
+        str(ROOT / "deploy" / "haproxy" / "haproxy.cfg"),
+        True,
+    )
+    # The replicas by the service's name, on the port dashboard_api listens on.
+    port = services["dashboard_api"]["environment"]["DASHBOARD_API_PORT"]
+    assert lb["environment"]["TAPEWIRE_LB_SERVICE"] == f"dashboard_api:{port}"
+    assert lb["depends_on"]["dashboard_api"]["condition"] == "service_healthy"
+    assert [p["published"] for p in lb["ports"]] == ["8080"]
+
+
+def test_offline_dashboard_api_publishes_single_ports(local_services: dict[str, Any]) -> None:
+    """podman's Docker API refuses a host port range, so the offline override publishes one."""
+    published = [p["published"] for p in local_services["dashboard_api"]["ports"]]
+    assert published == ["8000", "50051"]
+
+
 def test_exec_form_health_checks_have_one_word_per_argument(services: dict[str, Any]) -> None:
     """podman 4's Docker API splits CMD-form health check arguments on whitespace
     (tapewire/healthcheck.py): a `python -c "import ..."` check would never pass there."""

@@ -3,12 +3,14 @@
 ``docker-compose`` drives podman through its Docker API (tools/containers), with the offline
 images of compose.local.yaml and, for these tests only, the servers published on loopback so
 that the fault suite's load generator and checker reach them from outside. One stack serves the
-module: it comes up with two processors and two cache_updaters, serves live prices and the
-dashboard's first HTML, and loses nothing when its processors are killed under load.
+module: it comes up with two processors, two cache_updaters and two dashboard_api replicas behind
+the `lb` profile's HAProxy, serves live prices (through the load balancer, from both replicas)
+and the dashboard's first HTML, and loses nothing when its processors are killed under load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,7 +35,7 @@ from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, To
 from tests.browser.grid import GridRows
 from tests.faults.checker import Stores, Summary, report, verify, versions_in_redis
 from tests.faults.loadgen import LoadGen, LoadProfile
-from tests.support import wait_for
+from tests.support import answers, viewer, wait_for
 from tools.containers import images
 from tools.containers.compose import FILES, compose_command
 from tools.containers.engine import DOCKER_HOST, ensure_api, podman
@@ -48,8 +50,10 @@ PRICE = re.compile(r"\d+(\.\d+)?")
 PROJECT_PREFIX = "tapewire-test-"
 SERVICES = {
     "kafka", "redis", "postgres", "init", "ingester", "processor", "history_writer", "cache_updater",
-    "dashboard_api", "dashboard",
+    "dashboard_api", "dashboard", "lb",
 }  # fmt: skip
+# One line per client dashboard_api accepted, in `compose logs`: the replica is the line's prefix.
+CLIENT_CONNECTED = re.compile(r"^(\S+)\s+\|.*\"msg\": \"client connected\"")
 PARTITIONS = 6  # compose.yaml's TAPEWIRE_TOPIC_PARTITIONS
 # The servers on loopback, for the load generator and the checker on this side. Kafka gets a
 # third listener for them; the containers keep reaching it as kafka:9092.
@@ -65,6 +69,9 @@ services:
     ports: ["127.0.0.1:{redis}:6379"]
   postgres:
     ports: ["127.0.0.1:{postgres}:5432"]
+  # Two replicas: reached through the load balancer only, as a deployment would.
+  dashboard_api:
+    ports: !reset []
 """
 
 
@@ -73,8 +80,9 @@ class Stack:
     project: str
     files: tuple[Path, ...]
     env: dict[str, str]
-    api: str
+    api: str  # dashboard_api, through the load balancer
     dashboard: str
+    lb_port: int
     stores: Stores
     up_s: float
 
@@ -137,7 +145,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ensure_api()
     images.build(images.ALL)  # cached layers: seconds when `make containers` ran
     remove_orphan_stacks()
-    ports = {name: free_port() for name in ("kafka", "redis", "postgres", "api", "grpc", "dashboard")}
+    ports = {name: free_port() for name in ("kafka", "redis", "postgres", "dashboard", "lb")}
     folder = tmp_path_factory.mktemp("compose")
     override = folder / "compose.test.yaml"
     override.write_text(TEST_OVERRIDE.format(**ports))
@@ -152,10 +160,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "POSTGRES_PASSWORD": password,
         "AUTH_ALLOW_ANONYMOUS": "true",
         # Published on loopback only: with auth off, nobody else may reach them.
-        "TAPEWIRE_HTTP_PORTS": f"127.0.0.1:{ports['api']}",
-        "TAPEWIRE_GRPC_PORTS": f"127.0.0.1:{ports['grpc']}",
         "TAPEWIRE_DASHBOARD_PORT": f"127.0.0.1:{ports['dashboard']}",
-        "TAPEWIRE_PUBLIC_API_URL": f"http://127.0.0.1:{ports['api']}",
+        "TAPEWIRE_LB_PORT": f"127.0.0.1:{ports['lb']}",
+        "COMPOSE_PROFILES": "lb",
+        "TAPEWIRE_PUBLIC_API_URL": f"http://127.0.0.1:{ports['lb']}",
     }
     redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
     stack = Stack(
@@ -163,8 +171,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         files=(*FILES, override),
         env=env,
         env_file=env_file,
-        api=f"http://127.0.0.1:{ports['api']}",
+        api=f"http://127.0.0.1:{ports['lb']}",
         dashboard=f"http://127.0.0.1:{ports['dashboard']}",
+        lb_port=ports["lb"],
         stores=Stores(
             kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{ports['kafka']}"),
             topics=TopicSettings(),
@@ -183,13 +192,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             try:
                 stack.compose(
                     "up", "--detach", "--wait", "--wait-timeout", str(UP_TIMEOUT_S),
-                    "--scale", "processor=2", "--scale", "cache_updater=2",
+                    "--scale", "processor=2", "--scale", "cache_updater=2", "--scale", "dashboard_api=2",
                     timeout_s=UP_TIMEOUT_S + 60,
                 )  # fmt: skip
             except AssertionError as e:
                 raise AssertionError(f"{e}\n{stack.diagnosis()}") from None
             stack.up_s = time.monotonic() - started
-            print(f"\ncompose up (2 processors, 2 cache_updaters) healthy in {stack.up_s:.0f} s", flush=True)
+            print(
+                f"\ncompose up (2 of each consumer, 2 dashboard_api) healthy in {stack.up_s:.0f} s",
+                flush=True,
+            )
             yield stack
         finally:
             # Not asserted: a failing `down` must not hide the failure that led here.
@@ -204,7 +216,7 @@ def test_the_suite_comes_up_healthy_and_scaled(stack: Stack) -> None:
     for row in containers:
         by_service.setdefault(row["Service"], []).append(row)
     assert set(by_service) == SERVICES, sorted(by_service)
-    assert len(by_service["processor"]) == 2 and len(by_service["cache_updater"]) == 2
+    assert [len(by_service[name]) for name in ("processor", "cache_updater", "dashboard_api")] == [2, 2, 2]
     for service, rows in by_service.items():
         for row in rows:
             if service == "init":
@@ -240,6 +252,37 @@ def test_live_prices_on_the_published_port(stack: Stack) -> None:
         lambda: [name for name, v in versions().items() if v > first.get(name, 0)], 30, "a price to move"
     )
     assert moved
+
+
+def test_the_load_balancer_spreads_clients_over_both_replicas(stack: Stack) -> None:
+    """HAProxy finds the replicas by the service's name on the compose network and sends each new
+    client to the ready one with the fewest connections: clients opened one by one through it
+    reach both, and every one of them gets live updates."""
+    wait_for(
+        lambda: answers(f"http://127.0.0.1:{stack.lb_port}/readyz"), 60, "a replica behind the load balancer"
+    )
+    before = clients_per_replica(stack)
+    with contextlib.ExitStack() as clients:
+        counts: list[list[int]] = []
+
+        def both_replicas() -> dict[str, int] | None:
+            counts.append(clients.enter_context(viewer(stack.lb_port, ["AAPL", "MSFT"])))
+            after = clients_per_replica(stack)
+            new = {replica: n - before.get(replica, 0) for replica, n in after.items()}
+            return new if len([n for n in new.values() if n > 0]) == 2 else None
+
+        spread = wait_for(both_replicas, 60, "clients through the load balancer on both replicas")
+        wait_for(lambda: all(frames[0] > 2 for frames in counts), 30, "updates on every client")
+    print(f"\nclients through the load balancer, per replica: {spread}", flush=True)
+
+
+def clients_per_replica(stack: Stack) -> dict[str, int]:
+    """How many clients each dashboard_api replica has accepted, from its log."""
+    counts: dict[str, int] = {}
+    for line in stack.compose("logs", "--no-color", "dashboard_api").stdout.splitlines():
+        if (match := CLIENT_CONNECTED.match(line)) is not None:
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    return counts
 
 
 def test_the_dashboards_first_html_holds_prices(stack: Stack) -> None:

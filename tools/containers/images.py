@@ -2,7 +2,7 @@
 
 - the base: Debian 12 (minbase) made by mmdebstrap from Debian's packages, imported once;
 - stand-ins for the official images compose.yaml names (deploy/images/: python, node, kafka,
-  redis, postgres), each honouring its original's settings;
+  redis, postgres, haproxy), each honouring its original's settings;
 - tapewire's own two images (Dockerfile, dashboard/Dockerfile) on top of the stand-ins.
 compose.local.yaml points compose at these tags. podman caches every layer, so a rebuild with
 nothing changed takes seconds.
@@ -51,6 +51,7 @@ NODE = _standin("node", "localhost/tapewire/node:20-slim", "certs", "packages")
 KAFKA = _standin("kafka", "localhost/tapewire/kafka:4.1.1", "jars")
 REDIS = _standin("redis", "localhost/tapewire/redis:7.0")
 POSTGRES = _standin("postgres", "localhost/tapewire/postgres:15")
+HAPROXY = _standin("haproxy", "localhost/tapewire/haproxy:2.6")
 TAPEWIRE = Image(
     "localhost/tapewire:latest", ROOT / "Dockerfile", ROOT, build_args=(("PYTHON_IMAGE", PYTHON.tag),)
 )
@@ -62,7 +63,7 @@ DASHBOARD = Image(
 )
 # The servers alone (what testcontainers starts), then everything compose.local.yaml runs.
 SERVER_IMAGES = (KAFKA, REDIS, POSTGRES)
-ALL = (PYTHON, NODE, *SERVER_IMAGES, TAPEWIRE, DASHBOARD)
+ALL = (PYTHON, NODE, *SERVER_IMAGES, HAPROXY, TAPEWIRE, DASHBOARD)
 
 
 def build(images: tuple[Image, ...] = ALL, refresh: bool = False) -> None:
