@@ -30,7 +30,6 @@ from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
-from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tests.browser.grid import GridRows
 from tests.faults.checker import Stores, Summary, report, verify, versions_in_redis
@@ -177,8 +176,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stores=Stores(
             kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{ports['kafka']}"),
             topics=TopicSettings(),
-            redis_url=redis_url,
-            keys=RedisKeys.from_settings(RedisSettings(url=SecretStr(redis_url), key_prefix="tt:")),
+            redis_settings=RedisSettings(url=SecretStr(redis_url), key_prefix="tt:"),
             postgres=PostgresSettings(
                 url=SecretStr(f"postgresql://tapewire:{password}@127.0.0.1:{ports['postgres']}/tapewire"),
                 schema_name="tapewire",

@@ -16,6 +16,7 @@ in the summary.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -28,13 +29,12 @@ from typing import Any
 import psycopg
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from pydantic import SecretStr
 
 from services.dashboard_api.rest import views
 from tapewire.db import connect_kwargs
 from tapewire.keys import STATE_PAYLOAD_FIELD, STATE_VERSION_FIELD, RedisKeys
 from tapewire.redis_client import SyncClient, connect
-from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings, host_ports
+from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tapewire.v1 import market_pb2 as pb
 from tests.faults.loadgen import Acked, LoadGen
 from tests.faults.wsclients import without_stamps
@@ -49,18 +49,15 @@ class Stores:
 
     kafka: KafkaSettings
     topics: TopicSettings
-    redis_url: str
-    keys: RedisKeys
+    redis_settings: RedisSettings
     postgres: PostgresSettings
-    redis_startup_nodes: str = ""  # a cluster's, as REDIS_STARTUP_NODES reads
+
+    @functools.cached_property
+    def keys(self) -> RedisKeys:
+        return RedisKeys.from_settings(self.redis_settings)
 
     def redis(self) -> SyncClient:
-        settings = RedisSettings(
-            url=SecretStr(self.redis_url),
-            cluster=self.keys.cluster,
-            startup_nodes=host_ports(self.redis_startup_nodes),
-        )
-        return connect(settings, socket_timeout=5, socket_connect_timeout=2)
+        return connect(self.redis_settings, socket_timeout=5, socket_connect_timeout=2)
 
     def postgres_connection(self) -> psycopg.Connection[Any]:
         return psycopg.connect(**connect_kwargs(self.postgres), autocommit=True, connect_timeout=5)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tapewire.keys import RedisKeys
 from tapewire.settings import KafkaSettings, PostgresSettings, RedisSettings, TopicSettings
 from tests.faults.checker import Stores
 from tests.faults.harness import Pipeline, RedisServer
@@ -36,8 +35,7 @@ def stores(
     return Stores(
         kafka=kafka_settings,
         topics=topics,
-        redis_url=redis_settings.url.get_secret_value(),
-        keys=RedisKeys.from_settings(redis_settings),
+        redis_settings=redis_settings,
         postgres=postgres_settings,
     )
 

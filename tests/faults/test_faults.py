@@ -177,7 +177,9 @@ def test_redis_restarted_empty(
 ) -> None:
     """Redis dies and comes back empty; the cache rebuilds itself, quiet instruments included."""
     env = {**fault_env, "REDIS_URL": private_redis.url}
-    stores = replace(stores, redis_url=private_redis.url)
+    stores = replace(
+        stores, redis_settings=stores.redis_settings.model_copy(update={"url": SecretStr(private_redis.url)})
+    )
     pipeline = pipelines(env)
     for instance in ("processor", "history_writer", "cache_updater", "dashboard_api"):
         pipeline.start(instance)

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
-from tapewire.settings import KafkaSettings
+from tapewire.settings import KafkaSettings, host_ports
 from tests.faults.checker import Stores, Summary
 from tests.faults.harness import Pipeline, wait_flowing, wait_ready
 from tests.faults.test_faults import (
@@ -65,9 +66,8 @@ def test_redis_cluster_master_kill9(
     # REDIS_URL names node 1, the master killed below; the other nodes are startup nodes.
     seeds = ",".join(f"127.0.0.1:{port}" for port in range(FIRST_PORT + 1, FIRST_PORT + 6))
     env = {**fault_env, "REDIS_URL": redis_cluster, "REDIS_CLUSTER": "true", "REDIS_STARTUP_NODES": seeds}
-    stores = replace(
-        stores, redis_url=redis_cluster, redis_startup_nodes=seeds, keys=replace(stores.keys, cluster=True)
-    )
+    cluster = {"url": SecretStr(redis_cluster), "cluster": True, "startup_nodes": host_ports(seeds)}
+    stores = replace(stores, redis_settings=stores.redis_settings.model_copy(update=cluster))
     pipeline = pipelines(env)
     for instance in ("processor", "history_writer", "cache_updater", "dashboard_api"):
         pipeline.start(instance)
